@@ -1,0 +1,141 @@
+import random
+import socket
+import threading
+import time
+
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+
+from channels_app.models import Channel, LiveCode, PoolMember
+from channels_app.services.publishing import live_code_publish
+from contacts.models import Staff
+from contacts.services import staff_get_or_create
+from scrm.wecom.models import Corp
+from scrm.wecom.sandbox.models import SandboxMember
+from scrm.wecom.sandbox.simulate import sandbox_corp_setup, simulate_adds, simulate_scans
+from scrm.wecom.services import corp_create
+
+DEMO_CORP = "wwdemo5a1b2c3d4e5f"
+DEMO_USER = "operator"
+DEMO_PASSWORD = "scrm-demo-2026"  # noqa: S105 - a local demo login, printed on purpose
+DEMO_WELCOME = "您好 {customer_name}，我是{staff_name}，很高兴为您服务！"
+# (name, code, type, utm_source, [(code name, slug, mode, daily caps per staff)])
+DEMO_CHANNELS = [
+    ("朋友圈广告 0012", "pyq_0012", Channel.Type.AD, "pyq",
+     [("朋友圈 12 月素材 A", "pyq-0012-a", "native", [40, 40, 20])]),
+    ("小红书 618 笔记", "xhs_618", Channel.Type.AD, "xhs",
+     [("小红书笔记落地页", "xhs-618", "landing", [30, 30, None])]),
+    ("抖音信息流 07", "dy_ad_07", Channel.Type.AD, "douyin",
+     [("抖音 07 号计划", "dy-ad-07", "native", [50, 50, 50])]),
+    ("南京路门店收银台", "store_nj01", Channel.Type.STORE, "store",
+     [("收银台立牌", "store-nj01", "native", [None, None])]),
+]  # fmt: skip
+
+
+class Command(BaseCommand):
+    help = (
+        "Serve the demo: an operator login, a sandbox corp with channels and live codes, and "
+        "customers flowing in through real encrypted callbacks (SQLite, Celery eager)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--addr", default="127.0.0.1:8000")
+        parser.add_argument("--initial", type=int, default=40, help="customers at start")
+        parser.add_argument("--every", type=float, default=8.0, help="seconds between adds")
+
+    def handle(self, *args: object, **options: object) -> None:
+        addr = str(options["addr"])
+        host, port = addr.rsplit(":", 1)
+        self._operator()
+        corp = self._corp()
+        landing, states = self._channels(corp)
+        url = f"http://{addr}/wecom/callback/{DEMO_CORP}/"
+        feeder = threading.Thread(
+            target=self._feed,
+            args=(host, int(port), f"http://{addr}", landing, states,
+                  int(options["initial"]), float(options["every"])),
+            daemon=True,
+        )  # fmt: skip
+        feeder.start()
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"\nDemo: http://{addr}/admin/  login: {DEMO_USER} / {DEMO_PASSWORD}\n"
+                f"Landing link: http://{addr}/l/{landing}/\n"
+                f"Customers arrive through the sandbox at {url}\n"
+            )
+        )
+        call_command("runserver", addr, use_reloader=False)
+
+    def _operator(self) -> None:
+        user, _ = get_user_model().objects.get_or_create(
+            username=DEMO_USER, defaults={"is_staff": True, "is_superuser": True}
+        )
+        user.set_password(DEMO_PASSWORD)
+        user.is_staff = user.is_superuser = True
+        user.save()
+
+    def _corp(self) -> Corp:
+        sandbox = sandbox_corp_setup(corp_id=DEMO_CORP, name="示例企业（沙箱）", members=5)
+        corp = Corp.objects.filter(corp_id=DEMO_CORP).first() or corp_create(
+            corp_id=sandbox.corp_id, name=sandbox.name, secret=sandbox.secret,
+            callback_token=sandbox.callback_token, encoding_aes_key=sandbox.encoding_aes_key,
+        )  # fmt: skip
+        for member in SandboxMember.objects.filter(corp=sandbox):
+            staff = staff_get_or_create(corp=corp, userid=member.userid)
+            if not staff.name:
+                Staff.objects.filter(pk=staff.pk).update(
+                    name=member.name, department=member.department
+                )
+        return corp
+
+    def _channels(self, corp: Corp) -> tuple[str, list[str]]:
+        staff = list(Staff.objects.filter(corp=corp).order_by("userid"))
+        landing, states = "", []
+        for name, code, kind, utm, codes in DEMO_CHANNELS:
+            channel, _ = Channel.objects.get_or_create(
+                corp=corp, code=code,
+                defaults={"name": name, "channel_type": kind, "utm_source": utm},
+            )  # fmt: skip
+            for index, (code_name, slug, mode, caps) in enumerate(codes):
+                live_code, created = LiveCode.objects.get_or_create(
+                    slug=slug,
+                    defaults={"corp": corp, "channel": channel, "name": code_name, "mode": mode,
+                              "welcome_text": DEMO_WELCOME},
+                )  # fmt: skip
+                if created:
+                    chosen = staff[index : index + len(caps)] if mode == "native" else staff[2:5]
+                    for member, cap in zip(chosen, caps, strict=False):
+                        PoolMember.objects.create(live_code=live_code, staff=member, daily_cap=cap)
+                if live_code.status != LiveCode.Status.ACTIVE:
+                    live_code = live_code_publish(live_code=live_code)
+                if mode == "landing":
+                    landing = slug
+                else:
+                    states.append(live_code.state)
+        return landing, states
+
+    def _feed(self, host: str, port: int, base: str, landing: str, states: list[str],
+              initial: int, every: float) -> None:  # fmt: skip
+        """Once the server answers: a burst of adds (duplicates, shuffled) and landing scans,
+        then one new customer every few seconds, as long as the server runs."""
+        for _ in range(600):
+            try:
+                with socket.create_connection((host, port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        rng = random.Random()
+        try:
+            simulate_adds(corp_id=DEMO_CORP, adds=initial, duplicates=0.15, shuffle=True,
+                          url=base, states=[*states, ""])  # fmt: skip
+            simulate_scans(corp_id=DEMO_CORP, slug=landing, scans=initial // 2, no_add=0.3,
+                           url=base)  # fmt: skip
+            while every > 0:
+                time.sleep(every)
+                if rng.random() < 0.4:
+                    simulate_scans(corp_id=DEMO_CORP, slug=landing, scans=1, no_add=0.3, url=base)
+                else:
+                    simulate_adds(corp_id=DEMO_CORP, adds=1, url=base, states=[*states, ""])
+        except Exception as exc:  # the demo feed must never take the server down
+            self.stderr.write(f"demo feed stopped: {exc}")

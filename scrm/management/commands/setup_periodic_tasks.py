@@ -1,0 +1,58 @@
+import json
+
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+# (name, task, every N seconds). Upserted by name, so schedules edited in the admin keep their
+# enabled flag; run after every deploy.
+PERIODIC_TASKS = [
+    ("wecom: re-queue stuck callback events", "scrm.wecom.tasks.callback_events_requeue_task", 60),
+    (
+        "contacts: fetch pending customer details",
+        "contacts.tasks.external_contacts_refresh_pending_task",
+        300,
+    ),
+    (
+        "channels: sync native codes at shift and cap edges",
+        "channels_app.tasks.live_codes_window_edge_task",
+        60,
+    ),
+    (
+        "contacts: match pending conversions",
+        "contacts.tasks.conversions_match_pending_task",
+        600,
+    ),
+    (
+        "contacts: prune raw callback bodies past retention",
+        "contacts.tasks.callback_bodies_prune_task",
+        86400,
+    ),
+    # Hourly: each corp is calibrated once a night, in the hour its own clock reads 03:00.
+    ("contacts: nightly calibration against WeCom", "contacts.tasks.calibrate_all_task", 3600),
+    (
+        "contacts: staff first-reply times from WeCom statistics",
+        "contacts.tasks.staff_reply_times_refresh_all_task",
+        86400,
+    ),
+    (
+        "staff: mark members who left, take them out of pools",
+        "scrm.tasks.staff_sync_all_task",
+        3600,
+    ),
+]
+
+
+class Command(BaseCommand):
+    help = "Create or update the Celery beat schedule (django-celery-beat rows, by name)."
+
+    @transaction.atomic
+    def handle(self, *args: object, **options: object) -> None:
+        for name, task, seconds in PERIODIC_TASKS:
+            interval, _ = IntervalSchedule.objects.get_or_create(
+                every=seconds, period=IntervalSchedule.SECONDS
+            )
+            _, created = PeriodicTask.objects.update_or_create(
+                name=name, defaults={"task": task, "interval": interval, "args": json.dumps([])}
+            )
+            self.stdout.write(f"{'created' if created else 'updated'}: {name} every {seconds}s")

@@ -1,0 +1,232 @@
+"""What each WeCom event does, across the apps, read top to bottom.
+
+The gateway stores and queues events; its task calls `handle_event` inside a transaction that
+holds the inbox row. Every step is idempotent. Calls to WeCom are queued with on_commit, so no
+database lock is held while waiting on the network.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from django.db import transaction
+
+from channels_app.models import Attribution, LiveCode
+from channels_app.services.attribution import attribution_record
+from channels_app.services.publishing import live_code_request_sync
+from channels_app.services.rules import add_context, matching_rules, tag_ids_for, welcome_for
+from channels_app.services.welcome import welcome_send
+from contacts import services as contact_services
+from contacts.models import CustomerTag, FollowRelation, TimelineEvent
+from contacts.tags import tags_apply
+from contacts.timeline import timeline_record
+from scrm.wecom.client import WeComError
+from scrm.wecom.models import CallbackEvent
+
+logger = logging.getLogger("scrm.pipeline")
+
+
+def _refresh_details_after_commit(contact_id: int) -> None:
+    from contacts.tasks import external_contact_refresh_task
+
+    def queue() -> None:
+        try:
+            external_contact_refresh_task.delay(contact_id)
+        except Exception:  # broker down: the pending-details sweeper picks it up
+            logger.warning("could not queue details fetch for contact %s", contact_id)
+
+    transaction.on_commit(queue)
+
+
+def on_add(event: CallbackEvent) -> None:
+    """add_external_contact / add_half_external_contact.
+
+    The add is recorded from the event alone (customer, relation, first source with State and
+    time); the details (name, add_way, ...) are fetched afterwards and may fail without loss.
+    """
+    state = str(event.payload.get("State") or "")
+    relation, first_source = contact_services.follow_relation_record_add(
+        corp=event.corp,
+        userid=event.user_id,
+        external_userid=event.external_user_id,
+        state=state,
+        added_at=event.event_time,
+    )
+    attribution, created = attribution_record(
+        relation=relation, first_source=first_source, state=state, added_at=event.event_time
+    )
+    live_code = attribution.live_code
+    first = attribution.is_first_touch
+    timeline_record(
+        contact=relation.external_contact,
+        kind=TimelineEvent.Kind.ADDED if first else TimelineEvent.Kind.RE_ADDED,
+        occurred_at=event.event_time,
+        dedup_key=f"add:{event.user_id}:{int(event.event_time.timestamp())}",
+        staff=relation.staff,
+        summary=" · ".join(
+            part for part in (
+                attribution.channel.name if attribution.channel else "",
+                live_code.name if live_code else "",
+                state,
+            ) if part
+        ),
+        data={"state": state, "state_kind": attribution.state_kind,
+              "live_code": live_code.pk if live_code else None,
+              "channel": attribution.channel_id, "scan": attribution.scan_id,
+              "referrer": attribution.referrer_id},
+    )  # fmt: skip
+    if created and live_code is not None and live_code.mode == LiveCode.Mode.NATIVE:
+        # A cap reached by this add takes the staff member off the code's list (debounced).
+        live_code_request_sync(live_code_id=live_code.pk)
+    welcome_code = str(event.payload.get("WelcomeCode") or "")
+    args = (attribution.pk, welcome_code, event.received_at.timestamp())
+    # With a welcome_code the clock runs (20 s): the fast queue; otherwise the default one.
+    queue = "welcome" if welcome_code else "default"
+
+    def after_commit() -> None:
+        from scrm.tasks import after_add_task
+
+        try:
+            after_add_task.apply_async(args, queue=queue)
+        except Exception:  # broker down: the details sweeper still fills the customer in
+            logger.warning("could not queue after-add work for attribution %s", args[0])
+
+    transaction.on_commit(after_commit)
+
+
+def after_add(*, attribution_id: int, welcome_code: str, received_at: datetime) -> None:
+    """After an add is committed, within the welcome code's 20 seconds: fetch the customer's
+    details (name, add_way), send the welcome message, then apply the tags of the live code
+    and of the matching rules. Each step is idempotent; a failed details fetch does not stop
+    the welcome (it is retried by the sweeper)."""
+    attribution = (
+        Attribution.objects.select_related(
+            "corp", "live_code", "channel", "follow_relation__staff",
+            "follow_relation__external_contact",
+        )
+        .filter(pk=attribution_id)
+        .first()
+    )  # fmt: skip
+    if attribution is None:
+        return
+    relation = attribution.follow_relation
+    try:
+        contact_services.external_contact_refresh(contact_id=relation.external_contact_id)
+    except WeComError:
+        logger.warning("details of contact %s not fetched yet", relation.external_contact_id)
+    relation.refresh_from_db()
+    relation.external_contact.refresh_from_db()
+    rules = matching_rules(corp_id=attribution.corp_id,
+                           ctx=add_context(attribution, relation.add_way))  # fmt: skip
+    if welcome_code:
+        welcome_send(
+            attribution=attribution,
+            welcome_code=welcome_code,
+            chosen=welcome_for(attribution, rules),
+            received_at=received_at,
+        )
+    tag_ids = tag_ids_for(attribution, rules)
+    if tag_ids:
+        source = CustomerTag.Source.RULE if rules else CustomerTag.Source.LIVE_CODE
+        tags_apply(relation=relation, tag_ids=tag_ids, source=source)
+
+
+def on_edit(event: CallbackEvent) -> None:
+    contact = contact_services.external_contact_get_or_create(
+        corp=event.corp, external_userid=event.external_user_id
+    )
+    _refresh_details_after_commit(contact.pk)
+
+
+def _status_handler(status: FollowRelation.Status) -> Callable[[CallbackEvent], None]:
+    def handle(event: CallbackEvent) -> None:
+        if status == FollowRelation.Status.DELETED_BY_STAFF and (
+            event.payload.get("Source") == "DELETE_BY_TRANSFER"
+        ):
+            actual = FollowRelation.Status.TRANSFERRED
+        else:
+            actual = status
+        reason = str(event.payload.get("FailReason") or "")
+        relation = contact_services.follow_relation_record_status(
+            corp=event.corp,
+            userid=event.user_id,
+            external_userid=event.external_user_id,
+            status=actual,
+            at=event.event_time,
+            fail_reason=reason,
+        )
+        timeline_record(
+            contact=relation.external_contact,
+            kind=TimelineEvent.Kind(actual.value),
+            occurred_at=event.event_time,
+            dedup_key=f"{actual.value}:{event.user_id}:{int(event.event_time.timestamp())}",
+            staff=relation.staff,
+            summary=reason,
+        )
+
+    return handle
+
+
+def on_group_chat_update(event: CallbackEvent) -> None:
+    """change_external_chat update: for add_member, attribute the joins by each member's
+    join state, which only groupchat/get tells (queued after commit: an API call)."""
+    if event.payload.get("UpdateDetail") != "add_member":
+        return
+    from channels_app.tasks import group_joins_record_task
+
+    members = event.payload.get("MemChangeList") or []
+    args = (event.corp_id, event.user_id, list(members), int(event.event_time.timestamp()))
+
+    def queue() -> None:
+        try:
+            group_joins_record_task.delay(*args)
+        except Exception:  # broker down: the inbox row is processed; log for the operator
+            logger.warning("could not queue group join resolution for chat %s", event.user_id)
+
+    transaction.on_commit(queue)
+
+
+def on_tag_library_change(event: CallbackEvent) -> None:
+    """change_external_tag (create, update, delete, shuffle), from WeCom's admin console or
+    another app: resync the corp's tag library. Queued after commit and debounced (a shuffle
+    sends one event per tag); WeCom is never called inside this transaction."""
+    from contacts.tags import tag_library_request_sync
+
+    tag_library_request_sync(corp_id=event.corp_id)
+
+
+HANDLERS: dict[tuple[str, str], Callable[[CallbackEvent], None]] = {
+    ("change_external_contact", "add_external_contact"): on_add,
+    ("change_external_contact", "add_half_external_contact"): on_add,
+    ("change_external_contact", "edit_external_contact"): on_edit,
+    ("change_external_contact", "del_external_contact"): _status_handler(
+        FollowRelation.Status.DELETED_BY_STAFF
+    ),
+    ("change_external_contact", "del_follow_user"): _status_handler(
+        FollowRelation.Status.DELETED_BY_CUSTOMER
+    ),
+    ("change_external_contact", "transfer_fail"): _status_handler(
+        FollowRelation.Status.TRANSFER_FAILED
+    ),
+    ("change_external_chat", "update"): on_group_chat_update,
+    **{
+        ("change_external_tag", change): on_tag_library_change
+        for change in ("create", "update", "delete", "shuffle")
+    },
+}
+
+
+def handle_event(event: CallbackEvent) -> bool:
+    """Apply one inbox event; False when it is of a kind we do not act on (kept as ignored)."""
+    handler = HANDLERS.get((event.event, event.change_type))
+    if handler is None:
+        return False
+    # UserID, or ChatId for group events; tag-library events carry only the tag's Id.
+    if not event.user_id and event.event != "change_external_tag":
+        return False
+    if event.event == "change_external_contact" and not event.external_user_id:
+        return False
+    handler(event)
+    return True

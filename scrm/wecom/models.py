@@ -1,0 +1,123 @@
+import zoneinfo
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from scrm.wecom.crypto import aes_key_is_valid
+
+
+def validate_aes_key(value: str) -> None:
+    if not aes_key_is_valid(value):
+        raise ValidationError(_("EncodingAESKey must be exactly 43 letters or digits."))
+
+
+def validate_time_zone(value: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValidationError(_("Unknown time zone: %(tz)s"), params={"tz": value}) from exc
+
+
+class Corp(models.Model):
+    """A WeCom organisation (企业). Every domain row belongs to one."""
+
+    corp_id = models.CharField(_("corp ID"), max_length=64, unique=True)
+    name = models.CharField(_("name"), max_length=128)
+    # Secrets: write-only in the admin, never serialized or logged.
+    secret = models.CharField(_("app secret"), max_length=128)
+    agent_id = models.CharField(_("agent ID"), max_length=32, blank=True)
+    callback_token = models.CharField(_("callback token"), max_length=32)
+    encoding_aes_key = models.CharField(
+        _("EncodingAESKey"), max_length=43, validators=[validate_aes_key]
+    )
+    time_zone = models.CharField(
+        _("time zone"), max_length=64, default="Asia/Shanghai", validators=[validate_time_zone]
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("corp")
+        verbose_name_plural = _("corps")
+        ordering = ["corp_id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.corp_id})"
+
+    def __repr__(self) -> str:
+        # Never let a secret reach a log line through repr().
+        return f"<Corp {self.corp_id}>"
+
+    @property
+    def tzinfo(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.time_zone)
+
+
+class CallbackEvent(models.Model):
+    """The callback inbox: every verified event, stored before it is processed."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("pending")
+        PROCESSED = "processed", _("processed")
+        FAILED = "failed", _("failed")
+        IGNORED = "ignored", _("ignored")
+
+    corp = models.ForeignKey(
+        Corp, on_delete=models.CASCADE, related_name="callback_events", verbose_name=_("corp")
+    )
+    # (Event, ChangeType, UserID|ChatId|Id, ExternalUserID, CreateTime): several customers adding
+    # in the same second share CreateTime, so the customer must be part of the key.
+    dedup_key = models.CharField(_("dedup key"), max_length=255)
+    event = models.CharField(_("event"), max_length=64)
+    change_type = models.CharField(_("change type"), max_length=64, blank=True)
+    user_id = models.CharField(_("UserID"), max_length=64, blank=True)
+    external_user_id = models.CharField(_("ExternalUserID"), max_length=64, blank=True)
+    event_time = models.DateTimeField(_("event time"))
+    payload = models.JSONField(_("parsed fields"), default=dict)
+    raw_body = models.TextField(_("raw body"), blank=True)
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.PENDING
+    )
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    last_error = models.TextField(_("last error"), blank=True)
+    received_at = models.DateTimeField(_("received at"), auto_now_add=True, db_index=True)
+    processed_at = models.DateTimeField(_("processed at"), null=True, blank=True)
+    duplicates = models.PositiveIntegerField(_("duplicate deliveries"), default=0)
+
+    class Meta:
+        verbose_name = _("callback event")
+        verbose_name_plural = _("callback inbox")
+        ordering = ["-received_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["corp", "dedup_key"], name="callback_event_dedup"),
+        ]
+        indexes = [models.Index(fields=["status", "received_at"], name="callback_event_status")]
+
+    def __str__(self) -> str:
+        return f"{self.change_type or self.event} {self.external_user_id} @ {self.event_time}"
+
+
+class ApiCall(models.Model):
+    """One call to the WeCom API, so that an HTTP 200 with an empty list is visible."""
+
+    corp = models.ForeignKey(
+        Corp, on_delete=models.CASCADE, related_name="api_calls", verbose_name=_("corp")
+    )
+    endpoint = models.CharField(_("endpoint"), max_length=128)
+    method = models.CharField(_("method"), max_length=8)
+    http_status = models.PositiveSmallIntegerField(_("HTTP status"), null=True, blank=True)
+    errcode = models.IntegerField(_("errcode"), null=True, blank=True)
+    errmsg = models.CharField(_("errmsg"), max_length=255, blank=True)
+    items_returned = models.IntegerField(_("items returned"), null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(_("duration (ms)"))
+    attempt = models.PositiveSmallIntegerField(_("attempt"), default=1)
+    created_at = models.DateTimeField(_("time"), auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name = _("API call")
+        verbose_name_plural = _("API call log")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint} errcode={self.errcode}"

@@ -1,0 +1,309 @@
+"""Writes of the gateway: corps, the callback inbox, and processing of inbox rows."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from xml.etree.ElementTree import ParseError
+
+import defusedxml.ElementTree as SafeET
+from defusedxml import DefusedXmlException
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from scrm.wecom.client import WeComTransientError
+from scrm.wecom.crypto import CryptoError, MessageCrypto
+from scrm.wecom.models import CallbackEvent, Corp
+
+logger = logging.getLogger("scrm.wecom.callback")
+
+
+class CallbackRejected(Exception):
+    """A callback we refuse: answered with `status` and `reason`, logged, never stored."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+# -- corps -------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def corp_create(
+    *,
+    corp_id: str,
+    name: str,
+    secret: str,
+    callback_token: str,
+    encoding_aes_key: str,
+    agent_id: str = "",
+    time_zone: str = "Asia/Shanghai",
+) -> Corp:
+    corp = Corp(
+        corp_id=corp_id,
+        name=name,
+        secret=secret,
+        agent_id=agent_id,
+        callback_token=callback_token,
+        encoding_aes_key=encoding_aes_key,
+        time_zone=time_zone,
+    )
+    corp.full_clean()
+    corp.save()
+    return corp
+
+
+# -- callback ----------------------------------------------------------------------------------
+
+
+def _parse_xml(data: bytes | str) -> dict[str, str]:
+    """Flat {tag: text} of a WeCom XML document; DTDs, entities and external refs refused."""
+    try:
+        root = SafeET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except (DefusedXmlException, ParseError, ValueError) as exc:
+        raise CallbackRejected(400, f"malformed or forbidden XML: {type(exc).__name__}") from exc
+    fields: dict[str, Any] = {}
+    for child in root:
+        if len(child):  # e.g. MemChangeList holds <Item> elements
+            fields[child.tag] = [(item.text or "").strip() for item in child]
+        else:
+            fields[child.tag] = (child.text or "").strip()
+    return fields
+
+
+# Corp credentials per process for a short while: the callback is the hot path and they change
+# rarely. A signature that fails with cached credentials is checked again with fresh ones, so
+# a rotated Token or EncodingAESKey takes effect at once; saving a Corp clears the entry.
+CORP_CACHE_SECONDS = 60
+_corp_cache: dict[str, tuple[float, Corp, MessageCrypto]] = {}
+
+
+def corp_cache_clear(corp_id: str | None = None) -> None:
+    if corp_id is None:
+        _corp_cache.clear()
+    else:
+        _corp_cache.pop(corp_id, None)
+
+
+def _crypto_for(corp_id: str, *, fresh: bool = False) -> tuple[Corp, MessageCrypto, bool]:
+    """(corp, crypto, from_cache) for an active corp; CallbackRejected if there is none."""
+    cached = None if fresh else _corp_cache.get(corp_id)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1], cached[2], True
+    corp = (
+        Corp.objects.filter(corp_id=corp_id, is_active=True)
+        .only("id", "corp_id", "callback_token", "encoding_aes_key")
+        .first()
+    )
+    if corp is None:
+        _corp_cache.pop(corp_id, None)
+        raise CallbackRejected(404, "unknown corp")
+    try:
+        crypto = MessageCrypto(corp.callback_token, corp.encoding_aes_key, corp.corp_id)
+    except CryptoError as exc:
+        raise CallbackRejected(400, "corp has an invalid EncodingAESKey") from exc
+    _corp_cache[corp_id] = (time.monotonic() + CORP_CACHE_SECONDS, corp, crypto)
+    return corp, crypto, False
+
+
+def _verified(
+    corp_id: str, msg_signature: str, timestamp: str, nonce: str, encrypt: str
+) -> tuple[Corp, bytes]:
+    corp, crypto, cached = _crypto_for(corp_id)
+    try:
+        return corp, _decrypt(crypto, msg_signature, timestamp, nonce, encrypt)
+    except CallbackRejected:
+        if not cached:
+            raise
+    corp, crypto, _ = _crypto_for(corp_id, fresh=True)
+    return corp, _decrypt(crypto, msg_signature, timestamp, nonce, encrypt)
+
+
+def _check_timestamp(timestamp: str) -> None:
+    try:
+        sent_at = int(timestamp)
+    except (TypeError, ValueError) as exc:
+        raise CallbackRejected(400, "missing or malformed timestamp") from exc
+    if abs(time.time() - sent_at) > settings.WECOM_CALLBACK_MAX_SKEW:
+        raise CallbackRejected(403, "timestamp outside the accepted window")
+
+
+def _decrypt(crypto: MessageCrypto, msg_signature: str, timestamp: str, nonce: str, encrypt: str):
+    try:
+        return crypto.verify_and_decrypt(msg_signature, timestamp, nonce, encrypt)
+    except CryptoError as exc:
+        raise CallbackRejected(403 if exc.code in (-40001, -40005) else 400, exc.message) from exc
+
+
+def callback_verify_url(
+    *, corp_id: str, msg_signature: str, timestamp: str, nonce: str, echostr: str
+) -> bytes:
+    """URL verification (GET): the decrypted echostr, to be answered as plain text."""
+    _check_timestamp(timestamp)
+    return _verified(corp_id, msg_signature, timestamp, nonce, echostr)[1]
+
+
+def dedup_key_for(fields: dict[str, Any]) -> str:
+    """(Event, ChangeType, UserID|ChatId|Id, ExternalUserID, CreateTime) and chat/tag details.
+
+    Customers adding the same member in the same second share CreateTime: the customer is part
+    of the key, or real adds would be dropped as duplicates.
+    """
+    subject = fields.get("UserID") or fields.get("ChatId") or fields.get("Id") or ""
+    members = fields.get("MemChangeList")
+    parts = [
+        fields.get("Event", ""),
+        fields.get("ChangeType", ""),
+        subject,
+        fields.get("ExternalUserID", ""),
+        fields.get("CreateTime", ""),
+        fields.get("UpdateDetail", ""),
+        fields.get("TagType", ""),
+        ",".join(members) if isinstance(members, list) else "",
+    ]
+    key = "|".join(str(p) for p in parts).rstrip("|")
+    if len(key) > 200:
+        key = key[:150] + "#" + hashlib.sha256(key.encode()).hexdigest()[:40]
+    return key
+
+
+def callback_receive(
+    *, corp_id: str, msg_signature: str, timestamp: str, nonce: str, body: bytes
+) -> CallbackEvent | None:
+    """Verify, decrypt and store one event; queue it after commit. None for a duplicate.
+
+    Raises CallbackRejected for anything that must not be stored.
+    """
+    _check_timestamp(timestamp)
+    _crypto_for(corp_id)  # an unknown corp is refused before its body is parsed
+    envelope = _parse_xml(body)
+    encrypt = envelope.get("Encrypt")
+    if not encrypt or not isinstance(encrypt, str):
+        raise CallbackRejected(400, "no Encrypt element")
+    corp, message = _verified(corp_id, msg_signature, timestamp, nonce, encrypt)
+    fields = _parse_xml(message)
+    if not fields.get("Event"):
+        raise CallbackRejected(400, "not an event")
+    try:
+        create_time = int(fields.get("CreateTime") or "")
+        event_time = datetime.fromtimestamp(create_time, UTC)
+    except (TypeError, ValueError, OverflowError, OSError) as exc:
+        raise CallbackRejected(400, "missing or malformed CreateTime") from exc
+
+    dedup_key = dedup_key_for(fields)
+    event = CallbackEvent(
+        corp=corp,
+        dedup_key=dedup_key,
+        event=fields["Event"][:64],
+        change_type=str(fields.get("ChangeType", ""))[:64],
+        user_id=str(fields.get("UserID") or fields.get("ChatId") or "")[:64],
+        external_user_id=str(fields.get("ExternalUserID", ""))[:64],
+        event_time=event_time,
+        payload=fields,
+        raw_body=body.decode("utf-8", "replace"),
+    )
+    try:
+        if transaction.get_connection().in_atomic_block:
+            with transaction.atomic():  # a savepoint: the duplicate must not spoil the caller
+                event.save(force_insert=True)
+        else:
+            event.save(force_insert=True)  # autocommit: one INSERT, the hot path
+    except IntegrityError:
+        # WeCom retries whatever it did not see answered within 5 s: acknowledge, do not redo.
+        CallbackEvent.objects.filter(corp=corp, dedup_key=dedup_key).update(
+            duplicates=F("duplicates") + 1
+        )
+        return None
+    transaction.on_commit(lambda: callback_event_enqueue(event_id=event.id))
+    return event
+
+
+def callback_event_enqueue(*, event_id: int) -> None:
+    """Queue processing; a broker outage only delays it (the sweeper re-queues pending rows)."""
+    from scrm.wecom.tasks import callback_event_process_task
+
+    try:
+        callback_event_process_task.delay(event_id)
+    except Exception:  # the broker's errors vary by transport; the row is safe either way
+        logger.warning("could not queue callback event %s; the sweeper will", event_id)
+
+
+# -- processing --------------------------------------------------------------------------------
+
+
+def callback_event_process(*, event_id: int) -> None:
+    """Run the pipeline for one inbox row, once. Idempotent: a processed row returns at once.
+
+    Transient WeCom errors are re-raised after the failure is recorded, so the task retries.
+    """
+    pipeline = import_string(settings.WECOM_EVENT_PIPELINE)
+    try:
+        with transaction.atomic():
+            event = (
+                CallbackEvent.objects.select_for_update()
+                .select_related("corp")
+                .filter(pk=event_id)
+                .first()
+            )
+            if event is None or event.status in (
+                CallbackEvent.Status.PROCESSED,
+                CallbackEvent.Status.IGNORED,
+            ):
+                return
+            handled = pipeline(event)
+            event.status = (
+                CallbackEvent.Status.PROCESSED if handled else CallbackEvent.Status.IGNORED
+            )
+            event.attempts += 1
+            event.last_error = ""
+            event.processed_at = timezone.now()
+            event.save(update_fields=["status", "attempts", "last_error", "processed_at"])
+    except Exception as exc:
+        CallbackEvent.objects.filter(pk=event_id).update(
+            status=CallbackEvent.Status.FAILED,
+            attempts=F("attempts") + 1,
+            last_error=f"{type(exc).__name__}: {exc}"[:2000],
+        )
+        logger.exception("callback event %s failed", event_id)
+        if isinstance(exc, WeComTransientError):
+            raise
+        return
+
+
+def callback_events_requeue(*, older_than_seconds: int | None = None) -> int:
+    """Re-queue rows left pending (broker down, worker killed) or failed but retryable."""
+    age = older_than_seconds
+    if age is None:
+        age = settings.WECOM_INBOX_REQUEUE_AFTER
+    cutoff = timezone.now() - timedelta(seconds=age)
+    stuck = Q(status=CallbackEvent.Status.PENDING) | Q(
+        status=CallbackEvent.Status.FAILED, attempts__lt=settings.WECOM_INBOX_MAX_ATTEMPTS
+    )
+    ids = list(
+        CallbackEvent.objects.filter(stuck, received_at__lt=cutoff)
+        .order_by("received_at")
+        .values_list("id", flat=True)[:1000]
+    )
+    for event_id in ids:
+        callback_event_enqueue(event_id=event_id)
+    return len(ids)
+
+
+def callback_events_retry(*, event_ids: list[int]) -> int:
+    """Operator retry: failed (or still pending) rows go back to pending and are queued."""
+    with transaction.atomic():
+        count = CallbackEvent.objects.filter(
+            pk__in=event_ids,
+            status__in=[CallbackEvent.Status.FAILED, CallbackEvent.Status.PENDING],
+        ).update(status=CallbackEvent.Status.PENDING, last_error="")
+        for event_id in event_ids:
+            transaction.on_commit(lambda i=event_id: callback_event_enqueue(event_id=i))
+    return count
