@@ -1,0 +1,168 @@
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+
+from contacts.add_ways import ADD_WAY_CHOICES, add_way_label
+from contacts.models import ExternalContact, FirstSource, FollowRelation, Staff
+
+
+@admin.register(Staff)
+class StaffAdmin(admin.ModelAdmin):
+    list_display = ["userid", "name", "department", "status", "corp", "created_at"]
+    list_filter = ["status", "corp", "department"]
+    search_fields = ["userid", "name"]
+    list_select_related = ["corp"]
+    readonly_fields = ["created_at"]
+
+
+class FirstSourceAddWayFilter(admin.SimpleListFilter):
+    title = _("first add way")
+    parameter_name = "first_add_way"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        return [(str(value), label) for value, label in ADD_WAY_CHOICES]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() is not None and self.value().lstrip("-").isdigit():
+            return queryset.filter(first_source__add_way=int(self.value()))
+        return queryset
+
+
+class FirstSourceStateFilter(admin.SimpleListFilter):
+    title = _("first state")
+    parameter_name = "first_state"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        states = (
+            FirstSource.objects.exclude(state="")
+            .order_by("state")
+            .values_list("state", flat=True)
+            .distinct()[:100]
+        )
+        return [(state, state) for state in states]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value():
+            return queryset.filter(first_source__state=self.value())
+        return queryset
+
+
+class FirstAddStaffFilter(admin.RelatedOnlyFieldListFilter):
+    # The title would be the FK's bare field name ("staff"), untranslated and ambiguous.
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.title = _("first-add staff")
+
+
+class FirstAddedAtFilter(admin.DateFieldListFilter):
+    # The title would be FirstSource.added_at's "added at", which reads as any add.
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.title = _("first added at")
+
+
+class FirstSourceInline(admin.StackedInline):
+    model = FirstSource
+    fields = ["added_at", "staff", "add_way", "state", "live_code_id", "channel_id", "backfilled"]
+    readonly_fields = fields
+    can_delete = False
+    extra = 0
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+class FollowRelationInline(admin.TabularInline):
+    model = FollowRelation
+    fk_name = "external_contact"
+    fields = [
+        "staff",
+        "created_at",
+        "add_way",
+        "state",
+        "status",
+        "status_changed_at",
+        "remark",
+        "oper_userid",
+        "backfilled",
+    ]
+    readonly_fields = fields
+    can_delete = False
+    extra = 0
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(ExternalContact)
+class ExternalContactAdmin(admin.ModelAdmin):
+    list_display = [
+        "__str__",
+        "external_userid",
+        "first_added_at",
+        "first_add_way",
+        "first_staff",
+        "first_state",
+        "corp",
+    ]
+    list_filter = [
+        FirstSourceAddWayFilter,
+        ("first_source__staff", FirstAddStaffFilter),
+        FirstSourceStateFilter,
+        ("first_source__added_at", FirstAddedAtFilter),
+        "corp",
+    ]
+    search_fields = ["name", "external_userid"]
+    list_select_related = ["corp", "first_source", "first_source__staff"]
+    readonly_fields = [
+        "corp",
+        "external_userid",
+        "type",
+        "gender",
+        "unionid",
+        "avatar",
+        "corp_name",
+        "details_fetched_at",
+        "details_error",
+        "created_at",
+    ]
+    fields = ["corp", "external_userid", "name", *readonly_fields[2:]]
+    inlines = [FirstSourceInline, FollowRelationInline]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # customers come from WeCom
+
+    def _first(self, obj: ExternalContact) -> FirstSource | None:
+        try:
+            return obj.first_source
+        except FirstSource.DoesNotExist:
+            return None
+
+    @admin.display(description=_("first added at"), ordering="first_source__added_at")
+    def first_added_at(self, obj: ExternalContact) -> object:
+        first = self._first(obj)
+        return first.added_at if first else None
+
+    @admin.display(description=_("first add way"), ordering="first_source__add_way")
+    def first_add_way(self, obj: ExternalContact) -> str:
+        first = self._first(obj)
+        return add_way_label(first.add_way) if first else ""
+
+    @admin.display(description=_("first-add staff"), ordering="first_source__staff__userid")
+    def first_staff(self, obj: ExternalContact) -> str:
+        first = self._first(obj)
+        return str(first.staff) if first else ""
+
+    @admin.display(description=_("first state"), ordering="first_source__state")
+    def first_state(self, obj: ExternalContact) -> str:
+        first = self._first(obj)
+        return first.state if first else ""
+
+
+from contacts import admin_calibration  # noqa: E402,F401,I001
+from contacts import admin_lifecycle  # noqa: E402,F401
+from contacts import tag_admin  # noqa: E402,F401

@@ -1,0 +1,295 @@
+"""Admin for the customer lifecycle: conversions (with a CSV import page) and the audit log
+(with the personal-data page: export a customer's data, erase it). The pages call services."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from contacts.compliance import contact_erase, contact_export, external_contact_find
+from contacts.conversions import (
+    FIELDS,
+    NON_FIELD,
+    ConversionImportError,
+    RowError,
+    conversions_import,
+)
+from contacts.models import (
+    AuditLog,
+    ConversionEvent,
+    ExternalContact,
+    FollowRelation,
+    TimelineEvent,
+)
+from scrm.wecom.admin import ReadOnlyAdmin
+from scrm.wecom.models import CallbackEvent, Corp
+
+# A month of orders; 10,000 validated rows hold a few MB in memory during the import.
+MAX_ROWS_PER_CSV = 10_000
+MAX_CSV_BYTES = 5 * 1024 * 1024
+REQUIRED_COLUMNS = ("corp_id", "external_id", "kind", "occurred_at")
+
+
+# -- CSV ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CsvRows:
+    rows: list[dict[str, str]]
+    lines: list[int]  # the file line of each row, for error messages
+
+
+def _csv_error(message: str, field: str = NON_FIELD) -> ConversionImportError:
+    return ConversionImportError([RowError(None, field, message)])
+
+
+def _decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")  # with or without the BOM Excel writes
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("gb18030")  # a superset of GBK, what Excel on Chinese Windows saves
+    except UnicodeDecodeError:
+        raise _csv_error(_("Save the file as UTF-8 or GBK.")) from None
+
+
+def conversion_rows_from_csv(data: bytes) -> CsvRows:
+    """Rows with the API's columns from a CSV file (UTF-8, UTF-8 with BOM, or GBK). Raises
+    ConversionImportError (row None) for a file that cannot be read as such."""
+    if len(data) > MAX_CSV_BYTES:
+        raise _csv_error(_("The file is larger than 5 MB; split it."))
+    reader = csv.reader(io.StringIO(_decode(data), newline=""))
+    try:
+        first = next(values for values in reader if any(value.strip() for value in values))
+        header = [column.strip().lower() for column in first]
+    except StopIteration:
+        raise _csv_error(_("The file is empty.")) from None
+    except csv.Error as exc:
+        raise _csv_error(str(exc)) from None
+    errors = [RowError(None, c or "?", _("Unknown column.")) for c in header if c not in FIELDS]
+    errors += [RowError(None, c, _("Missing column.")) for c in REQUIRED_COLUMNS if c not in header]
+    if errors:
+        raise ConversionImportError(errors)
+    rows, lines = [], []
+    try:
+        for values in reader:
+            if not any(value.strip() for value in values):
+                continue  # blank lines, or Excel's trailing ",,,,"
+            if any(value.strip() for value in values[len(header) :]):
+                message = _("Line %(n)d has more values than there are columns.")
+                errors.append(RowError(None, NON_FIELD, message % {"n": reader.line_num}))
+            rows.append({c: v for c, v in zip(header, values, strict=False) if v.strip()})
+            lines.append(reader.line_num)
+    except csv.Error as exc:
+        message = _("Line %(n)d: %(error)s") % {"n": reader.line_num, "error": exc}
+        raise _csv_error(message) from None
+    if errors:
+        raise ConversionImportError(errors)
+    return CsvRows(rows=rows, lines=lines)
+
+
+class ConversionCsvForm(forms.Form):
+    file = forms.FileField(label=gettext_lazy("CSV file"))
+
+
+# -- conversions -------------------------------------------------------------------------------
+
+
+class MatchedFilter(admin.SimpleListFilter):
+    title = gettext_lazy("matched to a customer")
+    parameter_name = "matched"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        return [("yes", gettext_lazy("Yes")), ("no", gettext_lazy("No"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() in ("yes", "no"):
+            return queryset.filter(external_contact__isnull=self.value() == "no")
+        return queryset
+
+
+@admin.register(ConversionEvent)
+class ConversionEventAdmin(admin.ModelAdmin):
+    list_display = ["occurred_at", "kind", "custom_name", "amount", "currency", "external_id",
+                    "external_contact", "matched_at", "corp"]  # fmt: skip
+    list_filter = ["kind", MatchedFilter, "corp"]
+    search_fields = ["external_id", "external_userid", "unionid"]
+    list_select_related = ["corp", "external_contact"]
+    date_hierarchy = "occurred_at"
+
+    # Conversions come from the business's systems (API, CSV): read-only here, never edited.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_import_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("contacts.add_conversionevent")
+
+    def get_urls(self) -> list[URLPattern]:
+        name = f"{self.opts.app_label}_{self.opts.model_name}_import"
+        view = self.admin_site.admin_view(self.import_view)
+        return [path("import/", view, name=name), *super().get_urls()]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> Any:
+        extra = {"has_import_permission": self.has_import_permission(request)}
+        return super().changelist_view(request, {**(extra_context or {}), **extra})
+
+    def import_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_import_permission(request):
+            raise PermissionDenied
+        form = ConversionCsvForm(request.POST or None, request.FILES or None)
+        errors: list[dict[str, Any]] = []
+        if request.method == "POST" and form.is_valid():
+            lines: list[int] = []
+            try:
+                parsed = conversion_rows_from_csv(form.cleaned_data["file"].read())
+                lines = parsed.lines
+                result = conversions_import(
+                    rows=parsed.rows, actor=request.user, source="csv", max_rows=MAX_ROWS_PER_CSV
+                )
+            except ConversionImportError as exc:
+                errors = [
+                    {**e.as_dict(), "line": None if e.row is None else lines[e.row]}
+                    for e in exc.errors
+                ]
+            else:
+                message = _(
+                    "%(created)d conversions imported (%(matched)d matched to customers, "
+                    "%(unmatched)d not yet); %(duplicates)d were already there."
+                )
+                self.message_user(request, message % result.as_dict(), messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:contacts_conversionevent_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Import conversions from CSV"),
+            "form": form,
+            "errors": errors,
+            "columns": FIELDS,
+            "max_rows": MAX_ROWS_PER_CSV,
+        }
+        return TemplateResponse(request, "admin/contacts/conversionevent/import.html", context)
+
+
+# -- audit log and personal data ---------------------------------------------------------------
+
+
+class PersonalDataForm(forms.Form):
+    corp = forms.ModelChoiceField(
+        queryset=Corp.objects.order_by("corp_id"), label=gettext_lazy("corp")
+    )
+    external_userid = forms.CharField(max_length=64, label=gettext_lazy("external UserID"))
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        corps = list(Corp.objects.order_by("corp_id")[:2])
+        if len(corps) == 1:
+            self.fields["corp"].initial = corps[0].pk
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("corp") and data.get("external_userid"):
+            self.contact = external_contact_find(
+                corp=data["corp"], external_userid=data["external_userid"]
+            )
+            if self.contact is None:
+                message = _("No customer with this external UserID in this corp.")
+                raise forms.ValidationError(message)
+        return data
+
+
+@admin.register(AuditLog)
+class AuditLogAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "actor_label", "action", "target", "corp"]
+    list_filter = ["action", "corp"]
+    search_fields = ["target", "actor_label"]
+    list_select_related = ["corp"]
+    date_hierarchy = "created_at"
+
+    def get_urls(self) -> list[URLPattern]:
+        name = f"{self.opts.app_label}_{self.opts.model_name}_pipl"
+        view = self.admin_site.admin_view(self.personal_data_view)
+        return [path("pipl/", view, name=name), *super().get_urls()]
+
+    def personal_data_view(self, request: HttpRequest) -> HttpResponse:
+        """Find a customer; Export downloads everything held (JSON), Erase asks to confirm."""
+        if not request.user.has_perm("contacts.view_externalcontact"):
+            raise PermissionDenied
+        action = request.POST.get("action", "")
+        form = PersonalDataForm(request.POST if action else None)
+        if action and form.is_valid():
+            contact = form.contact
+            if action == "export":
+                return self._export(request, contact)
+            if action in ("erase", "erase_confirmed"):
+                if not request.user.has_perm("contacts.delete_externalcontact"):
+                    raise PermissionDenied
+                if contact.erased_at is not None:
+                    message = _(
+                        "The personal data of this customer (#%(id)d) was already erased on "
+                        "%(date)s. Nothing was changed."
+                    ) % {"id": contact.pk, "date": f"{contact.erased_at:%Y-%m-%d %H:%M}"}
+                    self.message_user(request, message, messages.WARNING)
+                elif action == "erase":
+                    return self._confirm_erase(request, form, contact)
+                else:
+                    contact_erase(contact=contact, actor=request.user)
+                    message = _("The personal data of customer #%(id)d was erased.")
+                    self.message_user(request, message % {"id": contact.pk}, messages.SUCCESS)
+                    return HttpResponseRedirect(reverse("admin:contacts_auditlog_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Personal data: export or erase a customer's data"),
+            "form": form,
+            "can_erase": request.user.has_perm("contacts.delete_externalcontact"),
+        }
+        return TemplateResponse(request, "admin/contacts/auditlog/pipl.html", context)
+
+    def _export(self, request: HttpRequest, contact: ExternalContact) -> HttpResponse:
+        data = contact_export(contact=contact, actor=request.user)
+        response = HttpResponse(
+            json.dumps(data, ensure_ascii=False, indent=2),
+            content_type="application/json; charset=utf-8",
+        )
+        filename = f"customer-{contact.pk}.json"  # the row id: no personal data in the name
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+
+    def _confirm_erase(
+        self, request: HttpRequest, form: PersonalDataForm, contact: ExternalContact
+    ) -> HttpResponse:
+        querysets = [
+            FollowRelation.objects.filter(external_contact=contact),
+            ConversionEvent.objects.filter(external_contact=contact),
+            TimelineEvent.objects.filter(external_contact=contact),
+            CallbackEvent.objects.filter(
+                corp_id=contact.corp_id, external_user_id=contact.external_userid
+            ),
+        ]
+        counts = {str(qs.model._meta.verbose_name_plural): qs.count() for qs in querysets}
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Erase this customer's personal data?"),
+            "contact": contact,
+            "counts": counts,
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/contacts/auditlog/pipl_confirm_erase.html", context)

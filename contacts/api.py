@@ -1,0 +1,96 @@
+from rest_framework import serializers, viewsets
+
+from contacts.add_ways import add_way_label
+from contacts.filters import ExternalContactFilter
+from contacts.models import ExternalContact, FirstSource, FollowRelation
+from contacts.selectors import external_contact_list
+
+
+class FirstSourceSerializer(serializers.ModelSerializer):
+    staff = serializers.CharField(source="staff.userid")
+    add_way_label = serializers.SerializerMethodField()
+
+    class Meta:
+        model = FirstSource
+        fields = [
+            "add_way",
+            "add_way_label",
+            "state",
+            "staff",
+            "added_at",
+            "live_code_id",
+            "channel_id",
+            "backfilled",
+        ]
+
+    def get_add_way_label(self, obj: FirstSource) -> str:
+        return add_way_label(obj.add_way)
+
+
+class FollowRelationSerializer(serializers.ModelSerializer):
+    staff = serializers.CharField(source="staff.userid")
+    staff_name = serializers.CharField(source="staff.name")
+    add_way_label = serializers.SerializerMethodField()
+
+    class Meta:
+        model = FollowRelation
+        fields = [
+            "staff",
+            "staff_name",
+            "created_at",
+            "add_way",
+            "add_way_label",
+            "state",
+            "oper_userid",
+            "remark",
+            "description",
+            "status",
+            "status_changed_at",
+            "deleted_at",
+            "transfer_fail_reason",
+            "backfilled",
+        ]
+
+    def get_add_way_label(self, obj: FollowRelation) -> str:
+        return add_way_label(obj.add_way)
+
+
+class ExternalContactSerializer(serializers.ModelSerializer):
+    corp = serializers.CharField(source="corp.corp_id")
+    first_source = serializers.SerializerMethodField()
+    relations = FollowRelationSerializer(source="follow_relations", many=True)
+
+    class Meta:
+        model = ExternalContact
+        fields = [
+            "id",
+            "corp",
+            "external_userid",
+            "name",
+            "type",
+            "gender",
+            "unionid",
+            "avatar",
+            "corp_name",
+            "created_at",
+            "details_fetched_at",
+            "first_source",
+            "relations",
+        ]
+
+    def get_first_source(self, obj: ExternalContact) -> dict | None:
+        try:
+            return FirstSourceSerializer(obj.first_source).data
+        except FirstSource.DoesNotExist:
+            return None
+
+
+class ExternalContactViewSet(viewsets.ReadOnlyModelViewSet):
+    """Customers with their first source and follow relations. Read-only."""
+
+    serializer_class = ExternalContactSerializer
+    filterset_class = ExternalContactFilter
+
+    def get_queryset(self):
+        # The filter backend applies ExternalContactFilter to the selector's queryset.
+        return external_contact_list()

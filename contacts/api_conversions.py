@@ -1,0 +1,93 @@
+"""/api/v1/conversions/: send conversions (POST a JSON list) and read them back (GET).
+
+POST [{"corp_id": ..., "external_id": ..., "kind": "order", "amount": "199.00",
+       "occurred_at": "2024-06-18T20:30:00+08:00", "external_userid": ...}, ...]
+  201 {"created": n, "duplicates": m, "matched": k, "unmatched": u}
+  400 {"errors": [{"row": i, "field": f, "message": m}]}: nothing was written. `row` is the
+      row's index in the list (0-based), null for the request as a whole.
+At most 1,000 rows per request; the contacts.add_conversionevent permission is required.
+"""
+
+from __future__ import annotations
+
+from django.urls import path
+from rest_framework import generics, serializers, status
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from contacts.conversions import (
+    NON_FIELD,
+    ConversionEventFilter,
+    ConversionImportError,
+    conversion_list,
+    conversions_import,
+)
+from contacts.models import ConversionEvent
+
+
+class ConversionSerializer(serializers.ModelSerializer):
+    corp = serializers.CharField(source="corp.corp_id")
+    matched = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ConversionEvent
+        fields = [
+            "id",
+            "corp",
+            "external_id",
+            "kind",
+            "custom_name",
+            "amount",
+            "currency",
+            "occurred_at",
+            "external_userid",
+            "unionid",
+            "matched",
+            "external_contact",
+            "matched_at",
+            "note",
+            "created_at",
+        ]
+
+    def get_matched(self, obj: ConversionEvent) -> bool:
+        return obj.external_contact_id is not None
+
+
+class CanSendConversions(BasePermission):
+    """Reading needs a login; sending revenue that feeds ROI needs the add permission."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        if request.method != "POST":
+            return True
+        return request.user.has_perm("contacts.add_conversionevent")
+
+
+class ConversionListView(generics.ListAPIView):
+    serializer_class = ConversionSerializer
+    filterset_class = ConversionEventFilter
+    permission_classes = [IsAuthenticated, CanSendConversions]
+    parser_classes = [JSONParser]
+
+    def get_queryset(self):
+        # The filter backend applies ConversionEventFilter to the selector's queryset.
+        return conversion_list()
+
+    def post(self, request: Request) -> Response:
+        try:
+            rows = request.data
+        except ParseError as exc:
+            error = {"row": None, "field": NON_FIELD, "message": str(exc.detail)}
+            return Response({"errors": [error]}, status=status.HTTP_400_BAD_REQUEST)
+        try:
+            result = conversions_import(rows=rows, actor=request.user, source="api")
+        except ConversionImportError as exc:
+            return Response({"errors": exc.as_list()}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(result.as_dict(), status=status.HTTP_201_CREATED)
+
+
+# Included from contacts/urls.py under "conversions/".
+urlpatterns = [path("", ConversionListView.as_view(), name="conversion-list")]
