@@ -1,0 +1,100 @@
+"""Forms of the channels admin pages: CSV uploads, the WeCom import, and the inline checks
+that keep a live code's pool, shifts and stores inside one corp and one code."""
+
+from __future__ import annotations
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.forms.models import BaseInlineFormSet
+from django.http import QueryDict
+from django.utils.text import capfirst
+from django.utils.translation import gettext_lazy as _
+
+from channels_app.models import PoolMember, ReferralCode
+from channels_app.services.imports import MAX_BYTES
+from scrm.wecom.models import Corp
+
+
+class CorpChoiceForm(forms.Form):
+    corp = forms.ModelChoiceField(
+        label=capfirst(_("corp")), queryset=Corp.objects.filter(is_active=True).order_by("name")
+    )
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        corps = list(self.fields["corp"].queryset[:2])
+        if len(corps) == 1:  # the usual single-corp install: nothing to choose
+            self.fields["corp"].initial = corps[0].pk
+
+
+class CsvUploadForm(CorpChoiceForm):
+    file = forms.FileField(
+        label=_("CSV file"),
+        help_text=_(
+            "UTF-8 (with or without BOM) or GBK as saved by Excel; the first row names the "
+            "columns; at most 2,000 rows."
+        ),
+    )
+
+    def clean_file(self) -> object:
+        upload = self.cleaned_data["file"]
+        if upload.size > MAX_BYTES:
+            raise ValidationError(_("The file is larger than 5 MB."))
+        return upload
+
+
+class LeaderboardForm(CorpChoiceForm):
+    days = forms.TypedChoiceField(
+        label=_("Period"),
+        coerce=int,
+        choices=[(7, _("last 7 days")), (30, _("last 30 days")), (90, _("last 90 days")),
+                 (0, _("all time"))],
+    )  # fmt: skip
+
+    @classmethod
+    def from_query(cls, query: QueryDict) -> LeaderboardForm:
+        """Bound from the query string, defaulting to the first corp and 30 days."""
+        data = query.copy()
+        if not data.get("corp"):
+            corp = Corp.objects.filter(is_active=True).order_by("name").first()
+            data["corp"] = corp.pk if corp else ""
+        data.setdefault("days", "30")
+        return cls(data)
+
+
+class ReferralCodeForm(forms.ModelForm):
+    """Picks a live code and a customer; the service makes (or returns) their code."""
+
+    class Meta:
+        model = ReferralCode
+        fields = ["live_code", "referrer"]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        live_code, referrer = data.get("live_code"), data.get("referrer")
+        if live_code and referrer and live_code.corp_id != referrer.corp_id:
+            raise ValidationError(_("The customer belongs to another corp than the live code."))
+        return data
+
+    def validate_unique(self) -> None:
+        # An existing (live code, referrer) pair is returned as it is, not refused.
+        pass
+
+
+class PoolMemberFormSet(BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        corp_id = self.instance.corp_id
+        for form in self.forms:
+            staff = form.cleaned_data.get("staff") if hasattr(form, "cleaned_data") else None
+            if staff is not None and corp_id and staff.corp_id != corp_id:
+                form.add_error("staff", _("This member belongs to another corp."))
+
+
+def pool_member_choices(field: forms.Field, live_code_id: int | None) -> forms.Field:
+    """Shifts, special dates and stores pick members of this code's own pool only."""
+    field.queryset = PoolMember.objects.filter(live_code_id=live_code_id).select_related("staff")
+    field.label_from_instance = lambda member: str(member.staff)
+    if live_code_id is None:
+        field.help_text = _("Save the staff pool first, then choose its members here.")
+    return field

@@ -1,0 +1,118 @@
+"""Reads of the channels domain, shared by the admin, the API and exports. Every count is
+computed in the database (annotations over indexed columns), never in a Python loop."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db.models import (
+    Case,
+    Count,
+    F,
+    IntegerField,
+    OuterRef,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from channels_app.models import Attribution, Channel, DailyCounter, LiveCode, PoolMember, Scan
+from scrm.wecom.models import Corp
+
+
+def local_day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time.min, tzinfo=tz)
+    return start, start + timedelta(days=1)
+
+
+def today(tz: ZoneInfo | None = None) -> date:
+    return timezone.now().astimezone(tz or ZoneInfo(settings.TIME_ZONE)).date()
+
+
+def _count(queryset: QuerySet, field: str = "pk") -> Subquery:
+    counted = queryset.order_by().values(field).annotate(n=Count("pk")).values("n")
+    return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
+
+
+def live_codes_with_today(*, day: date | None = None, tz: ZoneInfo | None = None) -> QuerySet:
+    """Live codes with today's scans, adds, assigned and total daily cap (None: a member has
+    no cap, so neither has the code).
+    `day` is a local day in `tz` (default: today in settings.TIME_ZONE)."""
+    tz = tz or ZoneInfo(settings.TIME_ZONE)
+    day = day or today(tz)
+    start, end = local_day_bounds(day, tz)
+    scans = Scan.objects.filter(live_code=OuterRef("pk"), created_at__gte=start,
+                                created_at__lt=end)  # fmt: skip
+    adds = Attribution.objects.filter(live_code=OuterRef("pk"), added_at__gte=start,
+                                      added_at__lt=end)  # fmt: skip
+    counters = (
+        DailyCounter.objects.filter(live_code=OuterRef("pk"), day=day)
+        .order_by()
+        .values("live_code")
+        .annotate(n=Sum("assigned"))
+        .values("n")
+    )
+    caps = (
+        PoolMember.objects.filter(live_code=OuterRef("pk"), is_enabled=True)
+        .order_by()
+        .values("live_code")
+        .annotate(n=Sum("daily_cap"))
+        .values("n")
+    )
+    uncapped = PoolMember.objects.filter(
+        live_code=OuterRef("pk"), is_enabled=True, daily_cap__isnull=True
+    )
+    return (
+        LiveCode.objects.select_related("corp", "channel")
+        .annotate(
+            scans_today=_count(scans.values("live_code"), "live_code"),
+            adds_today=_count(adds.values("live_code"), "live_code"),
+            assigned_today=Coalesce(Subquery(counters, output_field=IntegerField()), Value(0)),
+            cap_sum=Coalesce(Subquery(caps, output_field=IntegerField()), Value(0)),
+            uncapped_members=_count(uncapped.values("live_code"), "live_code"),
+        )
+        .annotate(
+            # With any uncapped member the code has no overall cap: None, not a misleading sum.
+            cap_today=Case(
+                When(uncapped_members__gt=0, then=Value(None)),
+                default=F("cap_sum"),
+                output_field=IntegerField(),
+            )
+        )
+    )
+
+
+def channels_with_today(*, day: date | None = None, tz: ZoneInfo | None = None) -> QuerySet:
+    tz = tz or ZoneInfo(settings.TIME_ZONE)
+    day = day or today(tz)
+    start, end = local_day_bounds(day, tz)
+    scans = Scan.objects.filter(live_code__channel=OuterRef("pk"), created_at__gte=start,
+                                created_at__lt=end)  # fmt: skip
+    adds = Attribution.objects.filter(channel=OuterRef("pk"), added_at__gte=start,
+                                      added_at__lt=end)  # fmt: skip
+    return Channel.objects.select_related("corp").annotate(
+        scans_today=_count(scans.values("live_code__channel"), "live_code__channel"),
+        adds_today=_count(adds.values("channel"), "channel"),
+        live_code_count=Count("live_codes", distinct=True),
+    )
+
+
+def referrer_leaderboard(
+    *, corp: Corp, since: datetime | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
+    """Referrers ranked by the new customers they brought (first adds only)."""
+    queryset = Attribution.objects.filter(corp=corp, referrer__isnull=False, is_first_touch=True)
+    if since is not None:
+        queryset = queryset.filter(added_at__gte=since)
+    return list(
+        queryset.values("referrer_id", "referrer__name", "referrer__external_userid")
+        .annotate(new_customers=Count("external_contact", distinct=True))
+        .order_by("-new_customers", "referrer_id")[:limit]
+    )

@@ -1,0 +1,643 @@
+"""Bulk work from the admin: live codes and channel costs from CSV files, all or nothing with
+row-level errors, and the QR images or posters of many codes as one ZIP."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import IO, Any, Literal
+
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.db import IntegrityError, transaction
+from django.utils.translation import gettext as _
+
+from channels_app.models import Channel, ChannelCost, LiveCode, PoolMember
+from contacts.models import Staff
+from scrm.wecom.models import Corp
+
+MAX_ROWS = 2000
+# 2,000 rows of a few hundred bytes each; the cap keeps a wrong upload (a video, a dump)
+# from being read into memory whole.
+MAX_BYTES = 5 * 1024 * 1024
+# Excel in China saves "CSV" as GBK unless "CSV UTF-8" is chosen; gb18030 is its superset.
+ENCODINGS = ("utf-8-sig", "gb18030")
+STAFF_SEPARATORS = re.compile(r"[|;；,，\s]+")
+DATE_RE = re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})$")
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str  # the English header, also the name used in code
+    zh: str
+    required: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.zh if self.zh == self.key else f"{self.zh} ({self.key})"
+
+
+UTM_COLUMNS = tuple(
+    Column(f"utm_{p}", f"utm_{p}") for p in ("source", "medium", "campaign", "content")
+)
+LIVE_CODE_COLUMNS = (
+    Column("channel_code", "渠道代码", required=True),
+    Column("channel_name", "渠道名称"),
+    Column("channel_type", "渠道类型"),
+    Column("name", "活码名称", required=True),
+    Column("mode", "模式"),
+    Column("slug", "链接标识"),
+    Column("staff", "成员", required=True),
+    Column("daily_cap", "每日上限"),
+    Column("strategy", "分配方式"),
+    Column("welcome_text", "欢迎语"),
+    *UTM_COLUMNS,
+)
+COST_COLUMNS = (
+    Column("channel_code", "渠道代码", required=True),
+    Column("start_date", "开始日期", required=True),
+    Column("end_date", "结束日期", required=True),
+    Column("amount", "金额", required=True),
+    Column("currency", "币种"),
+    Column("note", "备注"),
+)
+
+
+@dataclass
+class RowError:
+    row: int | None  # as numbered in Excel: the header is row 1; None for the whole file
+    column: str
+    message: str
+
+
+@dataclass
+class ImportResult:
+    created: list[Any] = field(default_factory=list)
+    channels_created: list[Channel] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+class CsvFileError(ValueError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass
+class Table:
+    rows: list[tuple[int, dict[str, str]]]
+    headers: dict[str, str]  # column key -> the header as written in the file
+
+    def header(self, key: str) -> str:
+        return self.headers.get(key, key)
+
+
+def csv_template(columns: Iterable[Column]) -> str:
+    """A header row operators can fill in (Chinese headers; English ones are accepted too)."""
+    return ",".join(column.zh for column in columns) + "\r\n"
+
+
+# -- reading a CSV file ------------------------------------------------------------------------
+
+
+def _decode(raw: bytes) -> str:
+    if not raw.strip():
+        raise CsvFileError(_("The file is empty."))
+    if raw.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
+        raise CsvFileError(
+            _("This is an Excel workbook, not a CSV file. In Excel use Save As, CSV UTF-8.")
+        )
+    utf16 = raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    if b"\x00" in raw and not utf16:
+        raise CsvFileError(_("This is not a text CSV file."))
+    # utf-16: Excel's "Unicode text", tab separated.
+    for encoding in ("utf-16",) if utf16 else ENCODINGS:
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise CsvFileError(_("The file is neither UTF-8 nor GBK text. Save it as CSV UTF-8."))
+
+
+def _column_of(header: str, columns: Iterable[Column]) -> Column | None:
+    text = header.strip().lstrip("\ufeff").strip()
+    for column in columns:
+        if text == column.zh or text.lower().replace(" ", "_") == column.key:
+            return column
+    return None
+
+
+def _dialect_of(first_line: str, columns: tuple[Column, ...]) -> str:
+    """Comma, or tab or semicolon when that is what makes the header row make sense."""
+
+    def known(delimiter: str) -> int:
+        cells = next(csv.reader([first_line], delimiter=delimiter), [])
+        return sum(1 for cell in cells if _column_of(cell, columns))
+
+    return max((",", "\t", ";"), key=known)
+
+
+def _read_table(file: IO[bytes], columns: tuple[Column, ...], max_rows: int) -> Table:
+    raw = file.read(MAX_BYTES + 1)
+    if len(raw) > MAX_BYTES:
+        raise CsvFileError(_("The file is larger than 5 MB."))
+    text = _decode(raw)
+    delimiter = _dialect_of(text.lstrip("\ufeff").split("\n", 1)[0], columns)
+    try:
+        records = list(csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""),
+                                  delimiter=delimiter))  # fmt: skip
+    except csv.Error as exc:
+        raise CsvFileError(_("The file is not valid CSV: %(error)s") % {"error": exc}) from exc
+    if not records:
+        raise CsvFileError(_("The file is empty."))
+    headers: dict[str, str] = {}
+    positions: dict[str, int] = {}
+    for position, header in enumerate(records[0]):
+        column = _column_of(header, columns)
+        if column is None:
+            continue
+        if column.key in positions:
+            raise CsvFileError(_("The column %(column)s appears twice.") % {"column": header})
+        headers[column.key], positions[column.key] = header.strip().lstrip("\ufeff"), position
+    missing = [column.label for column in columns if column.required and column.key not in headers]
+    if missing:
+        raise CsvFileError(
+            _("Missing columns: %(columns)s. The first row must name the columns.")
+            % {"columns": ", ".join(missing)}
+        )
+    rows = []
+    for number, record in enumerate(records[1:], start=2):
+        if not any(cell.strip() for cell in record):
+            continue  # blank lines, often left at the end by Excel
+        cells = {
+            key: (record[p].strip() if p < len(record) else "") for key, p in positions.items()
+        }
+        rows.append((number, cells))
+    if not rows:
+        raise CsvFileError(_("The file has a header row but no data rows."))
+    if len(rows) > max_rows:
+        raise CsvFileError(
+            _("The file has %(count)d rows; at most %(max)d can be imported at once.")
+            % {"count": len(rows), "max": max_rows}
+        )
+    return Table(rows=rows, headers=headers)
+
+
+Report = Callable[[str, str], None]
+
+
+def _reporter(result: ImportResult, table: Table, number: int) -> Report:
+    def report(key: str, message: str) -> None:
+        column = table.header(key) if key else ""
+        result.errors.append(RowError(number, column, message))
+
+    return report
+
+
+def _add_model_errors(report: Report, exc: ValidationError, columns: dict[str, str]) -> None:
+    """Model field errors, reported under the CSV column the field came from."""
+    for name, messages in exc.message_dict.items():
+        column = columns.get(name, "") if name != NON_FIELD_ERRORS else ""
+        for message in messages:
+            report(column, message)
+
+
+# -- live codes --------------------------------------------------------------------------------
+
+CHANNEL_FIELD_COLUMNS = {
+    "name": "channel_name",
+    "code": "channel_code",
+    "channel_type": "channel_type",
+    **{column.key: column.key for column in UTM_COLUMNS},
+}
+LIVE_CODE_FIELD_COLUMNS = {f: f for f in ("name", "slug", "mode", "strategy", "welcome_text")}
+
+
+@dataclass
+class _PlannedCode:
+    live_code: LiveCode
+    channel: Channel
+    members: list[PoolMember]
+
+
+class _LiveCodePlanner:
+    """Validates every row against the database as it is, without writing anything."""
+
+    def __init__(self, corp: Corp, table: Table, result: ImportResult) -> None:
+        self.corp, self.table, self.result = corp, table, result
+        values = [row for _number, row in table.rows]
+        codes = {row["channel_code"].lower() for row in values}
+        self.channels = {c.code: c for c in Channel.objects.filter(corp=corp, code__in=codes)}
+        self.new_channels: dict[str, Channel] = {}
+        userids = {u for row in values for u in STAFF_SEPARATORS.split(row["staff"]) if u}
+        staff = Staff.objects.filter(corp=corp, userid__in=userids | {u.lower() for u in userids})
+        self.staff = {member.userid: member for member in staff}
+        slugs = {row.get("slug", "") for row in values} - {""}
+        self.taken_slugs = set(
+            LiveCode.objects.filter(slug__in=slugs).values_list("slug", flat=True)
+        )
+        self.slug_rows: dict[str, int] = {}
+        self.warned_channels: set[str] = set()
+        self.generated: set[str] = set()
+
+    def plan(self) -> list[_PlannedCode]:
+        planned = []
+        for number, row in self.table.rows:
+            errors_before = len(self.result.errors)
+            code = self._row(number, row, _reporter(self.result, self.table, number))
+            if code is not None and len(self.result.errors) == errors_before:
+                planned.append(code)
+        self._regenerate_taken_slugs(planned)
+        return planned
+
+    def _row(self, number: int, row: dict[str, str], report: Report) -> _PlannedCode | None:
+        channel = self._channel(row, report)
+        mode = row.get("mode", "").lower() or LiveCode.Mode.LANDING
+        if mode not in LiveCode.Mode.values:
+            report("mode", _("Use native or landing."))
+            mode = LiveCode.Mode.LANDING
+        strategy = row.get("strategy", "").lower() or LiveCode.Strategy.LEAST_LOADED
+        if strategy not in LiveCode.Strategy.values:
+            allowed = ", ".join(LiveCode.Strategy.values)
+            report("strategy", _("Use one of: %(values)s.") % {"values": allowed})
+            strategy = LiveCode.Strategy.LEAST_LOADED
+        slug = self._slug(number, row, channel, report)
+        live_code = LiveCode(
+            corp=self.corp, name=row["name"], slug=slug, mode=mode, strategy=strategy,
+            welcome_text=row.get("welcome_text", ""),
+        )  # fmt: skip
+        try:
+            # Slugs are checked for the whole file at once above; the channel may be unsaved.
+            live_code.full_clean(exclude=["corp", "channel"], validate_unique=False,
+                                 validate_constraints=False)  # fmt: skip
+        except ValidationError as exc:
+            _add_model_errors(report, exc, LIVE_CODE_FIELD_COLUMNS)
+        members = self._members(row, report)
+        return _PlannedCode(live_code, channel, members) if channel is not None else None
+
+    def _channel(self, row: dict[str, str], report: Report) -> Channel | None:
+        code = row["channel_code"].lower()
+        if not code:
+            report("channel_code", _("This field is required."))
+            return None
+        if code in self.channels:
+            extras = ("channel_type", *(column.key for column in UTM_COLUMNS))
+            if code not in self.warned_channels and any(row.get(key) for key in extras):
+                self.warned_channels.add(code)
+                self.result.warnings.append(
+                    _("The channel %(code)s exists already; its type and utm_* were kept.")
+                    % {"code": code}
+                )
+            return self.channels[code]
+        if code in self.new_channels:
+            return self.new_channels[code]
+        channel = Channel(corp=self.corp, code=code, name=row.get("channel_name", ""))
+        for column in UTM_COLUMNS:
+            setattr(channel, column.key, row.get(column.key, ""))
+        kind = row.get("channel_type", "")
+        if kind and (not kind.isdigit() or int(kind) not in Channel.Type.values):
+            report("channel_type", _("Use a number from 0 to 4."))
+        elif kind:
+            channel.channel_type = int(kind)
+        exclude = ["corp"]
+        if not channel.name:
+            report("channel_name", _("Give a name for the new channel %(code)s.") % {"code": code})
+            exclude.append("name")
+        try:
+            channel.full_clean(exclude=exclude, validate_unique=False, validate_constraints=False)
+        except ValidationError as exc:
+            _add_model_errors(report, exc, CHANNEL_FIELD_COLUMNS)
+        self.new_channels[code] = channel
+        return channel
+
+    def _slug(self, number: int, row: dict[str, str], channel: Channel | None,
+              report: Report) -> str:  # fmt: skip
+        slug = row.get("slug", "")
+        if not slug:
+            slug = self._new_slug(channel.code if channel else "code")
+        elif slug in self.taken_slugs:
+            report("slug", _("The link slug %(slug)s is already used.") % {"slug": slug})
+        elif slug in self.slug_rows:
+            report("slug", _("The link slug %(slug)s is also on row %(row)d.")
+                   % {"slug": slug, "row": self.slug_rows[slug]})  # fmt: skip
+        self.slug_rows.setdefault(slug, number)
+        return slug
+
+    def _new_slug(self, channel_code: str) -> str:
+        slug = f"{channel_code}-{secrets.token_hex(3)}"
+        while slug in self.slug_rows or slug in self.taken_slugs:
+            slug = f"{channel_code}-{secrets.token_hex(3)}"
+        self.generated.add(slug)
+        return slug
+
+    def _regenerate_taken_slugs(self, planned: list[_PlannedCode]) -> None:
+        """Generated slugs are checked against the database in one query, not one per row."""
+        generated = {i.live_code.slug: i for i in planned if i.live_code.slug in self.generated}
+        taken = set(LiveCode.objects.filter(slug__in=generated).values_list("slug", flat=True))
+        while taken:
+            self.taken_slugs |= taken
+            renamed = []
+            for slug in taken:
+                item = generated[slug]
+                item.live_code.slug = self._new_slug(item.channel.code)
+                self.slug_rows[item.live_code.slug] = 0
+                renamed.append(item.live_code.slug)
+            taken = set(LiveCode.objects.filter(slug__in=renamed).values_list("slug", flat=True))
+
+    def _members(self, row: dict[str, str], report: Report) -> list[PoolMember]:
+        cap: int | None = None
+        if row.get("daily_cap"):
+            if not row["daily_cap"].isdigit():
+                report("daily_cap", _("Give a whole number, 0 or more, or leave it empty."))
+            else:
+                cap = int(row["daily_cap"])
+        userids = list(dict.fromkeys(u for u in STAFF_SEPARATORS.split(row["staff"]) if u))
+        if not userids:
+            report("staff", _("List at least one member's UserID."))
+        members = []
+        for userid in userids:
+            staff = self.staff.get(userid) or self.staff.get(userid.lower())
+            if staff is None:
+                report("staff", _("Unknown member UserID %(userid)s.") % {"userid": userid})
+            elif staff.status != Staff.Status.ACTIVE:
+                report("staff", _("%(staff)s has left or is disabled.") % {"staff": staff})
+            else:
+                member = PoolMember(staff=staff, daily_cap=cap)
+                try:
+                    member.full_clean(exclude=["live_code", "staff"], validate_unique=False,
+                                      validate_constraints=False)  # fmt: skip
+                except ValidationError as exc:
+                    _add_model_errors(report, exc, {"daily_cap": "daily_cap"})
+                members.append(member)
+        return members
+
+
+def live_codes_create_from_csv(
+    *, corp: Corp, file: IO[bytes], max_rows: int = MAX_ROWS
+) -> ImportResult:
+    """Draft live codes from a CSV file, one per row, creating channels whose code is new.
+
+    Every row is validated first; if any row fails, nothing is created and `errors` lists
+    (row, column, message). Otherwise everything is created in one transaction. Publishing to
+    WeCom is a separate step."""
+    result = ImportResult()
+    try:
+        table = _read_table(file, LIVE_CODE_COLUMNS, max_rows)
+    except CsvFileError as exc:
+        result.errors.append(RowError(None, "", exc.message))
+        return result
+    planner = _LiveCodePlanner(corp, table, result)
+    planned = planner.plan()
+    if result.errors:
+        return result
+    try:
+        with transaction.atomic():
+            for channel in planner.new_channels.values():
+                channel.save()
+            members = []
+            for item in planned:
+                item.live_code.channel = item.channel  # now saved: sets channel_id
+                item.live_code.save()
+                for member in item.members:
+                    member.live_code = item.live_code
+                    members.append(member)
+            PoolMember.objects.bulk_create(members)
+    except IntegrityError:
+        # Someone created the same slug or channel code between validation and insert.
+        message = _("A code or channel in the file was created meanwhile; nothing was imported.")
+        result.errors.append(RowError(None, "", message))
+        return result
+    result.channels_created = list(planner.new_channels.values())
+    result.created = [item.live_code for item in planned]
+    return result
+
+
+# -- channel costs -----------------------------------------------------------------------------
+
+COST_FIELD_COLUMNS = {f: f for f in ("start_date", "end_date", "amount", "currency", "note")}
+
+
+def _parse_date(text: str) -> date | None:
+    match = DATE_RE.match(text)
+    if not match:
+        return None
+    try:
+        return date(*(int(part) for part in match.groups()))
+    except ValueError:
+        return None
+
+
+def _parse_amount(text: str) -> Decimal | None:
+    cleaned = text.replace(",", "").replace("，", "").lstrip("¥￥").strip()
+    try:
+        amount = Decimal(cleaned)
+    except InvalidOperation:
+        return None
+    return amount if amount.is_finite() else None
+
+
+def _cost_row(
+    corp: Corp, row: dict[str, str], channels: dict[str, Channel], report: Report
+) -> ChannelCost | None:
+    channel = channels.get(row["channel_code"].lower())
+    if channel is None:
+        report("channel_code", _("Unknown channel code %(code)s.") % {"code": row["channel_code"]})
+    start, end = _parse_date(row["start_date"]), _parse_date(row["end_date"])
+    for key, value in (("start_date", start), ("end_date", end)):
+        if value is None:
+            report(key, _("Give a date as YYYY-MM-DD or YYYY/MM/DD."))
+    amount = _parse_amount(row["amount"])
+    if amount is None:
+        report("amount", _("Give an amount such as 1200 or 1200.50."))
+    elif amount < 0:
+        report("amount", _("The amount cannot be negative."))
+    currency = (row.get("currency") or "CNY").upper()
+    if not re.fullmatch(r"[A-Z]{3}", currency):
+        report("currency", _("Use a three-letter currency code such as CNY."))
+    if channel is None or start is None or end is None or amount is None or amount < 0:
+        return None
+    cost = ChannelCost(corp=corp, channel=channel, start_date=start, end_date=end, amount=amount,
+                       currency=currency, note=row.get("note", ""))  # fmt: skip
+    try:
+        cost.full_clean(exclude=["corp", "channel"])
+    except ValidationError as exc:
+        _add_model_errors(report, exc, COST_FIELD_COLUMNS)
+        return None
+    return cost
+
+
+def channel_costs_import_csv(
+    *, corp: Corp, file: IO[bytes], max_rows: int = MAX_ROWS
+) -> ImportResult:
+    """Channel costs from a CSV file, all or nothing, like live_codes_create_from_csv."""
+    result = ImportResult()
+    try:
+        table = _read_table(file, COST_COLUMNS, max_rows)
+    except CsvFileError as exc:
+        result.errors.append(RowError(None, "", exc.message))
+        return result
+    codes = {row["channel_code"].lower() for _number, row in table.rows}
+    channels = {c.code: c for c in Channel.objects.filter(corp=corp, code__in=codes)}
+    costs = []
+    for number, row in table.rows:
+        cost = _cost_row(corp, row, channels, _reporter(result, table, number))
+        if cost is not None:
+            costs.append(cost)
+    if result.errors:
+        return result
+    with transaction.atomic():
+        result.created = ChannelCost.objects.bulk_create(costs)
+    return result
+
+
+# -- QR images and posters ---------------------------------------------------------------------
+
+QrKind = Literal["png", "poster"]
+MAX_ZIP_CODES = 500  # each image is fetched or drawn in the request; posters are ~100-300 KB
+QR_FETCH_TIMEOUT = (5, 15)  # connect, read (seconds)
+MAX_QR_IMAGE_BYTES = 2 * 1024 * 1024
+IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF8")
+
+
+class QrUnavailable(ValueError):
+    """No image can be made for this code now (unpublished, WeCom image unreachable)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass
+class QrExport:
+    content: bytes
+    filenames: list[str]
+    skipped: list[tuple[LiveCode, str]]
+
+
+def landing_url(live_code: LiveCode, base_url: str) -> str:
+    return f"{base_url.rstrip('/')}/l/{live_code.slug}/"
+
+
+def _wecom_qr_image(live_code: LiveCode) -> bytes:
+    """The image WeCom made for a native code. Fetched through the client's session (the
+    sandbox serves its images over HTTP like WeCom's CDN does); never re-encoded from its URL,
+    since a QR of the image's address would not add anyone."""
+    import requests
+
+    from scrm.wecom.client import _session
+
+    if not live_code.qr_code:
+        raise QrUnavailable(_("not published yet: WeCom has not made its QR code"))
+    if not live_code.qr_code.startswith(("https://", "http://")):
+        raise QrUnavailable(_("the WeCom QR address is not a web address"))
+    try:
+        response = _session().get(live_code.qr_code, timeout=QR_FETCH_TIMEOUT)
+    except requests.RequestException as exc:
+        raise QrUnavailable(
+            _("could not download the WeCom QR image (%(error)s)") % {"error": type(exc).__name__}
+        ) from exc
+    content = response.content
+    if response.status_code != 200 or not content.startswith(IMAGE_MAGIC):
+        raise QrUnavailable(
+            _("could not download the WeCom QR image (HTTP %(status)d)")
+            % {"status": response.status_code}
+        )
+    if len(content) > MAX_QR_IMAGE_BYTES:
+        raise QrUnavailable(_("the WeCom QR image is too large"))
+    return content
+
+
+def _as_png(image: bytes) -> bytes:
+    if image.startswith(IMAGE_MAGIC[0]):
+        return image
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    try:
+        with Image.open(io.BytesIO(image)) as opened:
+            opened.save(buffer, format="PNG")
+    except Exception as exc:  # Pillow reports broken images with many exception types
+        raise QrUnavailable(_("the WeCom QR image is not readable")) from exc
+    return buffer.getvalue()
+
+
+def live_code_image(*, live_code: LiveCode, kind: QrKind, base_url: str) -> bytes:
+    """A PNG of the code's QR, or a poster around it. Landing codes encode our tracked link;
+    native codes use WeCom's own image. Raises QrUnavailable with the reason."""
+    from channels_app import qr
+
+    try:
+        if live_code.mode == LiveCode.Mode.LANDING:
+            content = landing_url(live_code, base_url)
+            if kind == "png":
+                return qr.qr_png(content)
+            return qr.poster_png(qr_content=content, channel_name=live_code.channel.name,
+                                 code_name=live_code.name)  # fmt: skip
+        image = _wecom_qr_image(live_code)
+        if kind == "png":
+            return _as_png(image)
+        return qr.poster_png(qr_image=image, channel_name=live_code.channel.name,
+                             code_name=live_code.name)  # fmt: skip
+    except qr.QrRenderError as exc:
+        raise QrUnavailable(str(exc)) from exc
+
+
+def live_code_filename(live_code: LiveCode, kind: QrKind) -> str:
+    from channels_app import qr
+
+    suffix = "-poster" if kind == "poster" else ""
+    return qr.safe_filename(f"{live_code.channel.code}-{live_code.name}{suffix}", "png")
+
+
+def _unique(name: str, used: set[str]) -> str:
+    stem, dot, ext = name.rpartition(".")
+    stem, dot = (stem, dot) if dot else (name, "")
+    candidate, counter = name, 1
+    while candidate.lower() in used:  # case-insensitive, as on Windows and macOS
+        counter += 1
+        candidate = f"{stem}-{counter}{dot}{ext}" if dot else f"{stem}-{counter}"
+    used.add(candidate.lower())
+    return candidate
+
+
+def live_codes_export(*, live_codes: Iterable[LiveCode], kind: QrKind, base_url: str) -> QrExport:
+    """One image per code, in a ZIP with unique file names. Codes without an image (a native
+    code not yet published, an unreachable WeCom image) are skipped and listed in
+    skipped.txt inside the ZIP, never a crash."""
+    from channels_app import qr
+
+    codes = list(live_codes)
+    if len(codes) > MAX_ZIP_CODES:
+        raise ValidationError(
+            _("At most %(max)d codes per download; select fewer.") % {"max": MAX_ZIP_CODES}
+        )
+    files: list[tuple[str, bytes]] = []
+    skipped: list[tuple[LiveCode, str]] = []
+    used: set[str] = set()
+    for live_code in codes:
+        try:
+            image = live_code_image(live_code=live_code, kind=kind, base_url=base_url)
+        except QrUnavailable as exc:
+            skipped.append((live_code, exc.message))
+            continue
+        files.append((_unique(live_code_filename(live_code, kind), used), image))
+    if skipped:
+        lines = [f"{code.name} ({code.slug}): {reason}" for code, reason in skipped]
+        files.append((_unique("skipped.txt", used), ("\r\n".join(lines) + "\r\n").encode()))
+    names = [name for name, _image in files if name.endswith(".png")]
+    return QrExport(content=qr.zip_of(files), filenames=names, skipped=skipped)
+
+
+def live_codes_zip(*, live_codes: Iterable[LiveCode], kind: QrKind, base_url: str) -> bytes:
+    return live_codes_export(live_codes=live_codes, kind=kind, base_url=base_url).content

@@ -1,0 +1,145 @@
+"""The landing visit (two-jump tracking): record the scan, pick a staff member, lease one of
+their slots so the add that follows joins this exact scan. No WeCom call on this path."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from channels_app.lock_objects import free_landing_slot_lock
+from channels_app.models import LandingSlot, LiveCode, ReferralCode, Scan, Store
+from channels_app.services.assignment import staff_assign
+from channels_app.services.publishing import SLOT_LEASE
+from contacts.models import Staff
+
+RETURN_WINDOW = timedelta(minutes=30)  # the same device within this keeps its staff member
+UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
+BOT_RE = re.compile(r"bot|crawl|spider|slurp|preview|facebookexternalhit|curl|wget", re.I)
+TABLET_RE = re.compile(r"ipad|tablet|(android(?!.*mobile))", re.I)
+MOBILE_RE = re.compile(r"mobi|iphone|ipod|android|harmonyos|micromessenger", re.I)
+
+
+def device_class(user_agent: str) -> str:
+    if not user_agent:
+        return Scan.Device.UNKNOWN
+    if BOT_RE.search(user_agent):
+        return Scan.Device.BOT
+    if TABLET_RE.search(user_agent):
+        return Scan.Device.TABLET
+    if MOBILE_RE.search(user_agent):
+        return Scan.Device.MOBILE
+    return Scan.Device.DESKTOP
+
+
+def _keyed_hash(purpose: str, value: str) -> str:
+    """HMAC with a secret salt: equal inputs match, the raw IP cannot be recovered."""
+    key = (settings.SCAN_HASH_SALT + purpose).encode()
+    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+@dataclass
+class LandingResult:
+    scan: Scan
+    staff: Staff | None
+    slot: LandingSlot | None
+
+
+def _lease(live_code: LiveCode, staff: Staff, now: datetime) -> LandingSlot | None:
+    slot = free_landing_slot_lock(live_code_id=live_code.pk, staff_id=staff.pk)
+    if slot is None:
+        # Every slot is leased: reuse the one leased longest ago (that earlier visitor loses
+        # exactness, never the add), and let the top-up task add slots.
+        slot = (
+            LandingSlot.objects.filter(live_code=live_code, staff=staff)
+            .exclude(config_id="")
+            .order_by("leased_until", "pk")
+            .first()
+        )
+    if slot is not None:
+        LandingSlot.objects.filter(pk=slot.pk).update(leased_until=now + SLOT_LEASE)
+    return slot
+
+
+def _returning(live_code: LiveCode, device_key: str, now: datetime) -> Scan | None:
+    """The device's recent scan, if it still holds its slot (no other scan leased it since)."""
+    previous = (
+        Scan.objects.filter(
+            live_code=live_code,
+            device_key=device_key,
+            created_at__gte=now - RETURN_WINDOW,
+            slot__isnull=False,
+        )
+        .select_related("staff", "slot")
+        .order_by("-created_at")
+        .first()
+    )
+    if previous is None or previous.staff is None or previous.staff.status != "active":
+        return None
+    newer = Scan.objects.filter(slot=previous.slot, created_at__gt=previous.created_at).exists()
+    return None if newer else previous
+
+
+@transaction.atomic
+def landing_visit(
+    *,
+    live_code: LiveCode,
+    params: dict[str, str],
+    user_agent: str,
+    referrer_url: str,
+    ip: str,
+    store: Store | None = None,
+    referral: ReferralCode | None = None,
+) -> LandingResult:
+    now = timezone.now()
+    device_key = _keyed_hash("device", f"{ip}|{user_agent}")
+    previous = _returning(live_code, device_key, now)
+    if previous is not None and (store is None or previous.store_id == store.pk):
+        staff, slot = previous.staff, previous.slot
+        LandingSlot.objects.filter(pk=slot.pk).update(leased_until=now + SLOT_LEASE)
+    else:
+        staff = staff_assign(live_code=live_code, now=now, store=store)
+        slot = _lease(live_code, staff, now) if staff is not None else None
+    channel = live_code.channel
+    utm = {name: (params.get(name) or getattr(channel, name, "") or "")[:64] for name in UTM_FIELDS}
+    scan = Scan.objects.create(
+        corp_id=live_code.corp_id,
+        live_code=live_code,
+        device=device_class(user_agent),
+        in_wechat="micromessenger" in user_agent.lower(),
+        referrer_url=referrer_url[:512],
+        ip_hash=_keyed_hash("ip", ip) if ip else "",
+        device_key=device_key,
+        staff=staff,
+        slot=slot,
+        store=store,
+        referral=referral,
+        reused=previous is not None and staff is previous.staff,
+        **utm,
+    )
+    if staff is not None:
+        _top_up_after_commit(live_code.pk, staff.pk)
+    return LandingResult(scan=scan, staff=staff, slot=slot)
+
+
+def _top_up_after_commit(live_code_id: int, staff_id: int) -> None:
+    from channels_app.services.publishing import SLOTS_PER_STAFF
+
+    now = timezone.now()
+    free = (
+        LandingSlot.objects.filter(live_code_id=live_code_id, staff_id=staff_id)
+        .exclude(config_id="")
+        .exclude(leased_until__gt=now)
+        .count()
+    )
+    if free >= SLOTS_PER_STAFF - 1:
+        return
+    from channels_app.tasks import landing_slots_top_up_task
+
+    transaction.on_commit(lambda: landing_slots_top_up_task.delay(live_code_id, staff_id))

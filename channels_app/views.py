@@ -1,0 +1,71 @@
+"""The tracked link (two-jump) pages: /l/<slug>/ records a scan and shows a staff member's
+code. Thin: the service does the work in one transaction, with no WeCom call."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from channels_app.models import LiveCode, ReferralCode, Store
+from channels_app.services.landing import landing_visit
+
+
+def client_ip(request: HttpRequest) -> str:
+    """The visitor's IP, used only hashed. Behind a proxy, its X-Forwarded-For last hop."""
+    if settings.TRUST_X_FORWARDED_FOR:
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        if forwarded:
+            return forwarded.split(",")[-1].strip()
+    return request.META.get("REMOTE_ADDR", "")
+
+
+def _page(request: HttpRequest, template: str, context: dict, status: int = 200) -> HttpResponse:
+    return render(request, f"channels_app/{template}", context, status=status)
+
+
+@never_cache
+@require_GET
+def landing(request: HttpRequest, slug: str) -> HttpResponse:
+    live_code = LiveCode.objects.select_related("corp", "channel").filter(slug=slug).first()
+    if live_code is None:
+        return _page(request, "unavailable.html", {"reason": "missing"}, status=404)
+    if live_code.status != LiveCode.Status.ACTIVE:
+        return _page(request, "unavailable.html", {"reason": "paused", "code": live_code}, 410)
+
+    store = None
+    store_code = request.GET.get("store", "")
+    if store_code:
+        store = Store.objects.filter(live_code=live_code, code=store_code).first()
+        if store is None:
+            stores = live_code.stores.order_by("region", "code")
+            context = {"code": live_code, "stores": stores, "unknown": store_code}
+            return _page(request, "stores.html", context, status=404)
+    elif live_code.mode == LiveCode.Mode.LANDING and live_code.stores.exists():
+        stores = live_code.stores.order_by("region", "code")
+        return _page(request, "stores.html", {"code": live_code, "stores": stores})
+
+    referral = None
+    if request.GET.get("r"):
+        referral = ReferralCode.objects.filter(
+            token=request.GET["r"][:16], live_code=live_code
+        ).first()
+
+    result = landing_visit(
+        live_code=live_code,
+        params=request.GET.dict(),
+        user_agent=request.META.get("HTTP_USER_AGENT", "")[:512],
+        referrer_url=request.META.get("HTTP_REFERER", ""),
+        ip=client_ip(request),
+        store=store,
+        referral=referral,
+    )
+    if live_code.mode == LiveCode.Mode.NATIVE:
+        # A native referral has its own contact way, whose state names the referrer.
+        qr_url = referral.qr_code if referral and referral.qr_code else live_code.qr_code
+    else:
+        qr_url = result.slot.qr_code if result.slot else ""
+    context = {"code": live_code, "staff": result.staff, "qr_url": qr_url, "store": store}
+    return _page(request, "landing.html", context, status=200 if qr_url else 503)
