@@ -1,0 +1,82 @@
+"""Shared fixtures. Our database, cache and broker are real; WeCom is the sandbox."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+from django.conf import settings as django_settings
+from django.core.cache import cache
+from django.test import Client
+
+from scrm.celery import app as celery_app
+from scrm.wecom.crypto import MessageCrypto
+from scrm.wecom.models import Corp
+from scrm.wecom.sandbox.models import SandboxCorp
+from scrm.wecom.sandbox.simulate import event_xml, sandbox_corp_setup
+from scrm.wecom.services import corp_cache_clear, corp_create
+
+# Live-server request threads must not keep PostgreSQL connections open past the test run.
+django_settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+
+@pytest.fixture(autouse=True)
+def _fast_and_isolated(request: pytest.FixtureRequest, settings) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins
+    settings.WECOM_RETRY_BASE_DELAY = 0.0
+    settings.WECOM_RETRY_MAX_DELAY = 0.0
+    cache.clear()
+    corp_cache_clear()  # rows vanish between tests; the per-process corp cache must too
+    # Unit tests run tasks eagerly; integration tests use the real broker and worker.
+    eager = request.node.get_closest_marker("integration") is None
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = eager
+    yield
+    celery_app.conf.task_always_eager = previous
+
+
+@pytest.fixture
+def sandbox_corp(db) -> SandboxCorp:
+    return sandbox_corp_setup(corp_id="wwtest0000000001", name="测试企业", members=3)
+
+
+@pytest.fixture
+def corp(sandbox_corp: SandboxCorp) -> Corp:
+    return corp_create(
+        corp_id=sandbox_corp.corp_id,
+        name=sandbox_corp.name,
+        secret=sandbox_corp.secret,
+        callback_token=sandbox_corp.callback_token,
+        encoding_aes_key=sandbox_corp.encoding_aes_key,
+    )
+
+
+@pytest.fixture
+def crypto(corp: Corp) -> MessageCrypto:
+    return MessageCrypto(corp.callback_token, corp.encoding_aes_key, corp.corp_id)
+
+
+PostEvent = Callable[..., "object"]
+
+
+@pytest.fixture
+def post_event(
+    corp: Corp, crypto: MessageCrypto, client: Client, django_capture_on_commit_callbacks
+) -> PostEvent:
+    """POST one encrypted change_external_contact event to the callback view, and run what
+    it queued on commit (eagerly, as the embedded default does)."""
+
+    def post(change_type: str, create_time: int | None = None, **fields: str):
+        xml = event_xml(corp.corp_id, change_type, create_time or int(time.time()), **fields)
+        timestamp, nonce = str(int(time.time())), "12345"
+        body, signature = crypto.envelope(xml, timestamp=timestamp, nonce=nonce)
+        with django_capture_on_commit_callbacks(execute=True):
+            return client.post(
+                f"/wecom/callback/{corp.corp_id}/?msg_signature={signature}"
+                f"&timestamp={timestamp}&nonce={nonce}",
+                data=body,
+                content_type="text/xml",
+            )
+
+    return post

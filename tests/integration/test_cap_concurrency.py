@@ -1,0 +1,41 @@
+"""Daily caps hold under 64 concurrent landing requests on PostgreSQL (real threads, a live
+threaded server, row locks in the database)."""
+
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from channels_app.models import Channel, DailyCounter, LiveCode, PoolMember, Scan
+from channels_app.services.publishing import live_code_publish
+from contacts.services import staff_get_or_create
+from tests.integration.conftest import requires_postgres
+
+pytestmark = [requires_postgres, pytest.mark.django_db(transaction=True)]
+CAPS = {"staff01": 5, "staff02": 7, "staff03": 10}
+
+
+@pytest.mark.parametrize("strategy", ["least_loaded", "round_robin", "weighted"])
+def test_64_concurrent_scans_never_exceed_daily_caps(corp, sandbox_corp, live_server, strategy):
+    channel = Channel.objects.create(corp=corp, name="抖音信息流", code="dy_ad_07")
+    code = LiveCode.objects.create(corp=corp, channel=channel, name="冲刺", slug="dy07",
+                                   mode=LiveCode.Mode.LANDING, strategy=strategy)  # fmt: skip
+    for userid, cap in CAPS.items():
+        PoolMember.objects.create(
+            live_code=code, staff=staff_get_or_create(corp=corp, userid=userid), daily_cap=cap
+        )
+    live_code_publish(live_code=code)
+
+    def scan(index: int) -> int:
+        headers = {"User-Agent": f"Mozilla/5.0 (iPhone) MicroMessenger/8.0 device/{index}"}
+        return requests.get(f"{live_server.url}/l/dy07/", headers=headers, timeout=30).status_code
+
+    with ThreadPoolExecutor(max_workers=64) as pool:
+        statuses = Counter(pool.map(scan, range(64)))
+    total = sum(CAPS.values())
+    assert statuses == {200: total, 503: 64 - total}
+    assigned = Counter(Scan.objects.exclude(staff=None).values_list("staff__userid", flat=True))
+    assert assigned == CAPS
+    counters = dict(DailyCounter.objects.values_list("staff__userid", "assigned"))
+    assert counters == CAPS

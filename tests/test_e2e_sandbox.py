@@ -1,0 +1,92 @@
+"""End to end through the sandbox: `wecom_sandbox simulate` sends real encrypted callbacks over
+HTTP to a live server; every simulated add becomes one customer with the right first source."""
+
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from contacts.models import ExternalContact, FirstSource
+from scrm.wecom.models import ApiCall, CallbackEvent, Corp
+from scrm.wecom.sandbox.models import SandboxDelivery, SandboxFollow
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _expected_first_sources():
+    return {
+        (f.customer.external_userid, f.userid, f.state, f.add_way)
+        for f in SandboxFollow.objects.select_related("customer")
+    }
+
+
+def _actual_first_sources():
+    return set(
+        FirstSource.objects.values_list(
+            "external_contact__external_userid", "staff__userid", "state", "add_way"
+        )
+    )
+
+
+def test_simulate_command_n_adds_become_n_customers_with_right_first_sources(corp, live_server):
+    out = io.StringIO()
+    call_command(
+        "wecom_sandbox", "simulate", "--corp", corp.corp_id, "--adds", "30",
+        "--duplicates", "0.4", "--shuffle", "--url", live_server.url,
+        "--state", "pyq_0012", "--state", "xhs_618", "--seed", "11", stdout=out,
+    )  # fmt: skip
+    assert "30 customers added" in out.getvalue()
+    assert ExternalContact.objects.count() == 30
+    assert ExternalContact.objects.filter(details_fetched_at__isnull=True).count() == 0
+    assert _actual_first_sources() == _expected_first_sources()
+    deliveries = SandboxDelivery.objects.count()
+    assert deliveries > 30  # duplicates were delivered ...
+    assert CallbackEvent.objects.count() == 30  # ... and stored once
+    assert SandboxDelivery.objects.exclude(http_status=200).count() == 0
+    assert ApiCall.objects.filter(endpoint="externalcontact/get", errcode=0).count() == 30
+
+
+def test_simulate_reports_failed_deliveries(corp, live_server):
+    Corp.objects.filter(pk=corp.pk).update(callback_token="another-token")
+    with pytest.raises(CommandError, match="not answered with HTTP 200"):
+        call_command(
+            "wecom_sandbox", "simulate", "--corp", corp.corp_id, "--adds", "2",
+            "--url", live_server.url, stdout=io.StringIO(),
+        )  # fmt: skip
+    assert CallbackEvent.objects.count() == 0
+    # WeCom retries an unanswered callback three more times.
+    assert SandboxDelivery.objects.filter(http_status=403).count() == 8
+
+
+def test_simulate_needs_a_sandbox_corp(db):
+    with pytest.raises(CommandError, match="wecom_sandbox setup"):
+        call_command("wecom_sandbox", "simulate", "--corp", "nope", "--adds", "1")
+
+
+def test_simulated_scans_and_adds_through_a_landing_code_join_exactly(corp, live_server):
+    from channels_app.models import Attribution, Channel, LiveCode, PoolMember, Scan
+    from channels_app.services.publishing import live_code_publish
+    from contacts.services import staff_get_or_create
+
+    channel = Channel.objects.create(corp=corp, name="小红书", code="xhs_618")
+    code = LiveCode.objects.create(corp=corp, channel=channel, name="618", slug="xhs618",
+                                   mode=LiveCode.Mode.LANDING)  # fmt: skip
+    for userid in ("staff01", "staff02", "staff03"):
+        PoolMember.objects.create(
+            live_code=code, staff=staff_get_or_create(corp=corp, userid=userid)
+        )
+    live_code_publish(live_code=code)
+    out = io.StringIO()
+    call_command(
+        "wecom_sandbox", "simulate", "--corp", corp.corp_id, "--code", "xhs618",
+        "--scans", "24", "--no-add", "0.25", "--url", live_server.url, "--seed", "4", stdout=out,
+    )  # fmt: skip
+    assert Scan.objects.count() == 24
+    added = ExternalContact.objects.count()
+    assert 0 < added < 24  # some scanned and never added
+    assert Attribution.objects.filter(scan__isnull=False).count() == added
+    # Each add joined the very scan that showed its QR: scan staff == add staff, one add a scan.
+    for attribution in Attribution.objects.select_related("scan"):
+        assert attribution.scan.staff_id == attribution.staff_id
+        assert attribution.live_code_id == code.pk
+    assert len(set(Attribution.objects.values_list("scan_id", flat=True))) == added
