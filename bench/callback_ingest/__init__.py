@@ -1,0 +1,1 @@
+"""Benchmark of the WeCom callback endpoint (ingest only): see README.md here."""

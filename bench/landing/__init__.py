@@ -1,0 +1,1 @@
+"""Benchmark of the tracked-link landing page /l/<slug>/: see README.md here."""
