@@ -1,5 +1,6 @@
 """The assignment engine: which staff member gets the next customer. Pure: no database, no
-clock; the locked service in services/assignment.py feeds it counters read under a row lock.
+clock; services/assignment.py feeds it today's counters and claims the counter of the first
+candidate it can with a conditional update, so a cap holds under any concurrency.
 
 Strategies:
 - round robin: eligible staff in a fixed order, the rotation index taken from today's total;
@@ -56,6 +57,26 @@ def _least_loaded_score(candidate: Candidate, penalize_slow_reply: bool) -> floa
     return score
 
 
+def rank_staff(
+    candidates: Sequence[Candidate],
+    *,
+    strategy: str,
+    rotation: int = 0,
+    penalize_slow_reply: bool = False,
+) -> list[Candidate]:
+    """Eligible candidates, most preferred first. The service takes the first whose counter it
+    can claim, so concurrent requests spread over the next best instead of queueing on one."""
+    pool = eligible(candidates)
+    if not pool:
+        return []
+    if strategy == "round_robin":
+        start = rotation % len(pool)
+        return pool[start:] + pool[:start]
+    if strategy == "weighted":
+        return sorted(pool, key=lambda c: ((c.load + 1) / max(c.weight, 1), c.staff_id))
+    return sorted(pool, key=lambda c: (_least_loaded_score(c, penalize_slow_reply), c.staff_id))
+
+
 def pick_staff(
     candidates: Sequence[Candidate],
     *,
@@ -64,14 +85,10 @@ def pick_staff(
     penalize_slow_reply: bool = False,
 ) -> Candidate | None:
     """The candidate to assign, or None when nobody (backups included) may take a customer."""
-    pool = eligible(candidates)
-    if not pool:
-        return None
-    if strategy == "round_robin":
-        return pool[rotation % len(pool)]
-    if strategy == "weighted":
-        return min(pool, key=lambda c: ((c.load + 1) / max(c.weight, 1), c.staff_id))
-    return min(pool, key=lambda c: (_least_loaded_score(c, penalize_slow_reply), c.staff_id))
+    ranked = rank_staff(
+        candidates, strategy=strategy, rotation=rotation, penalize_slow_reply=penalize_slow_reply
+    )
+    return ranked[0] if ranked else None
 
 
 # -- shifts ------------------------------------------------------------------------------------

@@ -1,22 +1,34 @@
-"""Row locks of the channels domain, always taken in primary-key order (no deadlocks).
-select_for_update is a no-op on SQLite, whose IMMEDIATE transactions serialise writers."""
+"""Row locks of the channels domain. A request holds at most one counter and one slot, and
+never waits for a row while holding another: no deadlocks. select_for_update is a no-op on
+SQLite, whose IMMEDIATE transactions serialise writers."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from channels_app.models import DailyCounter, LandingSlot
 
 
-def daily_counters_lock(*, live_code_id: int, day, staff_ids: Iterable[int]) -> list[DailyCounter]:
-    return list(
-        DailyCounter.objects.select_for_update()
-        .filter(live_code_id=live_code_id, day=day, staff_id__in=list(staff_ids))
-        .order_by("pk")
-    )
+def daily_counter_claim(*, counter_id: int, cap: int | None, wait: bool) -> bool:
+    """Count one assignment on a DailyCounter if it is below `cap`; False when it is at the cap
+    or (with wait=False) another transaction holds the row.
+
+    With wait=False the row is taken with SKIP LOCKED, so concurrent requests move on to their
+    next candidate instead of queueing. With wait=True a conditional UPDATE waits for the
+    holder and re-checks the cap on the committed row (PostgreSQL re-evaluates the WHERE on
+    the newest version), and a failed check leaves no lock behind, so a request never holds
+    one counter while waiting for another: no deadlock.
+    """
+    queryset = DailyCounter.objects.filter(pk=counter_id)
+    if cap is not None:
+        queryset = queryset.filter(assigned__lt=cap)
+    if not wait:
+        # One statement: UPDATE ... WHERE id IN (SELECT id ... FOR UPDATE SKIP LOCKED).
+        queryset = DailyCounter.objects.filter(
+            pk__in=queryset.select_for_update(skip_locked=True).values("pk")
+        )
+    return queryset.update(assigned=F("assigned") + 1) == 1
 
 
 def free_landing_slot_lock(*, live_code_id: int, staff_id: int) -> LandingSlot | None:

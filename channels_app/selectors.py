@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db.models import (
     Case,
     Count,
+    Exists,
     F,
     IntegerField,
     OuterRef,
@@ -23,8 +24,33 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from channels_app.models import Attribution, Channel, DailyCounter, LiveCode, PoolMember, Scan
+from channels_app.models import (
+    Attribution,
+    Channel,
+    DailyCounter,
+    LiveCode,
+    PoolMember,
+    Scan,
+    ScheduleOverride,
+    ScheduleRule,
+    Store,
+)
 from scrm.wecom.models import Corp
+
+
+def live_code_for_landing(slug: str) -> LiveCode | None:
+    """The code behind /l/<slug>/ with its corp and channel, and whether it has stores and a
+    schedule, in one query: the landing page is the hottest read path."""
+    return (
+        LiveCode.objects.select_related("corp", "channel")
+        .annotate(
+            has_stores=Exists(Store.objects.filter(live_code=OuterRef("pk"))),
+            has_schedule=Exists(ScheduleRule.objects.filter(live_code=OuterRef("pk")))
+            | Exists(ScheduleOverride.objects.filter(live_code=OuterRef("pk"))),
+        )
+        .filter(slug=slug)
+        .first()
+    )
 
 
 def local_day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:

@@ -10,6 +10,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from channels_app.models import LiveCode, ReferralCode, Store
+from channels_app.selectors import live_code_for_landing
 from channels_app.services.landing import landing_visit
 
 
@@ -29,7 +30,7 @@ def _page(request: HttpRequest, template: str, context: dict, status: int = 200)
 @never_cache
 @require_GET
 def landing(request: HttpRequest, slug: str) -> HttpResponse:
-    live_code = LiveCode.objects.select_related("corp", "channel").filter(slug=slug).first()
+    live_code = live_code_for_landing(slug)
     if live_code is None:
         return _page(request, "unavailable.html", {"reason": "missing"}, status=404)
     if live_code.status != LiveCode.Status.ACTIVE:
@@ -43,7 +44,7 @@ def landing(request: HttpRequest, slug: str) -> HttpResponse:
             stores = live_code.stores.order_by("region", "code")
             context = {"code": live_code, "stores": stores, "unknown": store_code}
             return _page(request, "stores.html", context, status=404)
-    elif live_code.mode == LiveCode.Mode.LANDING and live_code.stores.exists():
+    elif live_code.mode == LiveCode.Mode.LANDING and live_code.has_stores:
         stores = live_code.stores.order_by("region", "code")
         return _page(request, "stores.html", {"code": live_code, "stores": stores})
 

@@ -40,8 +40,8 @@ BROKER_URL = "redis://127.0.0.1:6379/13"
 # The app's steps broken down by callee (regexes on pstats' "file:line(function)").
 STEPS = (
     r"channels_app/(views|lock_objects|services/landing|services/assignment)\.py:\d+\("
-    r"(landing|landing_visit|staff_assign|members_on_duty_for|_members|counters_ensure|"
-    r"daily_counters_lock|free_landing_slot_lock|_lease|_returning|_top_up_after_commit)\)"
+    r"(landing|landing_visit|staff_assign|members_on_duty_for|_members_with_counters|"
+    r"daily_counter_claim|free_landing_slot_lock|_lease|_returning|live_code_for_landing)\)"
 )
 TOTALS = (
     ("request, through the test client", r"django/test/client\.py:\d+\(request\)"),

@@ -1,12 +1,13 @@
-"""Assignment under locks: the pure engine (channels_app.assignment) fed with counters read
-under a row lock, so a daily cap holds with any number of concurrent requests."""
+"""Assignment: the pure engine (channels_app.assignment) ranks the candidates from today's
+counters, and a conditional update claims one, so a daily cap holds with any number of
+concurrent requests."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
 from channels_app.assignment import (
@@ -15,9 +16,9 @@ from channels_app.assignment import (
     SpecialDate,
     eligible,
     members_on_duty,
-    pick_staff,
+    rank_staff,
 )
-from channels_app.lock_objects import daily_counters_lock
+from channels_app.lock_objects import daily_counter_claim
 from channels_app.models import DailyCounter, LiveCode, PoolMember, Store
 from contacts.models import Staff
 
@@ -29,7 +30,11 @@ def local_now(live_code: LiveCode, now: datetime | None = None) -> datetime:
 
 
 def members_on_duty_for(live_code: LiveCode, moment: datetime) -> frozenset[int] | None:
-    """Pool member ids on duty at `moment` (local time); None when the code has no shifts."""
+    """Pool member ids on duty at `moment` (local time); None when the code has no shifts.
+    A code loaded with `has_schedule` annotated (the landing view's) skips the queries when it
+    has neither weekly shifts nor special dates."""
+    if getattr(live_code, "has_schedule", True) is False:
+        return None
     shifts = [
         Shift(
             weekdays=frozenset(int(d) for d in rule.weekdays),
@@ -91,30 +96,66 @@ def counters_ensure(*, live_code: LiveCode, day: date, staff_ids: list[int]) -> 
     )
 
 
-@transaction.atomic
+def _members_with_counters(
+    live_code: LiveCode, store: Store | None, day: date
+) -> tuple[list[PoolMember], dict[int, DailyCounter]]:
+    """Enabled pool members and their counters for `day`, read in one query (no lock: they
+    rank the candidates; the claim re-checks the cap). Missing counters are created first."""
+    counter = DailyCounter.objects.filter(live_code=live_code, staff=OuterRef("staff"), day=day)
+    queryset = (
+        live_code.pool.filter(is_enabled=True)
+        .select_related("staff")
+        .annotate(
+            counter_id=Subquery(counter.values("pk")[:1]),
+            assigned_today=Subquery(counter.values("assigned")[:1]),
+        )
+        .order_by("pk")
+    )
+    if store is not None:
+        queryset = queryset.filter(stores=store)
+    members = list(queryset)
+    if any(m.counter_id is None for m in members):  # the first visit of the day
+        counters_ensure(live_code=live_code, day=day, staff_ids=[m.staff_id for m in members])
+        members = list(queryset.all())
+    counters = {
+        m.staff_id: DailyCounter(pk=m.counter_id, staff_id=m.staff_id, assigned=m.assigned_today)
+        for m in members
+    }
+    return members, counters
+
+
+@transaction.atomic(savepoint=False)  # inside the visit's transaction: no SAVEPOINT round trips
 def staff_assign(
     *, live_code: LiveCode, now: datetime | None = None, store: Store | None = None
 ) -> Staff | None:
-    """Pick a staff member for one landing scan and count it, under a lock on the code's
-    counters for today. None when everyone (backups included) is capped, off shift or gone."""
+    """Pick a staff member for one landing scan and count it. None when everyone (backups
+    included) is capped, off shift or gone.
+
+    Counters are read without a lock to rank the candidates; the first candidate whose counter
+    can be claimed below its cap gets the scan. Rows held by concurrent requests are skipped on
+    the first pass, so 32 visitors at once spread over the pool instead of queueing on one row;
+    only when every candidate is held does a request wait (see daily_counter_claim).
+    """
     moment = local_now(live_code, now)
-    members = _members(live_code, store)
+    members, counters = _members_with_counters(live_code, store, moment.date())
     if not members:
         return None
-    staff_ids = [m.staff_id for m in members]
-    counters_ensure(live_code=live_code, day=moment.date(), staff_ids=staff_ids)
-    locked = daily_counters_lock(live_code_id=live_code.pk, day=moment.date(), staff_ids=staff_ids)
-    counters = {c.staff_id: c for c in locked}
-    choice = pick_staff(
-        _candidates(members, counters, members_on_duty_for(live_code, moment), load="assigned"),
+    on_duty = members_on_duty_for(live_code, moment)
+    ranked = rank_staff(
+        _candidates(members, counters, on_duty, load="assigned"),
         strategy=live_code.strategy,
-        rotation=sum(c.assigned for c in locked),
+        rotation=sum(c.assigned for c in counters.values()),
         penalize_slow_reply=live_code.penalize_slow_reply,
     )
-    if choice is None:
-        return None
-    DailyCounter.objects.filter(pk=counters[choice.staff_id].pk).update(assigned=F("assigned") + 1)
-    return next(m.staff for m in members if m.staff_id == choice.staff_id)
+    staff_of = {m.staff_id: m.staff for m in members}
+    for wait in (False, True):
+        for candidate in ranked:
+            claimed = daily_counter_claim(
+                counter_id=counters[candidate.staff_id].pk, cap=candidate.cap, wait=wait
+            )
+            if claimed:
+                return staff_of[candidate.staff_id]
+    return None
 
 
 def counter_bump_added(*, live_code: LiveCode, staff_id: int, at: datetime) -> None:

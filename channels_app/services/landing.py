@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -19,7 +21,10 @@ from channels_app.services.assignment import staff_assign
 from channels_app.services.publishing import SLOT_LEASE
 from contacts.models import Staff
 
+logger = logging.getLogger(__name__)
+
 RETURN_WINDOW = timedelta(minutes=30)  # the same device within this keeps its staff member
+TOP_UP_DEBOUNCE_SECONDS = 2
 UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
 BOT_RE = re.compile(r"bot|crawl|spider|slurp|preview|facebookexternalhit|curl|wget", re.I)
 TABLET_RE = re.compile(r"ipad|tablet|(android(?!.*mobile))", re.I)
@@ -68,7 +73,8 @@ def _lease(live_code: LiveCode, staff: Staff, now: datetime) -> LandingSlot | No
 
 
 def _returning(live_code: LiveCode, device_key: str, now: datetime) -> Scan | None:
-    """The device's recent scan, if it still holds its slot (no other scan leased it since)."""
+    """The device's recent scan, if it still holds its slot (no other scan leased it since).
+    Most visitors are new: the lookup reads ids only, and staff and slot load on a hit."""
     previous = (
         Scan.objects.filter(
             live_code=live_code,
@@ -76,13 +82,15 @@ def _returning(live_code: LiveCode, device_key: str, now: datetime) -> Scan | No
             created_at__gte=now - RETURN_WINDOW,
             slot__isnull=False,
         )
-        .select_related("staff", "slot")
+        .only("pk", "created_at", "staff_id", "slot_id", "store_id")
         .order_by("-created_at")
         .first()
     )
-    if previous is None or previous.staff is None or previous.staff.status != "active":
+    if previous is None or previous.staff_id is None:
         return None
-    newer = Scan.objects.filter(slot=previous.slot, created_at__gt=previous.created_at).exists()
+    if previous.staff.status != Staff.Status.ACTIVE:
+        return None
+    newer = Scan.objects.filter(slot=previous.slot_id, created_at__gt=previous.created_at).exists()
     return None if newer else previous
 
 
@@ -129,17 +137,26 @@ def landing_visit(
 
 
 def _top_up_after_commit(live_code_id: int, staff_id: int) -> None:
-    from channels_app.services.publishing import SLOTS_PER_STAFF
+    """After commit (outside the counter's lock): when the staff member is short of free slots,
+    queue a top-up. Checked at most once per member every TOP_UP_DEBOUNCE_SECONDS: a busy code
+    would otherwise count slots and queue a task on every visit."""
 
-    now = timezone.now()
-    free = (
-        LandingSlot.objects.filter(live_code_id=live_code_id, staff_id=staff_id)
-        .exclude(config_id="")
-        .exclude(leased_until__gt=now)
-        .count()
-    )
-    if free >= SLOTS_PER_STAFF - 1:
-        return
-    from channels_app.tasks import landing_slots_top_up_task
+    def top_up_if_short() -> None:
+        from channels_app.services.publishing import SLOTS_PER_STAFF
+        from channels_app.tasks import landing_slots_top_up_task
 
-    transaction.on_commit(lambda: landing_slots_top_up_task.delay(live_code_id, staff_id))
+        if not cache.add(f"landing-top-up:{live_code_id}:{staff_id}", 1, TOP_UP_DEBOUNCE_SECONDS):
+            return  # checked moments ago
+        free = (
+            LandingSlot.objects.filter(live_code_id=live_code_id, staff_id=staff_id)
+            .exclude(config_id="")
+            .exclude(leased_until__gt=timezone.now())
+            .count()
+        )
+        if free < SLOTS_PER_STAFF - 1:
+            try:
+                landing_slots_top_up_task.delay(live_code_id, staff_id)
+            except Exception:  # broker down: the visit stands, the oldest lease is reused
+                logger.exception("could not queue a landing slot top-up for code %s", live_code_id)
+
+    transaction.on_commit(top_up_if_short)

@@ -11,6 +11,7 @@ from channels_app.assignment import (
     SpecialDate,
     members_on_duty,
     pick_staff,
+    rank_staff,
 )
 
 
@@ -32,6 +33,27 @@ def _run(candidates, strategy, rounds, **kw):
 def test_round_robin_cycles_in_staff_order():
     staff = [Candidate(3), Candidate(1), Candidate(2)]
     assert _run(staff, "round_robin", 6) == [1, 2, 3, 1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("strategy", "expected"),
+    [
+        ("round_robin", [3, 4, 1, 2]),  # rotation 6 over four: starts at the third
+        ("weighted", [4, 3, 2, 1]),  # (load + 1) / weight: 1/4, 2/3, 4/2, 6/1
+        ("least_loaded", [3, 4, 2, 1]),  # (load + 1) / cap: 2/50, 1/10, 4/20, 6/10
+    ],
+)
+def test_rank_orders_every_eligible_candidate_for_fallback(strategy, expected):
+    staff = [
+        Candidate(1, load=5, cap=10, weight=1),
+        Candidate(2, load=3, cap=20, weight=2),
+        Candidate(3, load=1, cap=50, weight=3),
+        Candidate(4, load=0, cap=10, weight=4),
+        Candidate(5, load=10, cap=10, weight=9),  # capped: never ranked
+    ]
+    ranked = rank_staff(staff, strategy=strategy, rotation=6)
+    assert [c.staff_id for c in ranked] == expected
+    assert pick_staff(staff, strategy=strategy, rotation=6) == ranked[0]
 
 
 def test_weighted_spreads_in_proportion_to_weights():
