@@ -13,10 +13,17 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from channels_app.models import Attribution, Channel, ChannelCost, LiveCode, ReferralCode, Scan
-from channels_app.state import KINDS
+from channels_app.models import (
+    STATE_KIND_CHOICES,
+    Attribution,
+    Channel,
+    ChannelCost,
+    LiveCode,
+    ReferralCode,
+    Scan,
+)
 
-STATE_KINDS = [(kind, kind) for kind in (*KINDS.values(), "foreign")]
+STATE_KINDS = STATE_KIND_CHOICES
 
 
 class StrictBooleanField(forms.NullBooleanField):

@@ -415,7 +415,7 @@ class Scan(models.Model):
     utm_term = models.CharField(max_length=64, blank=True)
     device = models.CharField(_("device"), max_length=8, choices=Device.choices)
     in_wechat = models.BooleanField(_("in WeChat"), default=False)
-    referrer_url = models.CharField(_("referrer"), max_length=512, blank=True)
+    referrer_url = models.CharField(_("referrer URL"), max_length=512, blank=True)
     ip_hash = models.CharField(_("IP hash"), max_length=32, blank=True)
     device_key = models.CharField(_("device key"), max_length=32, blank=True, db_index=True)
     staff = models.ForeignKey(
@@ -460,6 +460,17 @@ class Scan(models.Model):
 
     def __str__(self) -> str:
         return f"{self.live_code_id} @ {self.created_at}"
+
+
+# What a contact way's state said, as channels_app.state parses it; "foreign" is a state made
+# elsewhere (another tool, a code made by hand in WeCom), kept as it came.
+STATE_KIND_CHOICES = [
+    ("native", _("native code")),
+    ("landing", _("landing link")),
+    ("referral", _("referral code")),
+    ("group", _("group code")),
+    ("foreign", _("foreign state")),
+]
 
 
 class Attribution(models.Model):
@@ -524,7 +535,9 @@ class Attribution(models.Model):
         verbose_name=_("store"),
     )
     state = models.CharField(_("state"), max_length=64, blank=True)
-    state_kind = models.CharField(_("state kind"), max_length=16, blank=True)
+    state_kind = models.CharField(
+        _("state kind"), max_length=16, blank=True, choices=STATE_KIND_CHOICES
+    )
     added_at = models.DateTimeField(_("added at"), db_index=True)
     is_first_touch = models.BooleanField(_("first touch"), default=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -619,7 +632,9 @@ class GroupMemberJoin(models.Model):
     )
     join_scene = models.PositiveSmallIntegerField(_("join scene"), null=True, blank=True)
     state = models.CharField(_("state"), max_length=64, blank=True)
-    state_kind = models.CharField(_("state kind"), max_length=16, blank=True)
+    state_kind = models.CharField(
+        _("state kind"), max_length=16, blank=True, choices=STATE_KIND_CHOICES
+    )
     joined_at = models.DateTimeField(_("joined at"), db_index=True)
 
     class Meta:

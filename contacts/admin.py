@@ -62,9 +62,17 @@ class FirstAddedAtFilter(admin.DateFieldListFilter):
         self.title = _("first added at")
 
 
-class FirstSourceInline(admin.StackedInline):
+class AddWayLabelMixin:
+    @admin.display(description=_("add way"))
+    def add_way_display(self, obj: FirstSource | FollowRelation) -> str:
+        """WeCom's add_way in words (名片分享, 扫描二维码...); unknown values stay numbers."""
+        return add_way_label(obj.add_way)
+
+
+class FirstSourceInline(AddWayLabelMixin, admin.StackedInline):
     model = FirstSource
-    fields = ["added_at", "staff", "add_way", "state", "live_code_id", "channel_id", "backfilled"]
+    fields = ["added_at", "staff", "add_way_display", "state", "live_code_id", "channel_id",
+              "backfilled"]  # fmt: skip
     readonly_fields = fields
     can_delete = False
     extra = 0
@@ -76,13 +84,13 @@ class FirstSourceInline(admin.StackedInline):
         return False
 
 
-class FollowRelationInline(admin.TabularInline):
+class FollowRelationInline(AddWayLabelMixin, admin.TabularInline):
     model = FollowRelation
     fk_name = "external_contact"
     fields = [
         "staff",
         "created_at",
-        "add_way",
+        "add_way_display",
         "state",
         "status",
         "status_changed_at",

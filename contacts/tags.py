@@ -29,7 +29,20 @@ logger = logging.getLogger("contacts.tags")
 @transaction.atomic
 def tag_library_store(*, corp: Corp, tag_groups: list[dict]) -> tuple[int, int]:
     """Mirror get_corp_tag_list's answer; tags and groups not in it are marked deleted.
-    Returns (groups, tags) seen."""
+    Returns (groups, tags) seen.
+
+    An empty answer while we hold live tags is not trusted: an app that lost the 客户联系
+    permission gets errcode 0 and no groups, and marking every tag deleted would silently stop
+    every auto-tag rule. The mirror is kept and the answer logged; deleting the last tag group
+    in WeCom is rare enough to be confirmed by a non-empty sync later.
+    """
+    if not tag_groups and Tag.objects.filter(corp=corp, deleted=False).exists():
+        logger.warning(
+            "get_corp_tag_list answered no tag groups for corp %s; the local tag library "
+            "was kept (check the app's 客户联系 permission)",
+            corp.corp_id,
+        )
+        return 0, 0
     seen_groups, seen_tags = [], []
     for item in tag_groups:
         group, _ = TagGroup.objects.update_or_create(
@@ -237,6 +250,17 @@ def tag_delete(*, tag: Tag) -> None:
 
 def tag_group_delete(*, group: TagGroup) -> None:
     tags_delete(corp=group.corp, groups=[group])
+
+
+def tag_library_mark_deleted(*, corp_id: int, tag_type: str, wecom_id: str) -> int:
+    """A change_external_tag delete names what went: mark it deleted at once (a group takes
+    its tags along), so the resync's empty answer after the last tag is gone needs no trust."""
+    if not wecom_id:
+        return 0
+    if tag_type == "tag_group":
+        Tag.objects.filter(corp_id=corp_id, group__group_id=wecom_id).update(deleted=True)
+        return TagGroup.objects.filter(corp_id=corp_id, group_id=wecom_id).update(deleted=True)
+    return Tag.objects.filter(corp_id=corp_id, tag_id=wecom_id).update(deleted=True)
 
 
 def tag_library_request_sync(*, corp_id: int) -> None:

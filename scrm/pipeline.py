@@ -192,8 +192,14 @@ def on_tag_library_change(event: CallbackEvent) -> None:
     """change_external_tag (create, update, delete, shuffle), from WeCom's admin console or
     another app: resync the corp's tag library. Queued after commit and debounced (a shuffle
     sends one event per tag); WeCom is never called inside this transaction."""
-    from contacts.tags import tag_library_request_sync
+    from contacts.tags import tag_library_mark_deleted, tag_library_request_sync
 
+    if event.change_type == "delete":
+        tag_library_mark_deleted(
+            corp_id=event.corp_id,
+            tag_type=str(event.payload.get("TagType", "")),
+            wecom_id=str(event.payload.get("Id", "")),
+        )
     tag_library_request_sync(corp_id=event.corp_id)
 
 

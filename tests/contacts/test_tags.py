@@ -302,3 +302,11 @@ def test_sync_keeps_ids_stable_and_marks_what_wecom_dropped(corp, sandbox_corp, 
     assert tag_library_sync(corp=corp) == (1, 1)
     assert dict(Tag.objects.values_list("name", "tag_id")) == ids
     assert Tag.objects.get(name="朋友圈").deleted
+
+
+def test_an_empty_library_answer_does_not_wipe_the_mirror(corp, sandbox_corp, group, caplog):
+    # An app without the 客户联系 permission gets errcode 0 and no groups: not a deletion.
+    SandboxTagGroup.objects.filter(corp=sandbox_corp).delete()
+    assert tag_library_sync(corp=corp) == (0, 0)
+    assert _mirror(corp) == {"来源": {"老带新", "朋友圈"}}
+    assert "kept" in caplog.text
