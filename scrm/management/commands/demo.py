@@ -1,8 +1,10 @@
+import os
 import random
 import socket
 import threading
 import time
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
@@ -47,6 +49,9 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: object) -> None:
         addr = str(options["addr"])
         host, port = addr.rsplit(":", 1)
+        if "WECOM_SANDBOX_PUBLIC_URL" not in os.environ:
+            # The sandbox's QR URLs must point at this server, whatever port it serves on.
+            settings.WECOM_SANDBOX_PUBLIC_URL = f"http://{addr}"
         self._operator()
         corp = self._corp()
         landing, states = self._channels(corp)
