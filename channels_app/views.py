@@ -3,6 +3,8 @@ code. Thin: the service does the work in one transaction, with no WeCom call."""
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -12,6 +14,8 @@ from django.views.decorators.http import require_GET
 from channels_app.models import LiveCode, ReferralCode, Store
 from channels_app.selectors import live_code_for_landing
 from channels_app.services.landing import landing_visit
+
+logger = logging.getLogger(__name__)
 
 
 def client_ip(request: HttpRequest) -> str:
@@ -69,4 +73,11 @@ def landing(request: HttpRequest, slug: str) -> HttpResponse:
     else:
         qr_url = result.slot.qr_code if result.slot else ""
     context = {"code": live_code, "staff": result.staff, "qr_url": qr_url, "store": store}
-    return _page(request, "landing.html", context, status=200 if qr_url else 503)
+    if qr_url:
+        return _page(request, "landing.html", context)
+    # Everyone capped or off shift is the code's business state, not a server fault: a warning
+    # for operators instead of django.request's ERROR for every visitor of a full campaign.
+    logger.warning("live code %s: no staff member available, busy page shown", live_code.slug)
+    response = _page(request, "landing.html", context, status=503)
+    response._has_been_logged = True  # django.utils.log.log_response skips it
+    return response

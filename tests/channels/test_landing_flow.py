@@ -77,13 +77,17 @@ def test_caps_hold_and_backup_takes_over(make_code, sandbox_corp, client, staff)
     assert got[2:] == ["staff03", "staff03"]
 
 
-def test_everyone_capped_without_backup_shows_busy_page(make_code, sandbox_corp, client):
+def test_everyone_capped_without_backup_shows_busy_page(make_code, sandbox_corp, client, caplog):
     code = live_code_publish(live_code=make_code(caps=(1, 0, 0)))
     assert _scan(client, code, ip="10.1.1.1")[0].status_code == 200
     response, way = _scan(client, code, ip="10.1.1.2")
     assert response.status_code == 503
     assert way is None
     assert Scan.objects.filter(staff__isnull=True).count() == 1
+    # A full campaign is a warning for operators, not an ERROR per visitor.
+    busy = [r for r in caplog.records if "busy page" in r.getMessage()]
+    assert [r.levelname for r in busy] == ["WARNING"]
+    assert not [r for r in caplog.records if r.name == "django.request"]
 
 
 def test_paused_and_unknown_codes(make_code, client):
