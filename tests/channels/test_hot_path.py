@@ -1,0 +1,33 @@
+"""The landing page is hot (every scan of a campaign): its statements are counted so that a
+change adding a query per visit shows up here before it shows up in bench/landing."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from channels_app.models import Scan
+from channels_app.services.publishing import live_code_publish
+
+PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) MicroMessenger/8.0.40"
+
+
+def _statements(captured: CaptureQueriesContext) -> list[str]:
+    """What reached the database, savepoints aside (the test's transaction adds them)."""
+    return [q["sql"] for q in captured.captured_queries if "SAVEPOINT" not in q["sql"]]
+
+
+@pytest.mark.django_db
+def test_a_landing_visit_stays_within_its_statements(make_code, sandbox_corp, client):
+    code = live_code_publish(live_code=make_code())
+    client.get(f"/l/{code.slug}/", HTTP_USER_AGENT=PHONE, REMOTE_ADDR="10.0.0.1")  # counters
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(f"/l/{code.slug}/", {"utm_source": "xhs"},
+                              HTTP_USER_AGENT=PHONE, REMOTE_ADDR="10.0.0.2")  # fmt: skip
+    assert response.status_code == 200
+    statements = _statements(captured)
+    # code + flags, returning device, pool + counters, counter claim, slot lock and lease,
+    # scan INSERT; the slot top-up check is debounced and runs after commit.
+    assert len(statements) <= 7, "\n".join(statements)
+    assert Scan.objects.count() == 2
