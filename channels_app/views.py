@@ -31,6 +31,17 @@ def _page(request: HttpRequest, template: str, context: dict, status: int = 200)
     return render(request, f"channels_app/{template}", context, status=status)
 
 
+def _store_links(request: HttpRequest, live_code: LiveCode) -> list[tuple[Store, str]]:
+    """The picker's stores, each linked with the visit's own parameters kept (utm_*, r):
+    a poster's utm_source must survive the customer's tap on a store."""
+    links = []
+    for store in live_code.stores.order_by("region", "code"):
+        params = request.GET.copy()
+        params["store"] = store.code
+        links.append((store, f"?{params.urlencode()}"))
+    return links
+
+
 @never_cache
 @require_GET
 def landing(request: HttpRequest, slug: str) -> HttpResponse:
@@ -45,12 +56,12 @@ def landing(request: HttpRequest, slug: str) -> HttpResponse:
     if store_code:
         store = Store.objects.filter(live_code=live_code, code=store_code).first()
         if store is None:
-            stores = live_code.stores.order_by("region", "code")
-            context = {"code": live_code, "stores": stores, "unknown": store_code}
+            context = {"code": live_code, "stores": _store_links(request, live_code),
+                       "unknown": store_code}  # fmt: skip
             return _page(request, "stores.html", context, status=404)
     elif live_code.mode == LiveCode.Mode.LANDING and live_code.has_stores:
-        stores = live_code.stores.order_by("region", "code")
-        return _page(request, "stores.html", {"code": live_code, "stores": stores})
+        context = {"code": live_code, "stores": _store_links(request, live_code)}
+        return _page(request, "stores.html", context)
 
     referral = None
     if request.GET.get("r"):

@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from channels_app.models import Attribution, LiveCode, Scan
+from channels_app.models import Attribution, LiveCode, Scan, Store
 from channels_app.services.publishing import live_code_publish
 from scrm.wecom.sandbox.models import SandboxContactWay
 from scrm.wecom.sandbox.simulate import sandbox_customer_add
@@ -87,3 +87,28 @@ def test_an_operator_logs_in_and_publishes_a_live_code_from_the_admin(
     code.refresh_from_db()
     assert code.status == LiveCode.Status.ACTIVE
     assert SandboxContactWay.objects.filter(state__startswith="scL").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_phone_picks_its_store_and_keeps_the_posters_parameters(
+    phone, live_server, settings, make_code, sandbox_corp, staff
+):
+    settings.WECOM_SANDBOX_PUBLIC_URL = live_server.url
+    code = make_code()
+    for store_code, name, member in (("nj01", "南京路店", staff[1]), ("xjh", "徐家汇店", staff[2])):
+        store = Store.objects.create(live_code=code, code=store_code, name=name, region="上海")
+        store.members.set(code.pool.filter(staff=member))
+    live_code_publish(live_code=code)
+
+    phone.get(f"{live_server.url}/l/{code.slug}/?utm_source=poster&utm_content=counter")
+    assert "选择门店" in phone.find_element(By.TAG_NAME, "h1").text
+    assert Scan.objects.count() == 0  # the picker itself records nothing
+    phone.find_element(By.PARTIAL_LINK_TEXT, "徐家汇店").click()
+    qr = WebDriverWait(phone, 10).until(
+        lambda browser: browser.find_element(By.CSS_SELECTOR, "img.qr")
+    )
+    WebDriverWait(phone, 10).until(lambda browser: _loaded(browser, qr))
+
+    scan = Scan.objects.get()
+    assert (scan.store.code, scan.staff.userid) == ("xjh", "staff03")
+    assert (scan.utm_source, scan.utm_content) == ("poster", "counter")

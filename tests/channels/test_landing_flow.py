@@ -164,8 +164,9 @@ def test_store_code_uses_the_store_pool_and_picker(make_code, sandbox_corp, clie
     xujiahui = Store.objects.create(live_code=code, code="xjh", name="徐家汇店", region="上海")
     xujiahui.members.set(code.pool.filter(staff=staff[2]))
     live_code_publish(live_code=code)
-    picker = client.get(f"/l/{code.slug}/")
+    picker = client.get(f"/l/{code.slug}/", {"utm_source": "poster"})
     assert "南京路店" in picker.content.decode()
+    assert 'href="?utm_source=poster&amp;store=nj01"' in picker.content.decode()
     assert Scan.objects.count() == 0
     for index in range(3):
         _, way = _scan(client, code, store="nj01", ip=f"10.4.0.{index}")
