@@ -27,6 +27,7 @@ from contacts.conversions import (
     RowError,
     conversions_import,
 )
+from contacts.csv_files import CsvFileError, csv_text_decode
 from contacts.models import (
     AuditLog,
     ConversionEvent,
@@ -58,13 +59,9 @@ def _csv_error(message: str, field: str = NON_FIELD) -> ConversionImportError:
 
 def _decode(data: bytes) -> str:
     try:
-        return data.decode("utf-8-sig")  # with or without the BOM Excel writes
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("gb18030")  # a superset of GBK, what Excel on Chinese Windows saves
-    except UnicodeDecodeError:
-        raise _csv_error(_("Save the file as UTF-8 or GBK.")) from None
+        return csv_text_decode(data)
+    except CsvFileError as exc:
+        raise _csv_error(exc.message) from None
 
 
 def conversion_rows_from_csv(data: bytes) -> CsvRows:

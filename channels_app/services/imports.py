@@ -3,7 +3,6 @@ row-level errors, and the QR images or posters of many codes as one ZIP."""
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import re
@@ -19,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
 from channels_app.models import Channel, ChannelCost, LiveCode, PoolMember
+from contacts.csv_files import CsvFileError, csv_text_decode
 from contacts.models import Staff
 from scrm.wecom.models import Corp
 
@@ -26,8 +26,6 @@ MAX_ROWS = 2000
 # 2,000 rows of a few hundred bytes each; the cap keeps a wrong upload (a video, a dump)
 # from being read into memory whole.
 MAX_BYTES = 5 * 1024 * 1024
-# Excel in China saves "CSV" as GBK unless "CSV UTF-8" is chosen; gb18030 is its superset.
-ENCODINGS = ("utf-8-sig", "gb18030")
 STAFF_SEPARATORS = re.compile(r"[|;；,，\s]+")
 DATE_RE = re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})$")
 
@@ -88,12 +86,6 @@ class ImportResult:
         return not self.errors
 
 
-class CsvFileError(ValueError):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
 @dataclass
 class Table:
     rows: list[tuple[int, dict[str, str]]]
@@ -109,25 +101,6 @@ def csv_template(columns: Iterable[Column]) -> str:
 
 
 # -- reading a CSV file ------------------------------------------------------------------------
-
-
-def _decode(raw: bytes) -> str:
-    if not raw.strip():
-        raise CsvFileError(_("The file is empty."))
-    if raw.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
-        raise CsvFileError(
-            _("This is an Excel workbook, not a CSV file. In Excel use Save As, CSV UTF-8.")
-        )
-    utf16 = raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
-    if b"\x00" in raw and not utf16:
-        raise CsvFileError(_("This is not a text CSV file."))
-    # utf-16: Excel's "Unicode text", tab separated.
-    for encoding in ("utf-16",) if utf16 else ENCODINGS:
-        try:
-            return raw.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise CsvFileError(_("The file is neither UTF-8 nor GBK text. Save it as CSV UTF-8."))
 
 
 def _column_of(header: str, columns: Iterable[Column]) -> Column | None:
@@ -152,7 +125,7 @@ def _read_table(file: IO[bytes], columns: tuple[Column, ...], max_rows: int) -> 
     raw = file.read(MAX_BYTES + 1)
     if len(raw) > MAX_BYTES:
         raise CsvFileError(_("The file is larger than 5 MB."))
-    text = _decode(raw)
+    text = csv_text_decode(raw)
     delimiter = _dialect_of(text.lstrip("\ufeff").split("\n", 1)[0], columns)
     try:
         records = list(csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""),

@@ -399,7 +399,8 @@ def test_csv_import_with_a_bad_line_imports_nothing_and_shows_the_lines(admin_cl
 @pytest.mark.parametrize(
     ("text", "field"),
     [
-        (b"\xff\xfe\xfa\xfb", "non_field_errors"),  # neither UTF-8 nor GBK
+        (b"\xff\xff\xfa\xfb", "non_field_errors"),  # neither UTF-8 nor GBK (nor a UTF-16 BOM)
+        (b"PK\x03\x04xlsx", "non_field_errors"),  # an Excel workbook, not a CSV file
         (b"\n\n", "non_field_errors"),  # no header
         (b"corp_id,external_id,kind,occurred_at,customer\n", "customer"),
         (b"corp_id,kind,occurred_at,external_userid\n", "external_id"),
