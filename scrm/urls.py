@@ -1,7 +1,13 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
+from django.utils.translation import gettext_lazy as _
 from django.views.generic import RedirectView
+
+# The operators' console is the product's face: our name, not Django's.
+admin.site.site_header = _("Channel-attribution SCRM")
+admin.site.site_title = _("Channel-attribution SCRM")
+admin.site.index_title = _("Operations console")
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
