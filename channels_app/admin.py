@@ -276,9 +276,10 @@ class LiveCodeAdmin(admin.ModelAdmin):
             text = gettext("Publish the code again to send other changes to WeCom.")
             self.message_user(request, text, messages.INFO)
 
-    @admin.display(description=_("assigned / cap today"), ordering="assigned_today")
+    @admin.display(description=_("used / cap today"), ordering="cap_used_today")
     def assigned_of_cap(self, obj: LiveCode) -> str:
-        return f"{obj.assigned_today} / {obj.cap_today or '—'}"
+        """Scans assigned (landing) or adds (native) against the pool's summed daily caps."""
+        return f"{obj.cap_used_today} / {obj.cap_today or '—'}"
 
     @admin.display(description=_("published"), boolean=True, ordering="published_at")
     def is_published(self, obj: LiveCode) -> bool:

@@ -370,6 +370,7 @@ class LiveCodeSerializer(ModelSerializer):
     scans_today = serializers.IntegerField(read_only=True)
     adds_today = serializers.IntegerField(read_only=True)
     assigned_today = serializers.IntegerField(read_only=True)
+    cap_used_today = serializers.IntegerField(read_only=True)
     cap_today = serializers.IntegerField(read_only=True)
     landing_url = serializers.SerializerMethodField()
 
@@ -381,8 +382,8 @@ class LiveCodeSerializer(ModelSerializer):
             "auto_accept_to", "is_exclusive", "tag_ids", "welcome_text", "welcome_attachments",
             "daily_target", "total_target", "pool", "schedules",
             "config_id", "qr_code", "state", "published_users", "published_at", "sync_error",
-            "imported", "scans_today", "adds_today", "assigned_today", "cap_today",
-            "landing_url", "created_at", "updated_at",
+            "imported", "scans_today", "adds_today", "assigned_today", "cap_used_today",
+            "cap_today", "landing_url", "created_at", "updated_at",
         ]  # fmt: skip
         # What WeCom holds is written by publishing only; status moves by publish and pause.
         read_only_fields = ["status", "config_id", "qr_code", "state", "published_users",

@@ -69,7 +69,8 @@ def _count(queryset: QuerySet, field: str = "pk") -> Subquery:
 
 def live_codes_with_today(*, day: date | None = None, tz: ZoneInfo | None = None) -> QuerySet:
     """Live codes with today's scans, adds, assigned and total daily cap (None: a member has
-    no cap, so neither has the code).
+    no cap, so neither has the code). `cap_used_today` is what the caps count: scans assigned
+    for a landing code, adds for a native one (its contact way rotates on adds).
     `day` is a local day in `tz` (default: today in settings.TIME_ZONE)."""
     tz = tz or ZoneInfo(settings.TIME_ZONE)
     day = day or today(tz)
@@ -78,13 +79,17 @@ def live_codes_with_today(*, day: date | None = None, tz: ZoneInfo | None = None
                                 created_at__lt=end)  # fmt: skip
     adds = Attribution.objects.filter(live_code=OuterRef("pk"), added_at__gte=start,
                                       added_at__lt=end)  # fmt: skip
-    counters = (
-        DailyCounter.objects.filter(live_code=OuterRef("pk"), day=day)
-        .order_by()
-        .values("live_code")
-        .annotate(n=Sum("assigned"))
-        .values("n")
-    )
+
+    def counter_sum(field: str) -> Subquery:
+        sums = (
+            DailyCounter.objects.filter(live_code=OuterRef("pk"), day=day)
+            .order_by()
+            .values("live_code")
+            .annotate(n=Sum(field))
+            .values("n")
+        )
+        return Coalesce(Subquery(sums, output_field=IntegerField()), Value(0))
+
     caps = (
         PoolMember.objects.filter(live_code=OuterRef("pk"), is_enabled=True)
         .order_by()
@@ -100,7 +105,12 @@ def live_codes_with_today(*, day: date | None = None, tz: ZoneInfo | None = None
         .annotate(
             scans_today=_count(scans.values("live_code"), "live_code"),
             adds_today=_count(adds.values("live_code"), "live_code"),
-            assigned_today=Coalesce(Subquery(counters, output_field=IntegerField()), Value(0)),
+            assigned_today=counter_sum("assigned"),
+            cap_used_today=Case(
+                When(mode=LiveCode.Mode.NATIVE, then=counter_sum("added")),
+                default=F("assigned_today"),
+                output_field=IntegerField(),
+            ),
             cap_sum=Coalesce(Subquery(caps, output_field=IntegerField()), Value(0)),
             uncapped_members=_count(uncapped.values("live_code"), "live_code"),
         )

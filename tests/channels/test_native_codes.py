@@ -105,3 +105,14 @@ def test_wecom_errors_are_translated_for_the_operator(make_code, sandbox_corp):
     SandboxFault.objects.create(endpoint="externalcontact/add_contact_way", errcode=41054)
     with pytest.raises(PublishError, match="成员尚未激活"):
         live_code_publish(live_code=make_code(mode="native"))
+
+
+def test_a_native_codes_cap_use_today_counts_adds_not_scans(make_code, sandbox_corp, post_event):
+    from channels_app.selectors import live_codes_with_today
+
+    code = live_code_publish(live_code=make_code(mode="native", caps=(5, 5, 5)))
+    way = SandboxContactWay.objects.get(config_id=code.config_id)
+    for seed in (1, 2):
+        _add_through(sandbox_corp, post_event, way, "staff01", seed=seed)
+    row = live_codes_with_today().get(pk=code.pk)
+    assert (row.adds_today, row.assigned_today, row.cap_used_today, row.cap_today) == (2, 0, 2, 15)
