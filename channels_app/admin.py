@@ -555,4 +555,5 @@ class ReferralCodeAdmin(admin.ModelAdmin):
                      form=form, rows=rows)  # fmt: skip
 
 
-from channels_app import admin_rules  # noqa: E402,F401  (rules, welcome outcomes, group codes)
+from channels_app import admin_rules  # noqa: E402,F401,I001  (rules, welcome outcomes, groups)
+from channels_app import admin_customers  # noqa: E402,F401  (customers by first-add channel)

@@ -396,3 +396,45 @@ def test_changelist_queries_do_not_grow_with_codes(admin_client, make_code, mode
     for index in range(12):
         make_code(mode="native" if index % 2 else "landing")
     assert queries() == few
+
+
+# -- customers by first-add channel ------------------------------------------------------------
+
+
+def test_customer_list_names_the_first_channel_and_code_and_filters_by_channel(
+    admin_client, make_code, sandbox_corp, post_event
+):
+    from contacts.models import ExternalContact
+
+    code = live_code_publish(live_code=make_code(mode="native", name="双十二海报"))
+    way = SandboxContactWay.objects.get(config_id=code.config_id)
+    url = reverse("admin:contacts_externalcontact_changelist")
+
+    def add(seed: int) -> None:
+        customer, follow, _ = sandbox_customer_add(
+            corp=sandbox_corp, userid="staff01", rng=random.Random(seed), state=way.state
+        )
+        post_event("add_external_contact", follow.createtime, UserID="staff01",
+                   ExternalUserID=customer.external_userid, State=way.state)  # fmt: skip
+
+    add(1)
+    admin_client.get(url)  # warm up per-process caches
+    with CaptureQueriesContext(connection) as one:
+        page = admin_client.get(url).content.decode()
+    assert "朋友圈广告 (pyq_0012)" in page
+    assert "双十二海报" in page
+    for seed in range(2, 8):
+        add(seed)
+    with CaptureQueriesContext(connection) as seven:
+        assert admin_client.get(url).status_code == 200
+    assert len(seven) == len(one)  # names come from the list's own query, not one per row
+
+    filtered = admin_client.get(url, {"first_channel": code.channel_id})
+    assert filtered.context["cl"].result_count == ExternalContact.objects.count() == 7
+    empty = admin_client.get(url, {"first_channel": code.channel_id + 1000})
+    assert empty.context["cl"].result_count == 0
+
+    detail = admin_client.get(
+        reverse("admin:contacts_externalcontact_change", args=[ExternalContact.objects.first().pk])
+    )
+    assert "双十二海报" in detail.content.decode()  # the first source inline, by name

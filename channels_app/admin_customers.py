@@ -1,0 +1,96 @@
+"""The customer list seen from the channels: each customer's first-add channel and live code,
+and a filter by channel. FirstSource keeps their ids only (contacts must not import
+channels_app), so this app extends contacts' customer admin with the names, read in the
+changelist's own query (one subquery per column, no query per row)."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+
+from channels_app.models import Channel, LiveCode
+from contacts.admin import ExternalContactAdmin, FirstSourceInline
+from contacts.models import ExternalContact, FirstSource
+
+
+class FirstChannelFilter(admin.SimpleListFilter):
+    title = _("first-add channel")
+    parameter_name = "first_channel"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        channels = Channel.objects.select_related("corp").order_by("corp__name", "code")
+        return [(str(channel.pk), str(channel)) for channel in channels]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        if value is not None and value.isdigit():
+            return queryset.filter(first_source__channel_id=int(value))
+        return queryset
+
+
+class FirstSourceNamesInline(FirstSourceInline):
+    """The first source with the live code and channel by name, not by id."""
+
+    fields = ["added_at", "staff", "add_way_display", "state", "first_live_code", "first_channel",
+              "backfilled"]  # fmt: skip
+    readonly_fields = fields
+
+    @admin.display(description=_("live code"))
+    def first_live_code(self, obj: FirstSource) -> str:
+        live_code = LiveCode.objects.filter(pk=obj.live_code_id).only("name").first()
+        return live_code.name if live_code else "—"
+
+    @admin.display(description=_("channel"))
+    def first_channel(self, obj: FirstSource) -> str:
+        channel = Channel.objects.filter(pk=obj.channel_id).only("name", "code").first()
+        return str(channel) if channel else "—"
+
+
+class CustomerSourceAdmin(ExternalContactAdmin):
+    list_display = [
+        "__str__",
+        "first_added_at",
+        "first_channel",
+        "first_live_code",
+        "first_add_way",
+        "first_staff",
+        "first_state",
+        "external_userid",
+        "corp",
+    ]
+    list_filter = [FirstChannelFilter, *ExternalContactAdmin.list_filter]
+
+    def get_inlines(self, request: HttpRequest, obj: ExternalContact | None) -> list:
+        return [
+            FirstSourceNamesInline if inline is FirstSourceInline else inline
+            for inline in super().get_inlines(request, obj)
+        ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        channel = Channel.objects.filter(pk=OuterRef("first_source__channel_id"))
+        live_code = LiveCode.objects.filter(pk=OuterRef("first_source__live_code_id"))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                first_channel_name=Subquery(channel.values("name")[:1]),
+                first_channel_code=Subquery(channel.values("code")[:1]),
+                first_live_code_name=Subquery(live_code.values("name")[:1]),
+            )
+        )
+
+    @admin.display(description=_("first-add channel"), ordering="first_channel_name")
+    def first_channel(self, obj: ExternalContact) -> str:
+        if not obj.first_channel_name:
+            return "—"
+        return f"{obj.first_channel_name} ({obj.first_channel_code})"
+
+    @admin.display(description=_("first-add live code"), ordering="first_live_code_name")
+    def first_live_code(self, obj: ExternalContact) -> str:
+        return obj.first_live_code_name or "—"
+
+
+admin.site.unregister(ExternalContact)
+admin.site.register(ExternalContact, CustomerSourceAdmin)
