@@ -67,6 +67,21 @@ def tag_library_sync(*, corp: Corp) -> tuple[int, int]:
     return tag_library_store(corp=corp, tag_groups=WeComClient(corp).corp_tag_list())
 
 
+def _mark_tag(relation: FollowRelation, *, add: list[Tag], remove: list[Tag]) -> FollowRelation:
+    """mark_tag in WeCom for the relation's staff member and customer; returns the relation
+    with corp, staff and customer loaded for the mirror and timeline writes that follow."""
+    relation = FollowRelation.objects.select_related("corp", "staff", "external_contact").get(
+        pk=relation.pk
+    )
+    WeComClient(relation.corp).mark_tag(
+        userid=relation.staff.userid,
+        external_userid=relation.external_contact.external_userid,
+        add=[t.tag_id for t in add],
+        remove=[t.tag_id for t in remove],
+    )
+    return relation
+
+
 def tags_apply(
     *, relation: FollowRelation, tag_ids: list[str], source: CustomerTag.Source
 ) -> list[Tag]:
@@ -79,15 +94,7 @@ def tags_apply(
     )
     if not tags:
         return []
-    relation = FollowRelation.objects.select_related("corp", "staff", "external_contact").get(
-        pk=relation.pk
-    )
-    WeComClient(relation.corp).mark_tag(
-        userid=relation.staff.userid,
-        external_userid=relation.external_contact.external_userid,
-        add=[t.tag_id for t in tags],
-        remove=[],
-    )
+    relation = _mark_tag(relation, add=tags, remove=[])
     with transaction.atomic():
         CustomerTag.objects.bulk_create(
             [CustomerTag(corp_id=relation.corp_id, follow_relation=relation, tag=t, source=source)
@@ -305,15 +312,7 @@ def customer_tags_remove(*, relation: FollowRelation, tag_ids: Sequence[str]) ->
     )
     if not tags:
         return []
-    relation = FollowRelation.objects.select_related("corp", "staff", "external_contact").get(
-        pk=relation.pk
-    )
-    WeComClient(relation.corp).mark_tag(
-        userid=relation.staff.userid,
-        external_userid=relation.external_contact.external_userid,
-        add=[],
-        remove=[t.tag_id for t in tags],
-    )
+    relation = _mark_tag(relation, add=[], remove=tags)
     now = timezone.now()
     with transaction.atomic():
         CustomerTag.objects.filter(follow_relation=relation, tag__in=tags).delete()
