@@ -4,7 +4,6 @@ the inbox retry action and the customers changelist's query count hold."""
 from __future__ import annotations
 
 import datetime as dt
-import random
 import time
 
 import pytest
@@ -25,7 +24,7 @@ from rest_framework.authtoken.models import Token
 
 from contacts.models import ExternalContact, FirstSource
 from scrm.wecom.models import ApiCall, CallbackEvent, Corp
-from scrm.wecom.sandbox.simulate import sandbox_customer_add
+from tests.flows import customer_flows_in
 
 pytestmark = pytest.mark.django_db
 
@@ -43,40 +42,10 @@ def _url(model: type, view: str, *args: object) -> str:
     return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
 
 
-def _customer_flows_in(
-    sandbox_corp,
-    post_event,
-    *,
-    userid: str = "staff01",
-    state: str = "pyq_0012",
-    add_way: int = 1,
-    create_time: int | None = None,
-    seed: int = 1,
-) -> ExternalContact:
-    """A customer adds `userid` on the sandbox's side and the callback carries it in."""
-    customer, follow, _code = sandbox_customer_add(
-        corp=sandbox_corp,
-        userid=userid,
-        rng=random.Random(seed),
-        state=state,
-        add_way=add_way,
-        create_time=create_time,
-    )
-    response = post_event(
-        "add_external_contact",
-        follow.createtime,
-        UserID=userid,
-        ExternalUserID=customer.external_userid,
-        State=state,
-    )
-    assert response.status_code == 200
-    return ExternalContact.objects.get(external_userid=customer.external_userid)
-
-
 @pytest.fixture
 def every_model_row(sandbox_corp, corp, post_event, admin_user) -> None:
     """At least one row behind every registered admin, so each change page can be opened."""
-    _customer_flows_in(sandbox_corp, post_event)
+    customer_flows_in(sandbox_corp, post_event)
     Group.objects.create(name="运营")
     Token.objects.create(user=admin_user)
     interval = IntervalSchedule.objects.create(every=60, period=IntervalSchedule.SECONDS)
@@ -249,8 +218,8 @@ def _listed(admin_client, **params: object) -> set[int]:
 
 def test_customer_filters_by_first_source(admin_client, sandbox_corp, post_event):
     yesterday = int(time.time()) - 86400
-    scan = _customer_flows_in(sandbox_corp, post_event, userid="staff01", state="pyq_0012")
-    card = _customer_flows_in(
+    scan = customer_flows_in(sandbox_corp, post_event, userid="staff01", state="pyq_0012")
+    card = customer_flows_in(
         sandbox_corp,
         post_event,
         userid="staff02",
@@ -284,7 +253,7 @@ def test_customer_filters_by_first_source(admin_client, sandbox_corp, post_event
 
 
 def test_customer_filter_add_way_hides_other_ways(admin_client, sandbox_corp, post_event):
-    customer = _customer_flows_in(sandbox_corp, post_event, add_way=1)
+    customer = customer_flows_in(sandbox_corp, post_event, add_way=1)
     assert _listed(admin_client, first_add_way=1) == {customer.pk}
     assert _listed(admin_client, first_add_way=3) == set()
 
@@ -292,7 +261,7 @@ def test_customer_filter_add_way_hides_other_ways(admin_client, sandbox_corp, po
 def test_customer_change_page_shows_first_source_and_relations(
     admin_client, sandbox_corp, post_event
 ):
-    customer = _customer_flows_in(sandbox_corp, post_event, state="pyq_0012")
+    customer = customer_flows_in(sandbox_corp, post_event, state="pyq_0012")
     response = admin_client.get(_url(ExternalContact, "change", customer.pk))
     assert response.status_code == 200
     html = response.content.decode()
@@ -311,13 +280,13 @@ def test_customers_changelist_queries_do_not_grow_with_customers(
 
     staff = ["staff01", "staff02", "staff03"]
     for index in range(3):
-        _customer_flows_in(
+        customer_flows_in(
             sandbox_corp, post_event, userid=staff[index], state=f"s{index}", seed=index
         )
     changelist_queries()  # warm up per-process caches (content types, sessions)
     few = changelist_queries()
     for index in range(3, 30):
-        _customer_flows_in(
+        customer_flows_in(
             sandbox_corp, post_event, userid=staff[index % 3], state=f"s{index}", seed=index
         )
     assert ExternalContact.objects.count() == 30
@@ -330,7 +299,7 @@ def test_customers_changelist_queries_do_not_grow_with_customers(
 def test_retry_action_requeues_a_failed_event(
     admin_client, sandbox_corp, post_event, django_capture_on_commit_callbacks
 ):
-    customer = _customer_flows_in(sandbox_corp, post_event)
+    customer = customer_flows_in(sandbox_corp, post_event)
     event = CallbackEvent.objects.get()
     # As if the pipeline had crashed: the event failed and left no customer behind.
     CallbackEvent.objects.filter(pk=event.pk).update(

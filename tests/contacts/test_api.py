@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import random
 import time
 
 import pytest
@@ -17,43 +16,14 @@ from rest_framework.test import APIClient
 from contacts.models import ExternalContact
 from contacts.services import follow_relation_record_add
 from scrm.wecom.models import Corp
-from scrm.wecom.sandbox.simulate import random_aes_key, sandbox_customer_add
+from scrm.wecom.sandbox.simulate import random_aes_key
 from scrm.wecom.services import corp_create
+from tests.flows import customer_flows_in
 
 pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/contacts/"
 DAY = 86400
-
-
-def _customer_flows_in(
-    sandbox_corp,
-    post_event,
-    *,
-    userid: str = "staff01",
-    state: str = "pyq_0012",
-    add_way: int = 1,
-    create_time: int | None = None,
-    seed: int = 1,
-) -> ExternalContact:
-    """A customer adds `userid` on the sandbox's side and the callback carries it in."""
-    customer, follow, _code = sandbox_customer_add(
-        corp=sandbox_corp,
-        userid=userid,
-        rng=random.Random(seed),
-        state=state,
-        add_way=add_way,
-        create_time=create_time,
-    )
-    response = post_event(
-        "add_external_contact",
-        follow.createtime,
-        UserID=userid,
-        ExternalUserID=customer.external_userid,
-        State=state,
-    )
-    assert response.status_code == 200
-    return ExternalContact.objects.get(external_userid=customer.external_userid)
 
 
 @pytest.fixture
@@ -73,8 +43,8 @@ def customers(sandbox_corp, post_event) -> dict[str, ExternalContact]:
     """scan: staff01 today by QR code; card: staff02 three days ago by business card."""
     now = int(time.time())
     return {
-        "scan": _customer_flows_in(sandbox_corp, post_event, userid="staff01", state="pyq_0012"),
-        "card": _customer_flows_in(
+        "scan": customer_flows_in(sandbox_corp, post_event, userid="staff01", state="pyq_0012"),
+        "card": customer_flows_in(
             sandbox_corp,
             post_event,
             userid="staff02",
@@ -251,14 +221,14 @@ def test_queries_do_not_grow_with_customers(api, sandbox_corp, post_event):
 
     staff = ["staff01", "staff02", "staff03"]
     for index in range(3):
-        _customer_flows_in(
+        customer_flows_in(
             sandbox_corp, post_event, userid=staff[index], state=f"s{index}", seed=index
         )
     list_queries()  # warm up per-process caches
     few, count = list_queries()
     assert count == 3
     for index in range(3, 30):
-        _customer_flows_in(
+        customer_flows_in(
             sandbox_corp, post_event, userid=staff[index % 3], state=f"s{index}", seed=index
         )
     # A second follow relation on some customers must not add queries either.
