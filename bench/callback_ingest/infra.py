@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from contextlib import closing, suppress
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -255,3 +259,81 @@ def postgres_cpu(params: dict[str, object]) -> CpuSnapshot:
         )
         pids = [row[0] for row in cur.fetchall()]
     return {pid: _cpu_seconds(pid) for pid in pids}
+
+
+# -- reporting and teardown, shared by every benchmark's run.py ---------------------------------
+
+# Foreign CPU load (share of all CPUs) above which the figures are flagged as unreliable.
+BUSY_WARNING = 0.15
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def median_of(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(statistics.median(present), 3) if present else None
+
+
+def fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def warn_if_busy(*samples: float | None) -> None:
+    busiest = max((s for s in samples if s is not None), default=None)
+    if busiest is not None and busiest > BUSY_WARNING:
+        print(
+            f"WARNING: {busiest:.0%} of the CPUs were busy with other work while the benchmark's "
+            "own processes were idle: the figures above are understated; rerun on a quiet machine."
+        )
+
+
+def results_finish(
+    summary: dict,
+    *,
+    name: str,
+    command: list[str],
+    busy: tuple[float | None, float | None],
+    results_dir: Path,
+    log_path: Path,
+) -> None:
+    """Complete the summary with the server command and CPU readings, warn if the machine was
+    busy, write it as bench/results/<name>-<UTC time>.json and point at logged tracebacks."""
+    summary["config"]["gunicorn"]["command"] = " ".join(command[1:])
+    summary["machine"]["cpu_busy_before"] = busy[0] and round(busy[0], 3)
+    summary["machine"]["cpu_busy_after"] = busy[1] and round(busy[1], 3)
+    warn_if_busy(*busy)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = results_dir / f"{name}-{stamp}.json"
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    shown = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
+    print(f"\nResults written to {shown}")
+    tracebacks = tail(log_path, 100_000).count("Traceback")
+    if tracebacks:
+        print(f"gunicorn logged {tracebacks} traceback(s); see {log_path}")
+
+
+def teardown(
+    *,
+    proc: subprocess.Popen | None,
+    broker: redis.Redis,
+    db: dict,
+    created: bool,
+    keep: bool,
+    log_path: Path,
+) -> None:
+    """Stop the server, flush the broker db, drop the database unless kept, and remove an empty
+    server log."""
+    if proc is not None:
+        server_stop(proc)
+    with suppress(redis.RedisError):
+        broker.flushdb()
+    if created and not keep:
+        database_drop(db)
+    elif created:
+        print(f"Database {db['dbname']} kept (--keep).")
+    if log_path.exists() and log_path.stat().st_size == 0:  # keep only a log worth reading
+        log_path.unlink()
+        log_path.parent.rmdir()

@@ -13,16 +13,12 @@ target is missed). See README.md next to this file.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import secrets
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
-from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,7 +29,7 @@ if str(ROOT) not in sys.path:  # run as a script: make `bench` and `scrm` import
 import redis  # noqa: E402
 
 from bench.callback_ingest import infra  # noqa: E402
-from bench.callback_ingest.infra import HOST  # noqa: E402
+from bench.callback_ingest.infra import HOST, fmt, median, median_of  # noqa: E402
 from bench.callback_ingest.loadgen import RoundResult, run_round  # noqa: E402
 from bench.callback_ingest.payloads import add_event_requests, http_request  # noqa: E402
 
@@ -48,8 +44,6 @@ MAX_ROUND_SECONDS = 480
 # so. Each pre-built request is ~0.8 kB, so the 300,000 cap costs ~250 MB at most.
 BUDGET_HEADROOM = 2.0
 BUDGET_FLOOR = 2_000
-# Foreign CPU load (share of all CPUs) above which the figures are flagged as unreliable.
-BUSY_WARNING = 0.15
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -183,10 +177,6 @@ class Bench:
         return self._round(label, duration, requests=requests)
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
 def summarize(rounds: list[RoundResult]) -> dict[str, float | int]:
     return {
         "rps": round(median([r.rps for r in rounds]), 1),
@@ -194,15 +184,10 @@ def summarize(rounds: list[RoundResult]) -> dict[str, float | int]:
         "p99_ms": round(median([r.percentile_ms(99) for r in rounds]), 2),
         "non_200": sum(r.non_200 for r in rounds),
         "requests": sum(r.answered for r in rounds),
-        "server_cpu_ms_per_request": _median_of(r.cpu_ms_per_request(r.server_cpu) for r in rounds),
-        "db_cpu_ms_per_request": _median_of(r.cpu_ms_per_request(r.db_cpu) for r in rounds),
-        "client_cpu_ms_per_request": _median_of(r.cpu_ms_per_request(r.client_cpu) for r in rounds),
+        "server_cpu_ms_per_request": median_of(r.cpu_ms_per_request(r.server_cpu) for r in rounds),
+        "db_cpu_ms_per_request": median_of(r.cpu_ms_per_request(r.db_cpu) for r in rounds),
+        "client_cpu_ms_per_request": median_of(r.cpu_ms_per_request(r.client_cpu) for r in rounds),
     }
-
-
-def _median_of(values: Iterable[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return round(statistics.median(present), 3) if present else None
 
 
 def evaluate(
@@ -255,17 +240,13 @@ def print_table(args: argparse.Namespace, baseline: dict, target: dict, checks: 
         print(
             f"{name:<10} {s['rps']:>9.1f} {s['p50_ms']:>8.2f} {s['p99_ms']:>8.2f} "
             f"{s['non_200']:>8} {s['requests']:>9}   {'':>11} "
-            f"{_fmt(s['server_cpu_ms_per_request']):>8} {_fmt(s['db_cpu_ms_per_request']):>8} "
-            f"{_fmt(s['client_cpu_ms_per_request']):>8}"
+            f"{fmt(s['server_cpu_ms_per_request']):>8} {fmt(s['db_cpu_ms_per_request']):>8} "
+            f"{fmt(s['client_cpu_ms_per_request']):>8}"
         )
     print(f"\n{'check':<34} {'value':>10}   {'target':<10} result")
     for check in checks.values():
         verdict = "PASS" if check["ok"] else "FAIL"
         print(f"{check['label']:<34} {check['value']:>10}   {check['goal']:<10} {verdict}")
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
 
 
 def report(args: argparse.Namespace, bench: Bench, stored: int, queued: int) -> dict:
@@ -364,50 +345,24 @@ def main(argv: list[str] | None = None) -> int:
         queued = infra.broker_queue_length(broker)
         busy_after = infra.cpu_busy()
         summary = report(args, bench, stored, queued)
-        summary["config"]["gunicorn"]["command"] = " ".join(command[1:])
-        summary["machine"]["cpu_busy_before"] = busy_before and round(busy_before, 3)
-        summary["machine"]["cpu_busy_after"] = busy_after and round(busy_after, 3)
-        warn_if_busy(busy_before, busy_after)
-        write_results(args.results_dir, summary)
-        tracebacks = infra.tail(log_path, 100_000).count("Traceback")
-        if tracebacks:
-            print(f"gunicorn logged {tracebacks} traceback(s); see {log_path}")
+        infra.results_finish(
+            summary,
+            name="callback_ingest",
+            command=command,
+            busy=(busy_before, busy_after),
+            results_dir=args.results_dir,
+            log_path=log_path,
+        )
     finally:
-        if proc is not None:
-            infra.server_stop(proc)
-        with suppress(redis.RedisError):
-            broker.flushdb()
-        if created and not args.keep:
-            infra.database_drop(db)
-        elif created:
-            print(f"Database {db['dbname']} kept (--keep).")
-        if log_path.exists() and log_path.stat().st_size == 0:  # keep only a log worth reading
-            log_path.unlink()
-            log_path.parent.rmdir()
+        infra.teardown(
+            proc=proc, broker=broker, db=db, created=created, keep=args.keep, log_path=log_path
+        )
 
     checks = summary["checks"]
     failed = not (checks["non_200"]["ok"] and checks["inbox_rows"]["ok"])
     if args.strict:
         failed = failed or not all(c["ok"] for c in checks.values())
     return 1 if failed else 0
-
-
-def warn_if_busy(*samples: float | None) -> None:
-    busiest = max((s for s in samples if s is not None), default=None)
-    if busiest is not None and busiest > BUSY_WARNING:
-        print(
-            f"WARNING: {busiest:.0%} of the CPUs were busy with other work while the benchmark's "
-            "own processes were idle: the figures above are understated; rerun on a quiet machine."
-        )
-
-
-def write_results(results_dir: Path, summary: dict) -> None:
-    results_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = results_dir / f"callback_ingest-{stamp}.json"
-    out.write_text(json.dumps(summary, indent=2) + "\n")
-    shown = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
-    print(f"\nResults written to {shown}")
 
 
 if __name__ == "__main__":

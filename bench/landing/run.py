@@ -19,13 +19,11 @@ import json
 import os
 import platform
 import secrets
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
-from contextlib import closing, suppress
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,7 +35,7 @@ import psycopg2  # noqa: E402
 import redis  # noqa: E402
 
 from bench.callback_ingest import infra, loadgen  # noqa: E402
-from bench.callback_ingest.infra import HOST  # noqa: E402
+from bench.callback_ingest.infra import HOST, fmt, median, median_of  # noqa: E402
 from bench.landing.dataset import SLUG, parse_caps  # noqa: E402
 from bench.landing.locks import ActivitySampler  # noqa: E402
 from bench.landing.visits import visit_request, visit_requests  # noqa: E402
@@ -54,8 +52,6 @@ DEFAULT_CAPS = "200,200,300,,,"
 # is ~0.4 kB, so the 300,000 cap costs ~120 MB at most.
 BUDGET_HEADROOM = 2.0
 BUDGET_FLOOR = 2_000
-# Foreign CPU load (share of all CPUs) above which the figures are flagged as unreliable.
-BUSY_WARNING = 0.15
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -227,15 +223,6 @@ def database_analyze(params: dict[str, object]) -> str:
 # -- the report --------------------------------------------------------------------------------
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
-def _median_of(values: Iterable[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return round(statistics.median(present), 3) if present else None
-
-
 def summarize(rounds: list[loadgen.RoundResult]) -> dict[str, object]:
     statuses: dict[str, int] = {}
     for r in rounds:
@@ -249,9 +236,9 @@ def summarize(rounds: list[loadgen.RoundResult]) -> dict[str, object]:
         "status_counts": dict(sorted(statuses.items())),
         "errors": sum(r.errors for r in rounds),
         "non_200": sum(r.non_200 for r in rounds),
-        "server_cpu_ms_per_request": _median_of(r.cpu_ms_per_request(r.server_cpu) for r in rounds),
-        "db_cpu_ms_per_request": _median_of(r.cpu_ms_per_request(r.db_cpu) for r in rounds),
-        "client_cpu_ms_per_request": _median_of(r.cpu_ms_per_request(r.client_cpu) for r in rounds),
+        "server_cpu_ms_per_request": median_of(r.cpu_ms_per_request(r.server_cpu) for r in rounds),
+        "db_cpu_ms_per_request": median_of(r.cpu_ms_per_request(r.db_cpu) for r in rounds),
+        "client_cpu_ms_per_request": median_of(r.cpu_ms_per_request(r.client_cpu) for r in rounds),
     }
 
 
@@ -381,8 +368,8 @@ def print_table(
             f"{name:<10} {s['rps']:>9.1f} {s['p50_ms']:>8.2f} {s['p99_ms']:>8.2f} "
             f"{counts.get('200', 0):>7} {counts.get('503', 0):>5} {other:>6} "
             f"{s['requests']:>9}   {'':>11} "
-            f"{_fmt(s['server_cpu_ms_per_request']):>8} {_fmt(s['db_cpu_ms_per_request']):>8} "
-            f"{_fmt(s['client_cpu_ms_per_request']):>8}"
+            f"{fmt(s['server_cpu_ms_per_request']):>8} {fmt(s['db_cpu_ms_per_request']):>8} "
+            f"{fmt(s['client_cpu_ms_per_request']):>8}"
         )
     print(f"\n{'check':<36} {'value':>10}   {'target':<13} result")
     for check in checks.values():
@@ -412,10 +399,6 @@ def print_staff(db: dict) -> None:
     if capped and all(max(r["scans"], r["counter_assigned"]) <= r["cap"] for r in capped):
         figures = ", ".join(f"{r['userid']} {r['scans']}/{r['cap']}" for r in capped)
         print(f"no cap exceeded: {figures}")
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
 
 
 def report(args: argparse.Namespace, bench: Bench, db_state: dict, queued: int, load: dict) -> dict:
@@ -476,24 +459,6 @@ def report(args: argparse.Namespace, bench: Bench, db_state: dict, queued: int, 
         "broker_queue_length": queued,
         "rounds": [r.summary() for r in bench.results],
     }
-
-
-def warn_if_busy(*samples: float | None) -> None:
-    busiest = max((s for s in samples if s is not None), default=None)
-    if busiest is not None and busiest > BUSY_WARNING:
-        print(
-            f"WARNING: {busiest:.0%} of the CPUs were busy with other work while the benchmark's "
-            "own processes were idle: the figures above are understated; rerun on a quiet machine."
-        )
-
-
-def write_results(results_dir: Path, summary: dict) -> None:
-    results_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = results_dir / f"landing-{stamp}.json"
-    out.write_text(json.dumps(summary, indent=2) + "\n")
-    shown = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
-    print(f"\nResults written to {shown}")
 
 
 def _load_average() -> list[float]:
@@ -561,26 +526,18 @@ def main(argv: list[str] | None = None) -> int:
         queued = infra.broker_queue_length(broker)
         busy_after = infra.cpu_busy()
         summary = report(args, bench, db_state, queued, load)
-        summary["config"]["gunicorn"]["command"] = " ".join(command[1:])
-        summary["machine"]["cpu_busy_before"] = busy_before and round(busy_before, 3)
-        summary["machine"]["cpu_busy_after"] = busy_after and round(busy_after, 3)
-        warn_if_busy(busy_before, busy_after)
-        write_results(args.results_dir, summary)
-        tracebacks = infra.tail(log_path, 100_000).count("Traceback")
-        if tracebacks:
-            print(f"gunicorn logged {tracebacks} traceback(s); see {log_path}")
+        infra.results_finish(
+            summary,
+            name="landing",
+            command=command,
+            busy=(busy_before, busy_after),
+            results_dir=args.results_dir,
+            log_path=log_path,
+        )
     finally:
-        if proc is not None:
-            infra.server_stop(proc)
-        with suppress(redis.RedisError):
-            broker.flushdb()
-        if created and not args.keep:
-            infra.database_drop(db)
-        elif created:
-            print(f"Database {db['dbname']} kept (--keep).")
-        if log_path.exists() and log_path.stat().st_size == 0:  # keep only a log worth reading
-            log_path.unlink()
-            log_path.parent.rmdir()
+        infra.teardown(
+            proc=proc, broker=broker, db=db, created=created, keep=args.keep, log_path=log_path
+        )
 
     checks = summary["checks"]
     failed = not all(c["ok"] for c in checks.values() if c["fatal"])
