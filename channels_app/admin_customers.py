@@ -6,11 +6,12 @@ changelist's own query (one subquery per column, no query per row)."""
 from __future__ import annotations
 
 from django.contrib import admin
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from channels_app.models import Channel, LiveCode
+from channels_app.selectors import customers_with_first_source_names
 from contacts.admin import ExternalContactAdmin, FirstSourceInline
 from contacts.models import ExternalContact, FirstSource
 
@@ -69,17 +70,7 @@ class CustomerSourceAdmin(ExternalContactAdmin):
         ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        channel = Channel.objects.filter(pk=OuterRef("first_source__channel_id"))
-        live_code = LiveCode.objects.filter(pk=OuterRef("first_source__live_code_id"))
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                first_channel_name=Subquery(channel.values("name")[:1]),
-                first_channel_code=Subquery(channel.values("code")[:1]),
-                first_live_code_name=Subquery(live_code.values("name")[:1]),
-            )
-        )
+        return customers_with_first_source_names(super().get_queryset(request))
 
     @admin.display(description=_("first-add channel"), ordering="first_channel_name")
     def first_channel(self, obj: ExternalContact) -> str:

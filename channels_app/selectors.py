@@ -53,6 +53,18 @@ def live_code_for_landing(slug: str) -> LiveCode | None:
     )
 
 
+def customers_with_first_source_names(queryset: QuerySet) -> QuerySet:
+    """Customers annotated with their first-add channel's name and code and live code's name:
+    FirstSource keeps the ids only (contacts does not import channels_app)."""
+    channel = Channel.objects.filter(pk=OuterRef("first_source__channel_id"))
+    live_code = LiveCode.objects.filter(pk=OuterRef("first_source__live_code_id"))
+    return queryset.annotate(
+        first_channel_name=Subquery(channel.values("name")[:1]),
+        first_channel_code=Subquery(channel.values("code")[:1]),
+        first_live_code_name=Subquery(live_code.values("name")[:1]),
+    )
+
+
 def local_day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
     start = datetime.combine(day, time.min, tzinfo=tz)
     return start, start + timedelta(days=1)
