@@ -160,6 +160,9 @@ WECOM_RETRY_BASE_DELAY = env.float("WECOM_RETRY_BASE_DELAY", default=0.5)  # sec
 WECOM_RETRY_MAX_DELAY = env.float("WECOM_RETRY_MAX_DELAY", default=4.0)
 WECOM_INBOX_REQUEUE_AFTER = env.int("WECOM_INBOX_REQUEUE_AFTER", default=120)  # seconds
 WECOM_INBOX_MAX_ATTEMPTS = env.int("WECOM_INBOX_MAX_ATTEMPTS", default=8)
+# With a broker, each web process queues one inbox drain per this many seconds instead of one
+# task per event (0: one task per event). It is the most a new event waits for its drain.
+WECOM_INBOX_DRAIN_DELAY = env.float("WECOM_INBOX_DRAIN_DELAY", default=0.2)
 # PIPL: raw callback bodies are blanked after this many days (parsed fields stay)
 WECOM_RAW_BODY_RETENTION_DAYS = env.int("WECOM_RAW_BODY_RETENTION_DAYS", default=90)
 

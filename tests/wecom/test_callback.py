@@ -12,7 +12,7 @@ from django.test import RequestFactory
 from kombu.exceptions import OperationalError
 
 from contacts.models import ExternalContact
-from scrm.wecom import tasks, views
+from scrm.wecom import services, tasks, views
 from scrm.wecom.client import WeComTransientError
 from scrm.wecom.crypto import MessageCrypto
 from scrm.wecom.models import CallbackEvent, Corp
@@ -627,3 +627,99 @@ def test_processing_is_idempotent_and_quiet_for_a_missing_row(corp, crypto, clie
     assert handled == [event.pk]
     event.refresh_from_db()
     assert (event.status, event.attempts) == (CallbackEvent.Status.PROCESSED, 1)
+
+
+# -- with a broker: one drain per process and window instead of one task per event ----------
+
+
+@pytest.fixture
+def with_broker(settings, monkeypatch):
+    """Celery not eager (a broker is configured); the drains the callback queues are recorded."""
+    conf = tasks.callback_events_drain_task.app.conf
+    eager, conf.task_always_eager = conf.task_always_eager, False
+    settings.WECOM_INBOX_DRAIN_DELAY = 0.2
+    services._drain_window_close()
+    queued: list[dict] = []
+    monkeypatch.setattr(
+        tasks.callback_events_drain_task, "apply_async", lambda **kw: queued.append(kw)
+    )
+    yield queued
+    conf.task_always_eager = eager
+    services._drain_window_close()
+
+
+def test_a_burst_of_events_queues_one_drain_per_window(corp, crypto, client, on_commit,
+                                                      with_broker, monkeypatch):  # fmt: skip
+    clock = [1000.0]
+    monkeypatch.setattr(services.time, "monotonic", lambda: clock[0])
+    for index in range(5):
+        with on_commit():
+            assert _post_event(client, corp, crypto, _event(corp, f"wm{index}")).status_code == 200
+        clock[0] += 0.03  # five events within 0.15 s: inside one 0.2 s window
+    assert with_broker == [{"countdown": 0.2}]
+    clock[0] += 0.2  # the queued drain has started: the next event needs a drain of its own
+    with on_commit():
+        _post_event(client, corp, crypto, _event(corp, "wmlate"))
+    assert with_broker == [{"countdown": 0.2}, {"countdown": 0.2}]
+    assert CallbackEvent.objects.filter(status=CallbackEvent.Status.PENDING).count() == 6
+
+
+def test_an_event_close_to_the_drain_start_gets_a_drain_of_its_own(with_broker, monkeypatch):
+    clock = [50.0]
+    monkeypatch.setattr(services.time, "monotonic", lambda: clock[0])
+    services.callback_event_enqueue(event_id=1)
+    clock[0] += 0.2 - services.DRAIN_MARGIN / 2  # within the margin of the drain's start
+    services.callback_event_enqueue(event_id=2)
+    assert len(with_broker) == 2
+
+
+def test_a_broker_outage_does_not_close_the_window_on_later_events(with_broker, monkeypatch,
+                                                                   caplog):  # fmt: skip
+    def broker_down(**kw):
+        raise ConnectionError("redis down")
+
+    monkeypatch.setattr(tasks.callback_events_drain_task, "apply_async", broker_down)
+    services.callback_event_enqueue(event_id=1)
+    assert "the sweeper will" in caplog.text
+    monkeypatch.setattr(
+        tasks.callback_events_drain_task, "apply_async", lambda **kw: with_broker.append(kw)
+    )
+    services.callback_event_enqueue(event_id=2)  # the failed publish left no window open
+    assert with_broker == [{"countdown": 0.2}]
+
+
+def test_a_drain_processes_pending_rows_in_arrival_order_once(corp, crypto, client, monkeypatch):
+    for index in range(7):
+        _post_event(client, corp, crypto, _event(corp, f"wm{index}"))  # on_commit not run
+    ids = list(CallbackEvent.objects.order_by("pk").values_list("pk", flat=True))
+    callback_event_process(event_id=ids[2])  # processed already, e.g. by a retry
+    assert services.callback_events_drain(batch_size=2) == 6
+    assert handled == [ids[2], *ids[:2], *ids[3:]]
+    assert set(CallbackEvent.objects.values_list("status", flat=True)) == {"processed"}
+    assert services.callback_events_drain() == 0
+
+
+def test_a_drain_hands_a_transient_failure_to_the_retrying_task(corp, crypto, client, settings,
+                                                                monkeypatch):  # fmt: skip
+    _post_event(client, corp, crypto, _event(corp))
+    settings.WECOM_EVENT_PIPELINE = PIPELINE + "pipeline_busy"
+    retried: list[tuple] = []
+    monkeypatch.setattr(
+        tasks.callback_event_process_task,
+        "apply_async",
+        lambda args, countdown: retried.append((args, countdown)),
+    )
+    assert services.callback_events_drain() == 0
+    event = CallbackEvent.objects.get()
+    assert event.status == CallbackEvent.Status.FAILED
+    assert retried == [((event.pk,), 5)]
+
+
+def test_a_drain_out_of_time_queues_its_continuation(corp, crypto, client, monkeypatch):
+    for index in range(3):
+        _post_event(client, corp, crypto, _event(corp, f"wm{index}"))
+    continued: list[bool] = []
+    monkeypatch.setattr(tasks.callback_events_drain_task, "delay", lambda: continued.append(True))
+    assert services.callback_events_drain(batch_size=1, time_budget=-1) == 1
+    assert continued == [True]
+    assert CallbackEvent.objects.filter(status=CallbackEvent.Status.PENDING).count() == 2
