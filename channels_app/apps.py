@@ -15,6 +15,28 @@ class ChannelsAppConfig(AppConfig):
         )
         from contacts import compliance
 
+        self._clear_landing_configs_on_change()
         if customer_channel_data not in compliance.export_providers:
             compliance.export_providers.append(customer_channel_data)
             compliance.erase_providers.append(customer_channel_data_erase)
+
+    def _clear_landing_configs_on_change(self) -> None:
+        """The landing page's per-process config cache (selectors.landing_config) is cleared
+        whenever a model it is read from is saved or deleted, or a many-to-many link changes."""
+        from django.db.models.signals import m2m_changed, post_delete, post_save
+
+        from channels_app import models
+        from channels_app.selectors import landing_config_cache_clear
+        from contacts.models import Staff
+        from scrm.wecom.models import Corp
+
+        senders = [models.LiveCode, models.Channel, models.PoolMember, models.ScheduleRule,
+                   models.ScheduleOverride, models.Store, Staff, Corp]  # fmt: skip
+        for sender in senders:
+            for signal in (post_save, post_delete):
+                signal.connect(landing_config_cache_clear, sender=sender,
+                               dispatch_uid=f"landing-config-{sender.__name__}")  # fmt: skip
+        links = [models.ScheduleRule, models.ScheduleOverride, models.Store]  # .members
+        for through in (model.members.through for model in links):
+            m2m_changed.connect(landing_config_cache_clear, sender=through,
+                                dispatch_uid=f"landing-config-{through.__name__}")  # fmt: skip

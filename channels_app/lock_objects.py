@@ -4,8 +4,7 @@ SQLite, whose IMMEDIATE transactions serialise writers."""
 
 from __future__ import annotations
 
-from django.db.models import F, Q, QuerySet
-from django.utils import timezone
+from django.db.models import F, QuerySet
 
 from channels_app.models import DailyCounter, LandingSlot
 
@@ -31,12 +30,16 @@ def daily_counter_claim(*, counter_id: int, cap: int | None, wait: bool) -> bool
     return queryset.update(assigned=F("assigned") + 1) == 1
 
 
-def free_landing_slot_lock(*, live_code_id: int, staff_id: int) -> LandingSlot | None:
-    """A slot of this staff member that no scan holds, locked; skips slots being leased by a
-    concurrent request instead of waiting for them."""
+def landing_slot_lease_lock(*, live_code_id: int, staff_id: int) -> LandingSlot | None:
+    """The staff member's slot to lease next, locked: one no scan holds (never leased, or its
+    lease is over) if there is one, else the one leased longest ago. Ordering by the lease's
+    end, never-leased first, gives both in one query. Slots being leased by a concurrent
+    request are skipped instead of waited for."""
     queryset: QuerySet[LandingSlot] = LandingSlot.objects.filter(
-        Q(leased_until__isnull=True) | Q(leased_until__lt=timezone.now()),
-        live_code_id=live_code_id,
-        staff_id=staff_id,
+        live_code_id=live_code_id, staff_id=staff_id
     ).exclude(config_id="")
-    return queryset.select_for_update(skip_locked=True).order_by("leased_until", "pk").first()
+    return (
+        queryset.select_for_update(skip_locked=True)
+        .order_by(F("leased_until").asc(nulls_first=True), "pk")
+        .first()
+    )

@@ -3,7 +3,9 @@ computed in the database (annotations over indexed columns), never in a Python l
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from time import monotonic
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -40,7 +42,7 @@ from scrm.wecom.models import Corp
 
 def live_code_for_landing(slug: str) -> LiveCode | None:
     """The code behind /l/<slug>/ with its corp and channel, and whether it has stores and a
-    schedule, in one query: the landing page is the hottest read path."""
+    schedule, in one query."""
     return (
         LiveCode.objects.select_related("corp", "channel")
         .annotate(
@@ -51,6 +53,41 @@ def live_code_for_landing(slug: str) -> LiveCode | None:
         .filter(slug=slug)
         .first()
     )
+
+
+@dataclass(frozen=True)
+class LandingConfig:
+    """What a landing visit reads but does not write: the code (live_code_for_landing's) and
+    its enabled pool members with their staff, in pool order. Shared read-only by threads."""
+
+    live_code: LiveCode
+    members: tuple[PoolMember, ...]
+
+
+# Per process, for a few seconds: the landing page is the hottest read path, and the code and
+# its pool change rarely. Saving any of the models they come from clears the cache (see
+# channels_app.apps); changes that bypass save() (queryset updates) show within the TTL. Caps
+# are never read from here: the counter claim checks them on the database row.
+LANDING_CONFIG_SECONDS = 5.0
+_landing_configs: dict[str, tuple[float, LandingConfig]] = {}
+
+
+def landing_config_cache_clear(**_: Any) -> None:
+    _landing_configs.clear()
+
+
+def landing_config(slug: str) -> LandingConfig | None:
+    cached = _landing_configs.get(slug)
+    if cached is not None and cached[0] > monotonic():
+        return cached[1]
+    live_code = live_code_for_landing(slug)
+    if live_code is None:
+        _landing_configs.pop(slug, None)
+        return None
+    members = tuple(live_code.pool.filter(is_enabled=True).select_related("staff").order_by("pk"))
+    config = LandingConfig(live_code=live_code, members=members)
+    _landing_configs[slug] = (monotonic() + LANDING_CONFIG_SECONDS, config)
+    return config
 
 
 def customers_with_first_source_names(queryset: QuerySet) -> QuerySet:

@@ -12,7 +12,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from channels_app.models import LiveCode, ReferralCode, Store
-from channels_app.selectors import live_code_for_landing
+from channels_app.selectors import landing_config
 from channels_app.services.landing import landing_visit
 
 logger = logging.getLogger(__name__)
@@ -45,9 +45,10 @@ def _store_links(request: HttpRequest, live_code: LiveCode) -> list[tuple[Store,
 @never_cache
 @require_GET
 def landing(request: HttpRequest, slug: str) -> HttpResponse:
-    live_code = live_code_for_landing(slug)
-    if live_code is None:
+    config = landing_config(slug)
+    if config is None:
         return _page(request, "unavailable.html", {"reason": "missing"}, status=404)
+    live_code = config.live_code
     if live_code.status != LiveCode.Status.ACTIVE:
         return _page(request, "unavailable.html", {"reason": "paused", "code": live_code}, 410)
 
@@ -77,6 +78,7 @@ def landing(request: HttpRequest, slug: str) -> HttpResponse:
         ip=client_ip(request),
         store=store,
         referral=referral,
+        members=config.members,
     )
     if live_code.mode == LiveCode.Mode.NATIVE:
         # A native referral has its own contact way, whose state names the referrer.

@@ -10,6 +10,7 @@ from django.conf import settings as django_settings
 from django.core.cache import cache
 from django.test import Client
 
+from channels_app.selectors import landing_config_cache_clear
 from scrm.celery import app as celery_app
 from scrm.wecom.crypto import MessageCrypto
 from scrm.wecom.models import Corp
@@ -28,6 +29,7 @@ def _fast_and_isolated(request: pytest.FixtureRequest, settings) -> None:
     settings.WECOM_RETRY_MAX_DELAY = 0.0
     cache.clear()
     corp_cache_clear()  # rows vanish between tests; the per-process corp cache must too
+    landing_config_cache_clear()  # and so must the landing page's
     # Unit tests run tasks eagerly; integration tests use the real broker and worker.
     eager = request.node.get_closest_marker("integration") is None
     previous = celery_app.conf.task_always_eager

@@ -4,6 +4,7 @@ concurrent requests."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 
 from django.db import transaction
@@ -124,9 +125,34 @@ def _members_with_counters(
     return members, counters
 
 
+def _counters_of(
+    live_code: LiveCode, members: Sequence[PoolMember], day: date
+) -> dict[int, DailyCounter]:
+    """Today's counters of already loaded pool members (the landing page's cached pool), read
+    in one query without a lock; missing counters are created first."""
+
+    staff_ids = [m.staff_id for m in members]
+
+    def read() -> dict[int, DailyCounter]:
+        rows = DailyCounter.objects.filter(
+            live_code=live_code, day=day, staff_id__in=staff_ids
+        ).values_list("staff_id", "pk", "assigned")
+        return {s: DailyCounter(pk=pk, staff_id=s, assigned=n) for s, pk, n in rows}
+
+    counters = read()
+    if len(counters) < len(set(staff_ids)):  # the first visit of the day
+        counters_ensure(live_code=live_code, day=day, staff_ids=staff_ids)
+        counters = read()
+    return counters
+
+
 @transaction.atomic(savepoint=False)  # inside the visit's transaction: no SAVEPOINT round trips
 def staff_assign(
-    *, live_code: LiveCode, now: datetime | None = None, store: Store | None = None
+    *,
+    live_code: LiveCode,
+    now: datetime | None = None,
+    store: Store | None = None,
+    members: Sequence[PoolMember] | None = None,
 ) -> Staff | None:
     """Pick a staff member for one landing scan and count it. None when everyone (backups
     included) is capped, off shift or gone.
@@ -135,9 +161,15 @@ def staff_assign(
     can be claimed below its cap gets the scan. Rows held by concurrent requests are skipped on
     the first pass, so 32 visitors at once spread over the pool instead of queueing on one row;
     only when every candidate is held does a request wait (see daily_counter_claim).
+
+    `members`, when given, are the code's enabled pool members already loaded (for a visit
+    without a store); otherwise they are read with the counters.
     """
     moment = local_now(live_code, now)
-    members, counters = _members_with_counters(live_code, store, moment.date())
+    if members is not None and store is None:
+        counters = _counters_of(live_code, members, moment.date())
+    else:
+        members, counters = _members_with_counters(live_code, store, moment.date())
     if not members:
         return None
     on_duty = members_on_duty_for(live_code, moment)

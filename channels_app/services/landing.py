@@ -7,19 +7,22 @@ import hashlib
 import hmac
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
-from channels_app.lock_objects import free_landing_slot_lock
-from channels_app.models import LandingSlot, LiveCode, ReferralCode, Scan, Store
+from channels_app.lock_objects import landing_slot_lease_lock
+from channels_app.models import LandingSlot, LiveCode, PoolMember, ReferralCode, Scan, Store
 from channels_app.services.assignment import staff_assign
 from channels_app.services.publishing import SLOT_LEASE
 from contacts.models import Staff
+from scrm.db import insert_returning_pk
 
 logger = logging.getLogger(__name__)
 
@@ -57,14 +60,15 @@ class LandingResult:
 
 
 def _lease(live_code: LiveCode, staff: Staff, now: datetime) -> LandingSlot | None:
-    slot = free_landing_slot_lock(live_code_id=live_code.pk, staff_id=staff.pk)
-    if slot is None:
-        # Every slot is leased: reuse the one leased longest ago (that earlier visitor loses
-        # exactness, never the add), and let the top-up task add slots.
+    """Lease one of the member's slots: a free one, or when every slot is leased the one leased
+    longest ago (that earlier visitor loses exactness, never the add; the top-up task adds
+    slots)."""
+    slot = landing_slot_lease_lock(live_code_id=live_code.pk, staff_id=staff.pk)
+    if slot is None:  # every slot is being leased by a concurrent visit right now
         slot = (
             LandingSlot.objects.filter(live_code=live_code, staff=staff)
             .exclude(config_id="")
-            .order_by("leased_until", "pk")
+            .order_by(F("leased_until").asc(nulls_first=True), "pk")
             .first()
         )
     if slot is not None:
@@ -104,7 +108,11 @@ def landing_visit(
     ip: str,
     store: Store | None = None,
     referral: ReferralCode | None = None,
+    members: Sequence[PoolMember] | None = None,
 ) -> LandingResult:
+    """Record one visit of a landing code: the device's earlier assignment if it comes back
+    within RETURN_WINDOW, else a new one (staff_assign, given `members` if the caller has the
+    pool loaded), a leased slot, and the Scan."""
     now = timezone.now()
     device_key = _keyed_hash("device", f"{ip}|{user_agent}")
     previous = _returning(live_code, device_key, now)
@@ -112,11 +120,11 @@ def landing_visit(
         staff, slot = previous.staff, previous.slot
         LandingSlot.objects.filter(pk=slot.pk).update(leased_until=now + SLOT_LEASE)
     else:
-        staff = staff_assign(live_code=live_code, now=now, store=store)
+        staff = staff_assign(live_code=live_code, now=now, store=store, members=members)
         slot = _lease(live_code, staff, now) if staff is not None else None
     channel = live_code.channel
     utm = {name: (params.get(name) or getattr(channel, name, "") or "")[:64] for name in UTM_FIELDS}
-    scan = Scan.objects.create(
+    scan = Scan(
         corp_id=live_code.corp_id,
         live_code=live_code,
         device=device_class(user_agent),
@@ -131,6 +139,7 @@ def landing_visit(
         reused=previous is not None and staff is previous.staff,
         **utm,
     )
+    insert_returning_pk(scan)  # the ORM's INSERT compiler costs more than the statement
     if staff is not None:
         _top_up_after_commit(live_code.pk, staff.pk)
     return LandingResult(scan=scan, staff=staff, slot=slot)

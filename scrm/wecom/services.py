@@ -18,6 +18,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from scrm.db import insert_returning_pk
 from scrm.wecom.client import WeComTransientError
 from scrm.wecom.crypto import CryptoError, MessageCrypto
 from scrm.wecom.models import CallbackEvent, Corp
@@ -211,50 +212,16 @@ def callback_receive(
         payload=fields,
         raw_body=body.decode("utf-8", "replace"),
     )
-    event_id = _inbox_insert(event)
+    # One INSERT ... ON CONFLICT DO NOTHING: a duplicate needs no exception and no savepoint.
+    event_id = insert_returning_pk(event, conflict_fields=("corp", "dedup_key"))
     if event_id is None:
         # WeCom retries whatever it did not see answered within 5 s: acknowledge, do not redo.
         CallbackEvent.objects.filter(corp=corp, dedup_key=dedup_key).update(
             duplicates=F("duplicates") + 1
         )
         return None
-    event.pk = event_id
     transaction.on_commit(lambda: callback_event_enqueue(event_id=event_id))
     return event
-
-
-_inbox_insert_sql: dict[str, str] = {}
-
-
-def _inbox_insert(event: CallbackEvent) -> int | None:
-    """Store one inbox row: its id, or None when (corp, dedup_key) is already there.
-
-    One INSERT ... ON CONFLICT DO NOTHING RETURNING id (PostgreSQL, SQLite >= 3.35): a duplicate
-    needs no savepoint, and the statement is written once per backend instead of by the ORM's
-    compiler on every request, which cost more than the rest of the callback together (1.35 ms
-    of Python per INSERT in bench/callback_ingest). Values still go through each field's own
-    preparation (auto_now_add, JSON, time zones), so the row is what save() would write.
-    """
-    connection = transaction.get_connection()
-    fields = [f for f in CallbackEvent._meta.concrete_fields if not f.primary_key]
-    sql = _inbox_insert_sql.get(connection.vendor)
-    if sql is None:
-        quote = connection.ops.quote_name
-        # Identifiers from the model, quoted; values are parameters.
-        sql = "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}, {}) DO NOTHING RETURNING {}".format(  # noqa: S608
-            quote(CallbackEvent._meta.db_table),
-            ", ".join(quote(f.column) for f in fields),
-            ", ".join(["%s"] * len(fields)),
-            quote(CallbackEvent._meta.get_field("corp").column),
-            quote(CallbackEvent._meta.get_field("dedup_key").column),
-            quote(CallbackEvent._meta.pk.column),
-        )
-        _inbox_insert_sql[connection.vendor] = sql
-    values = [f.get_db_prep_save(f.pre_save(event, True), connection) for f in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        row = cursor.fetchone()
-    return row[0] if row else None
 
 
 def callback_event_enqueue(*, event_id: int) -> None:

@@ -1,0 +1,76 @@
+"""The landing page reads its code and pool from a per-process cache: saving what it is built
+from takes effect on the next visit, and changes that bypass save() within the TTL."""
+
+from __future__ import annotations
+
+from datetime import time
+
+import pytest
+
+from channels_app import selectors
+from channels_app.models import LiveCode, PoolMember, Scan, ScheduleRule
+from channels_app.services.publishing import live_code_publish
+
+pytestmark = pytest.mark.django_db
+
+PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) MicroMessenger/8.0.40"
+
+
+def _visit(client, code, ip):
+    return client.get(f"/l/{code.slug}/", HTTP_USER_AGENT=PHONE, REMOTE_ADDR=ip)
+
+
+def test_the_code_and_pool_are_read_once_per_ttl(make_code, sandbox_corp, client):
+    code = live_code_publish(live_code=make_code())
+    first = selectors.landing_config(code.slug)
+    assert selectors.landing_config(code.slug) is first
+    assert [m.staff_id for m in first.members] == list(
+        code.pool.order_by("pk").values_list("staff_id", flat=True)
+    )
+    assert selectors.landing_config("no-such-code") is None
+
+
+def test_pausing_a_code_takes_effect_on_the_next_visit(make_code, sandbox_corp, client):
+    code = live_code_publish(live_code=make_code())
+    assert _visit(client, code, "10.0.0.1").status_code == 200
+    code.status = LiveCode.Status.PAUSED
+    code.save()
+    assert _visit(client, code, "10.0.0.2").status_code == 410
+
+
+def test_a_disabled_pool_member_gets_no_more_visitors(make_code, sandbox_corp, client, staff):
+    code = live_code_publish(live_code=make_code(strategy="round_robin"))
+    assert _visit(client, code, "10.0.0.1").status_code == 200
+    first_scan = Scan.objects.get()
+    member = PoolMember.objects.get(live_code=code, staff=staff[0])
+    member.is_enabled = False
+    member.save()
+    for index in range(6):
+        assert _visit(client, code, f"10.0.1.{index}").status_code == 200
+    later = Scan.objects.filter(pk__gt=first_scan.pk)
+    assert later.count() == 6
+    assert not later.filter(staff=staff[0]).exists()
+
+
+def test_a_new_schedule_rule_and_its_members_clear_the_cache(make_code, sandbox_corp, client):
+    code = live_code_publish(live_code=make_code())
+    assert selectors.landing_config(code.slug).live_code.has_schedule is False
+    rule = ScheduleRule.objects.create(
+        live_code=code, weekdays="0123456", start_time=time(0), end_time=time(23, 59)
+    )
+    assert selectors.landing_config(code.slug).live_code.has_schedule is True
+    cached = selectors.landing_config(code.slug)
+    rule.members.set(code.pool.all()[:1])
+    assert selectors.landing_config(code.slug) is not cached
+
+
+def test_a_queryset_update_shows_once_the_ttl_is_over(make_code, sandbox_corp, monkeypatch):
+    code = live_code_publish(live_code=make_code())
+    clock = [100.0]
+    monkeypatch.setattr(selectors, "monotonic", lambda: clock[0])
+    selectors.landing_config_cache_clear()
+    assert selectors.landing_config(code.slug).live_code.status == LiveCode.Status.ACTIVE
+    LiveCode.objects.filter(pk=code.pk).update(status=LiveCode.Status.PAUSED)  # no signal
+    assert selectors.landing_config(code.slug).live_code.status == LiveCode.Status.ACTIVE
+    clock[0] += selectors.LANDING_CONFIG_SECONDS
+    assert selectors.landing_config(code.slug).live_code.status == LiveCode.Status.PAUSED
