@@ -31,7 +31,8 @@ class ChannelsAppConfig(AppConfig):
         from scrm.wecom.models import Corp
 
         senders = [models.LiveCode, models.Channel, models.PoolMember, models.ScheduleRule,
-                   models.ScheduleOverride, models.Store, Staff, Corp]  # fmt: skip
+                   models.ScheduleOverride, models.Store, models.LandingSlot,
+                   Staff, Corp]  # fmt: skip
         for sender in senders:
             for signal in (post_save, post_delete):
                 signal.connect(landing_config_cache_clear, sender=sender,

@@ -1,6 +1,7 @@
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from contacts.models import ExternalContact, FollowRelation, Staff
@@ -407,7 +408,15 @@ class Scan(models.Model):
     live_code = models.ForeignKey(
         LiveCode, on_delete=models.CASCADE, related_name="scans", verbose_name=_("live code")
     )
-    created_at = models.DateTimeField(_("time"), auto_now_add=True, db_index=True)
+    # A default rather than auto_now_add: scans buffered by the landing page's Redis path are
+    # written later in batches and keep the time of the visit.
+    created_at = models.DateTimeField(
+        _("time"), default=timezone.now, editable=False, db_index=True
+    )
+    # The Redis stream entry a buffered scan came from: writing a batch twice adds nothing.
+    visit_id = models.CharField(
+        _("visit id"), max_length=32, null=True, blank=True, unique=True, editable=False
+    )
     utm_source = models.CharField(max_length=64, blank=True)
     utm_medium = models.CharField(max_length=64, blank=True)
     utm_campaign = models.CharField(max_length=64, blank=True)

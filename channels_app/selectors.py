@@ -3,7 +3,7 @@ computed in the database (annotations over indexed columns), never in a Python l
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from time import monotonic
 from typing import Any
@@ -26,10 +26,12 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from channels_app.assignment import Shift, SpecialDate
 from channels_app.models import (
     Attribution,
     Channel,
     DailyCounter,
+    LandingSlot,
     LiveCode,
     PoolMember,
     Scan,
@@ -37,6 +39,7 @@ from channels_app.models import (
     ScheduleRule,
     Store,
 )
+from contacts.models import Staff
 from scrm.wecom.models import Corp
 
 
@@ -55,19 +58,59 @@ def live_code_for_landing(slug: str) -> LiveCode | None:
     )
 
 
+def schedule_read(
+    live_code: LiveCode, *, day: date | None = None, since: date | None = None
+) -> tuple[list[Shift], list[SpecialDate]]:
+    """The code's weekly shifts and its special dates (of `day`, or from `since` on), as the
+    assignment engine takes them. Two queries plus one per kind for the members."""
+    overrides = live_code.overrides.all()
+    if day is not None:
+        overrides = overrides.filter(date=day)
+    if since is not None:
+        overrides = overrides.filter(date__gte=since)
+    shifts = [
+        Shift(
+            weekdays=frozenset(int(d) for d in rule.weekdays),
+            start=rule.start_time,
+            end=rule.end_time,
+            member_ids=frozenset(m.pk for m in rule.members.all()),
+        )
+        for rule in live_code.schedules.prefetch_related("members")
+    ]
+    specials = [
+        SpecialDate(
+            day=item.date,
+            closed=item.closed,
+            start=item.start_time,
+            end=item.end_time,
+            member_ids=frozenset(m.pk for m in item.members.all()),
+        )
+        for item in overrides.prefetch_related("members")
+    ]
+    return shifts, specials
+
+
 @dataclass(frozen=True)
 class LandingConfig:
-    """What a landing visit reads but does not write: the code (live_code_for_landing's) and
-    its enabled pool members with their staff, in pool order. Shared read-only by threads."""
+    """What a landing visit reads but does not write: the code (live_code_for_landing's), its
+    enabled pool members with their staff in pool order, its schedule (special dates from
+    yesterday on) and its published landing slots by id. Shared read-only by threads."""
 
     live_code: LiveCode
     members: tuple[PoolMember, ...]
+    shifts: tuple[Shift, ...] = ()
+    specials: tuple[SpecialDate, ...] = ()
+    slots: dict[int, LandingSlot] = field(default_factory=dict)
+    staff_by_id: dict[int, Staff] = field(default_factory=dict)
+    active_staff_ids: tuple[int, ...] = ()  # members who may keep taking visitors
+    # Rendered landing pages, filled by the view: a campaign serves the same few pages.
+    pages: dict[tuple, str] = field(default_factory=dict)
 
 
 # Per process, for a few seconds: the landing page is the hottest read path, and the code and
 # its pool change rarely. Saving any of the models they come from clears the cache (see
 # channels_app.apps); changes that bypass save() (queryset updates) show within the TTL. Caps
-# are never read from here: the counter claim checks them on the database row.
+# are never read from here: the counter claim checks them on the counter itself.
 LANDING_CONFIG_SECONDS = 5.0
 _landing_configs: dict[str, tuple[float, LandingConfig]] = {}
 
@@ -85,7 +128,18 @@ def landing_config(slug: str) -> LandingConfig | None:
         _landing_configs.pop(slug, None)
         return None
     members = tuple(live_code.pool.filter(is_enabled=True).select_related("staff").order_by("pk"))
-    config = LandingConfig(live_code=live_code, members=members)
+    shifts, specials = [], []
+    if live_code.has_schedule:
+        since = timezone.now().astimezone(live_code.corp.tzinfo).date() - timedelta(days=1)
+        shifts, specials = schedule_read(live_code, since=since)
+    slots = {}
+    if live_code.mode == LiveCode.Mode.LANDING:
+        slots = {slot.pk: slot for slot in live_code.slots.exclude(config_id="").order_by("pk")}
+    active = tuple(m.staff_id for m in members if m.staff.status == Staff.Status.ACTIVE)
+    config = LandingConfig(
+        live_code, members, tuple(shifts), tuple(specials), slots,
+        staff_by_id={m.staff_id: m.staff for m in members}, active_staff_ids=active,
+    )  # fmt: skip
     _landing_configs[slug] = (monotonic() + LANDING_CONFIG_SECONDS, config)
     return config
 

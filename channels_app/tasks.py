@@ -36,6 +36,15 @@ def landing_slots_top_up_task(live_code_id: int, staff_id: int) -> int:
     return landing_slots_top_up(live_code=live_code, staff=staff)
 
 
+@shared_task(acks_late=True)
+def landing_scans_flush_task() -> int:
+    """Write the scans the landing page buffered in Redis to the database: queued by the page
+    (debounced, LANDING_FLUSH_DELAY) and by the beat every minute as a safety net."""
+    from channels_app.services.landing import landing_scans_flush
+
+    return landing_scans_flush()
+
+
 @shared_task(acks_late=True, expires=55)
 def live_codes_window_edge_task() -> int:
     """Beat, every minute: sync native codes whose shifts or auto-accept window start or end

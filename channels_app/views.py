@@ -8,11 +8,13 @@ import logging
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
+from django.utils.translation import get_language
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from channels_app.models import LiveCode, ReferralCode, Store
-from channels_app.selectors import landing_config
+from channels_app.selectors import LandingConfig, landing_config
 from channels_app.services.landing import landing_visit
 
 logger = logging.getLogger(__name__)
@@ -29,6 +31,27 @@ def client_ip(request: HttpRequest) -> str:
 
 def _page(request: HttpRequest, template: str, context: dict, status: int = 200) -> HttpResponse:
     return render(request, f"channels_app/{template}", context, status=status)
+
+
+PAGES_PER_CONFIG = 1000
+
+
+def _landing_page(
+    request: HttpRequest, config: LandingConfig, context: dict, status: int = 200
+) -> HttpResponse:
+    """landing.html, rendered once per config (a few seconds at most) for each language,
+    member, QR, store and status: every visitor of a campaign gets one of a few pages, and
+    rendering it cost a quarter of a visit. The page depends on nothing else."""
+    staff, store = context["staff"], context["store"]
+    key = (get_language(), status, staff.pk if staff else None, context["qr_url"],
+           store.pk if store else None)  # fmt: skip
+    html = config.pages.get(key)
+    if html is None:
+        html = render_to_string("channels_app/landing.html", context, request)
+        if len(config.pages) >= PAGES_PER_CONFIG:
+            config.pages.clear()
+        config.pages[key] = html
+    return HttpResponse(html, status=status)
 
 
 def _store_links(request: HttpRequest, live_code: LiveCode) -> list[tuple[Store, str]]:
@@ -71,14 +94,13 @@ def landing(request: HttpRequest, slug: str) -> HttpResponse:
         ).first()
 
     result = landing_visit(
-        live_code=live_code,
+        config=config,
         params=request.GET.dict(),
         user_agent=request.META.get("HTTP_USER_AGENT", "")[:512],
         referrer_url=request.META.get("HTTP_REFERER", ""),
         ip=client_ip(request),
         store=store,
         referral=referral,
-        members=config.members,
     )
     if live_code.mode == LiveCode.Mode.NATIVE:
         # A native referral has its own contact way, whose state names the referrer.
@@ -87,10 +109,10 @@ def landing(request: HttpRequest, slug: str) -> HttpResponse:
         qr_url = result.slot.qr_code if result.slot else ""
     context = {"code": live_code, "staff": result.staff, "qr_url": qr_url, "store": store}
     if qr_url:
-        return _page(request, "landing.html", context)
+        return _landing_page(request, config, context)
     # Everyone capped or off shift is the code's business state, not a server fault: a warning
     # for operators instead of django.request's ERROR for every visitor of a full campaign.
     logger.warning("live code %s: no staff member available, busy page shown", live_code.slug)
-    response = _page(request, "landing.html", context, status=503)
+    response = _landing_page(request, config, context, status=503)
     response._has_been_logged = True  # django.utils.log.log_response skips it
     return response

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
 import pytest
+import redis
 from django.conf import settings as django_settings
 from django.core.cache import cache
 from django.test import Client
 
+from channels_app.landing_redis import LandingRedis, landing_redis
 from channels_app.selectors import landing_config_cache_clear
+from channels_app.services.landing import landing_process_state_clear
 from scrm.celery import app as celery_app
 from scrm.wecom.crypto import MessageCrypto
 from scrm.wecom.models import Corp
@@ -30,6 +34,10 @@ def _fast_and_isolated(request: pytest.FixtureRequest, settings) -> None:
     cache.clear()
     corp_cache_clear()  # rows vanish between tests; the per-process corp cache must too
     landing_config_cache_clear()  # and so must the landing page's
+    landing_process_state_clear()
+    store_redis = landing_redis()
+    if store_redis is not None:  # LANDING_REDIS_URL: a database of its own, emptied per test
+        store_redis.client.flushdb()
     # Unit tests run tasks eagerly; integration tests use the real broker and worker.
     eager = request.node.get_closest_marker("integration") is None
     previous = celery_app.conf.task_always_eager
@@ -82,3 +90,40 @@ def post_event(
             )
 
     return post
+
+
+# The landing page's Redis path in tests: LANDING_REDIS_URL when set, else db 3 of the local
+# Redis. Tests that need it are skipped when no Redis answers there.
+TEST_LANDING_REDIS_URL = os.environ.get("LANDING_REDIS_URL") or "redis://127.0.0.1:6379/3"
+
+
+def landing_redis_enable(settings) -> LandingRedis:
+    client = redis.Redis.from_url(TEST_LANDING_REDIS_URL, socket_connect_timeout=0.5)
+    try:
+        client.ping()
+    except redis.RedisError:
+        pytest.skip(f"needs Redis at {TEST_LANDING_REDIS_URL} for the landing page's Redis path")
+    settings.LANDING_REDIS_URL = TEST_LANDING_REDIS_URL
+    client.flushdb()
+    return landing_redis()
+
+
+@pytest.fixture
+def redis_path(settings) -> LandingRedis:
+    """Landing visits take the Redis path (flushed at once: Celery is eager in unit tests)."""
+    return landing_redis_enable(settings)
+
+
+@pytest.fixture
+def database_path(settings) -> None:
+    settings.LANDING_REDIS_URL = ""
+
+
+@pytest.fixture(params=["database", "redis"])
+def landing_path(request, settings) -> str:
+    """Run a test once per landing path."""
+    if request.param == "redis":
+        landing_redis_enable(settings)
+    else:
+        settings.LANDING_REDIS_URL = ""
+    return request.param

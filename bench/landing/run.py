@@ -84,6 +84,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="redis://127.0.0.1:6379/13",
         help="Redis broker URL for the server; its db is flushed [redis://127.0.0.1:6379/13]",
     )
+    parser.add_argument(
+        "--path",
+        choices=["redis", "database"],
+        default="redis",
+        help="the landing path: Redis (LANDING_REDIS_URL set, as in production) or the "
+        "database (unset) [redis]",
+    )
+    parser.add_argument(
+        "--landing-redis-url",
+        default="redis://127.0.0.1:6379/12",
+        help="LANDING_REDIS_URL for --path redis; its db is flushed [redis://127.0.0.1:6379/12]",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument(
         "--strict", action="store_true", help="also exit 1 when the ratio target is missed"
@@ -423,6 +435,10 @@ def report(args: argparse.Namespace, bench: Bench, db_state: dict, queued: int, 
     )
     print_staff(db_state)
     print(f"slot top-up tasks left in the broker queue (no worker runs): {queued}")
+    print(
+        f"landing path: {args.path}; scans still buffered in Redis when the server stopped, "
+        f"written by verify: {db_state.get('flushed_at_verify', 0)}"
+    )
     return {
         "benchmark": "landing",
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -439,6 +455,7 @@ def report(args: argparse.Namespace, bench: Bench, db_state: dict, queued: int, 
             },
             "database": "postgresql",
             "broker": "redis",
+            "landing_path": args.path,
             "baseline_path": BASELINE_PATH,
             "target_path": TARGET_PATH,
         },
@@ -480,6 +497,11 @@ def main(argv: list[str] | None = None) -> int:
             settings_module="bench.callback_ingest.settings", secret_key=secret_key, **env
         )
     )
+    landing_store = redis.Redis.from_url(args.landing_redis_url)
+    if args.path == "redis":
+        server_env["LANDING_REDIS_URL"] = args.landing_redis_url
+    else:
+        server_env.pop("LANDING_REDIS_URL", None)
     log_path = Path(tempfile.mkdtemp(prefix="bench-landing-")) / "gunicorn.log"
     proc = None
     created = False
@@ -488,6 +510,8 @@ def main(argv: list[str] | None = None) -> int:
         infra.database_create(db)
         created = True
         broker.flushdb()
+        if args.path == "redis":
+            landing_store.flushdb()
         infra.manage(manage_env, "migrate", "--noinput", "-v", "0")
         started = time.perf_counter()
         data = dataset(server_env, "setup", "--caps", args.caps)
@@ -538,6 +562,8 @@ def main(argv: list[str] | None = None) -> int:
         infra.teardown(
             proc=proc, broker=broker, db=db, created=created, keep=args.keep, log_path=log_path
         )
+        if args.path == "redis":
+            landing_store.flushdb()
 
     checks = summary["checks"]
     failed = not all(c["ok"] for c in checks.values() if c["fatal"])

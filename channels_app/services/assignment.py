@@ -13,14 +13,13 @@ from django.utils import timezone
 
 from channels_app.assignment import (
     Candidate,
-    Shift,
-    SpecialDate,
     eligible,
     members_on_duty,
     rank_staff,
 )
 from channels_app.lock_objects import daily_counter_claim
 from channels_app.models import DailyCounter, LiveCode, PoolMember, Store
+from channels_app.selectors import schedule_read
 from contacts.models import Staff
 
 MAX_CONTACT_WAY_USERS = 100  # WeCom's limit per contact way (41041)
@@ -36,25 +35,7 @@ def members_on_duty_for(live_code: LiveCode, moment: datetime) -> frozenset[int]
     has neither weekly shifts nor special dates."""
     if getattr(live_code, "has_schedule", True) is False:
         return None
-    shifts = [
-        Shift(
-            weekdays=frozenset(int(d) for d in rule.weekdays),
-            start=rule.start_time,
-            end=rule.end_time,
-            member_ids=frozenset(m.pk for m in rule.members.all()),
-        )
-        for rule in live_code.schedules.prefetch_related("members")
-    ]
-    specials = [
-        SpecialDate(
-            day=item.date,
-            closed=item.closed,
-            start=item.start_time,
-            end=item.end_time,
-            member_ids=frozenset(m.pk for m in item.members.all()),
-        )
-        for item in live_code.overrides.filter(date=moment.date()).prefetch_related("members")
-    ]
+    shifts, specials = schedule_read(live_code, day=moment.date())
     return members_on_duty(shifts, specials, moment)
 
 
@@ -66,18 +47,14 @@ def _members(live_code: LiveCode, store: Store | None) -> list[PoolMember]:
 
 
 def _candidates(
-    members: list[PoolMember],
-    counters: dict[int, DailyCounter],
-    on_duty: frozenset[int] | None,
-    *,
-    load: str,
+    members: Sequence[PoolMember], loads: dict[int, int], on_duty: frozenset[int] | None
 ) -> list[Candidate]:
     return [
         Candidate(
             staff_id=member.staff_id,
             weight=member.weight,
             cap=member.daily_cap,
-            load=getattr(counters[member.staff_id], load) if member.staff_id in counters else 0,
+            load=loads.get(member.staff_id, 0),
             is_backup=member.is_backup,
             on_shift=on_duty is None or member.pk in on_duty,
             active=member.staff.status == Staff.Status.ACTIVE,
@@ -146,6 +123,22 @@ def _counters_of(
     return counters
 
 
+def staff_ranked(
+    live_code: LiveCode,
+    members: Sequence[PoolMember],
+    assigned: dict[int, int],
+    on_duty: frozenset[int] | None,
+) -> list[Candidate]:
+    """The members a landing visit may go to, in the order the code's strategy tries them,
+    from today's assignments by staff id (the engine in channels_app.assignment)."""
+    return rank_staff(
+        _candidates(members, assigned, on_duty),
+        strategy=live_code.strategy,
+        rotation=sum(assigned.values()),
+        penalize_slow_reply=live_code.penalize_slow_reply,
+    )
+
+
 @transaction.atomic(savepoint=False)  # inside the visit's transaction: no SAVEPOINT round trips
 def staff_assign(
     *,
@@ -172,13 +165,8 @@ def staff_assign(
         members, counters = _members_with_counters(live_code, store, moment.date())
     if not members:
         return None
-    on_duty = members_on_duty_for(live_code, moment)
-    ranked = rank_staff(
-        _candidates(members, counters, on_duty, load="assigned"),
-        strategy=live_code.strategy,
-        rotation=sum(c.assigned for c in counters.values()),
-        penalize_slow_reply=live_code.penalize_slow_reply,
-    )
+    assigned = {staff_id: c.assigned for staff_id, c in counters.items()}
+    ranked = staff_ranked(live_code, members, assigned, members_on_duty_for(live_code, moment))
     staff_of = {m.staff_id: m.staff for m in members}
     for wait in (False, True):
         for candidate in ranked:
@@ -207,9 +195,8 @@ def native_userids(live_code: LiveCode, now: datetime | None = None) -> list[str
     counters = {
         c.staff_id: c for c in DailyCounter.objects.filter(live_code=live_code, day=moment.date())
     }
-    pool = eligible(
-        _candidates(members, counters, members_on_duty_for(live_code, moment), load="added")
-    )
+    added = {staff_id: c.added for staff_id, c in counters.items()}
+    pool = eligible(_candidates(members, added, members_on_duty_for(live_code, moment)))
     pool.sort(key=lambda c: ((c.load + 1) / (c.cap or 10**6), c.staff_id))
     userid_of = {m.staff_id: m.staff.userid for m in members}
     return [userid_of[c.staff_id] for c in pool[:MAX_CONTACT_WAY_USERS]]

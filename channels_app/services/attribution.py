@@ -10,6 +10,7 @@ from django.db import transaction
 
 from channels_app.models import Attribution, LandingSlot, LiveCode, ReferralCode, Scan
 from channels_app.services.assignment import counter_bump_added
+from channels_app.services.landing import landing_scans_flush
 from channels_app.state import parse_state
 from contacts.models import FirstSource, FollowRelation
 from contacts.services import first_source_set_channel
@@ -39,7 +40,9 @@ def state_resolve(*, corp: Corp, state: str, added_at: datetime) -> Resolved:
         ).first()
         scan = None
         if slot is not None:
-            # The slot's lease holder: the latest scan that leased it before the add.
+            # The slot's lease holder: the latest scan that leased it before the add. The
+            # landing page's Redis path may still hold it: write what it buffered first.
+            landing_scans_flush()
             scan = (
                 Scan.objects.filter(slot=slot, created_at__lte=added_at + SCAN_CLOCK_SKEW)
                 .select_related("referral")

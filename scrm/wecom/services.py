@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +18,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from scrm.db import insert_returning_pk
+from scrm.debounce import QueueWindow
 from scrm.wecom.client import WeComTransientError
 from scrm.wecom.crypto import CryptoError, MessageCrypto
 from scrm.wecom.models import CallbackEvent, Corp
@@ -239,36 +239,15 @@ def callback_event_enqueue(*, event_id: int) -> None:
     try:
         if callback_events_drain_task.app.conf.task_always_eager or delay <= 0:
             callback_event_process_task.delay(event_id)
-        elif _drain_window_open(delay):
+        elif drain_window.open(delay):
             callback_events_drain_task.apply_async(countdown=delay)
     except Exception:  # the broker's errors vary by transport; the row is safe either way
-        _drain_window_close()
+        drain_window.close()
         logger.warning("could not queue callback event %s; the sweeper will", event_id)
 
 
-# Per process: until when (monotonic) the drain this process queued last has yet to start.
-_drain_lock = threading.Lock()
-_drain_due = 0.0
-# A drain starts no earlier than its countdown on the worker's clock; rows stored this close to
-# its start are given a drain of their own, against clock skew between hosts.
-DRAIN_MARGIN = 0.05
-
-
-def _drain_window_open(delay: float) -> bool:
-    """True when no drain queued by this process will start after now: the caller queues one."""
-    global _drain_due
-    now = time.monotonic()
-    with _drain_lock:
-        if now < _drain_due - DRAIN_MARGIN:
-            return False
-        _drain_due = now + delay
-        return True
-
-
-def _drain_window_close() -> None:
-    global _drain_due
-    with _drain_lock:
-        _drain_due = 0.0
+# One inbox drain per process and WECOM_INBOX_DRAIN_DELAY (see callback_event_enqueue).
+drain_window = QueueWindow()
 
 
 def callback_events_drain(*, batch_size: int = 200, time_budget: float = 50.0) -> int:

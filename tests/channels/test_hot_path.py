@@ -19,7 +19,8 @@ def _statements(captured: CaptureQueriesContext) -> list[str]:
 
 
 @pytest.mark.django_db
-def test_a_landing_visit_stays_within_its_statements(make_code, sandbox_corp, client):
+def test_a_landing_visit_stays_within_its_statements(make_code, sandbox_corp, client,
+                                                     database_path):  # fmt: skip
     code = live_code_publish(live_code=make_code())
     client.get(f"/l/{code.slug}/", HTTP_USER_AGENT=PHONE, REMOTE_ADDR="10.0.0.1")  # counters
     with CaptureQueriesContext(connection) as captured:
@@ -33,3 +34,22 @@ def test_a_landing_visit_stays_within_its_statements(make_code, sandbox_corp, cl
     assert len(statements) <= 6, "\n".join(statements)
     assert statements[-1].startswith("INSERT INTO"), statements[-1]
     assert Scan.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_a_landing_visit_on_the_redis_path_runs_no_statement(make_code, sandbox_corp, client,
+                                                             redis_path, monkeypatch):  # fmt: skip
+    from channels_app.services import landing
+
+    code = live_code_publish(live_code=make_code())
+    client.get(f"/l/{code.slug}/", HTTP_USER_AGENT=PHONE, REMOTE_ADDR="10.0.0.1")  # seeds
+    monkeypatch.setattr(landing, "_flush_soon", lambda: None)  # the flush is a task's work
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(f"/l/{code.slug}/", {"utm_source": "xhs"},
+                              HTTP_USER_AGENT=PHONE, REMOTE_ADDR="10.0.0.2")  # fmt: skip
+    assert response.status_code == 200
+    assert _statements(captured) == []
+    assert Scan.objects.count() == 1  # the first visit's, flushed at once (Celery eager)
+    landing.landing_scans_flush()
+    assert Scan.objects.count() == 2
+    assert Scan.objects.filter(utm_source="xhs").count() == 1

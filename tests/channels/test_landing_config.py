@@ -74,3 +74,25 @@ def test_a_queryset_update_shows_once_the_ttl_is_over(make_code, sandbox_corp, m
     assert selectors.landing_config(code.slug).live_code.status == LiveCode.Status.ACTIVE
     clock[0] += selectors.LANDING_CONFIG_SECONDS
     assert selectors.landing_config(code.slug).live_code.status == LiveCode.Status.PAUSED
+
+
+def test_rendered_pages_are_reused_per_member_and_language(make_code, sandbox_corp, client,
+                                                           staff):  # fmt: skip
+    code = live_code_publish(live_code=make_code(strategy="round_robin"))
+    pages = [
+        client.get(f"/l/{code.slug}/", HTTP_USER_AGENT=PHONE, REMOTE_ADDR=f"10.0.3.{index}",
+                   HTTP_ACCEPT_LANGUAGE=language).content.decode()
+        for index, language in enumerate(["zh-hans", "zh-hans", "zh-hans", "en", "zh-hans"])
+    ]  # fmt: skip
+    scans = list(Scan.objects.order_by("pk").select_related("staff", "slot"))
+    for page, scan in zip(pages, scans, strict=True):
+        assert scan.staff.userid in page  # the member's own name, never a cached neighbour's
+        assert scan.slot.qr_code in page
+    assert "长按" in pages[0]
+    assert "Long-press" in pages[3]
+    config = selectors.landing_config(code.slug)
+    rendered = len(config.pages)
+    again = client.get(f"/l/{code.slug}/", HTTP_USER_AGENT=PHONE, REMOTE_ADDR="10.0.3.0",
+                       HTTP_ACCEPT_LANGUAGE="zh-hans")  # fmt: skip
+    assert again.content.decode() == pages[0]  # a returning device: the same page, reused
+    assert len(config.pages) == rendered

@@ -11,8 +11,10 @@ from contacts.models import FirstSource
 from scrm.wecom.sandbox.models import SandboxContactWay
 from scrm.wecom.sandbox.simulate import sandbox_customer_add
 
-pytestmark = pytest.mark.django_db
 QR_RE = re.compile(r"/wecom-sandbox/qr/([0-9a-f]+)\.png")
+# Every test here runs on both landing paths: the database and Redis (see conftest).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("landing_path")]
+
 PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) MicroMessenger/8.0.40"
 
 

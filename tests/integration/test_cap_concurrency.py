@@ -1,5 +1,5 @@
 """Daily caps hold under 64 concurrent landing requests on PostgreSQL (real threads, a live
-threaded server, row locks in the database)."""
+threaded server), on both landing paths: row locks in the database, and Redis's scripts."""
 
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +12,11 @@ from channels_app.services.publishing import live_code_publish
 from contacts.services import staff_get_or_create
 from tests.integration.conftest import requires_postgres
 
-pytestmark = [requires_postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    requires_postgres,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("landing_path"),
+]
 CAPS = {"staff01": 5, "staff02": 7, "staff03": 10}
 
 

@@ -12,6 +12,7 @@ from django.test import RequestFactory
 from kombu.exceptions import OperationalError
 
 from contacts.models import ExternalContact
+from scrm import debounce
 from scrm.wecom import services, tasks, views
 from scrm.wecom.client import WeComTransientError
 from scrm.wecom.crypto import MessageCrypto
@@ -638,20 +639,20 @@ def with_broker(settings, monkeypatch):
     conf = tasks.callback_events_drain_task.app.conf
     eager, conf.task_always_eager = conf.task_always_eager, False
     settings.WECOM_INBOX_DRAIN_DELAY = 0.2
-    services._drain_window_close()
+    services.drain_window.close()
     queued: list[dict] = []
     monkeypatch.setattr(
         tasks.callback_events_drain_task, "apply_async", lambda **kw: queued.append(kw)
     )
     yield queued
     conf.task_always_eager = eager
-    services._drain_window_close()
+    services.drain_window.close()
 
 
 def test_a_burst_of_events_queues_one_drain_per_window(corp, crypto, client, on_commit,
                                                       with_broker, monkeypatch):  # fmt: skip
     clock = [1000.0]
-    monkeypatch.setattr(services.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(debounce.time, "monotonic", lambda: clock[0])
     for index in range(5):
         with on_commit():
             assert _post_event(client, corp, crypto, _event(corp, f"wm{index}")).status_code == 200
@@ -666,9 +667,9 @@ def test_a_burst_of_events_queues_one_drain_per_window(corp, crypto, client, on_
 
 def test_an_event_close_to_the_drain_start_gets_a_drain_of_its_own(with_broker, monkeypatch):
     clock = [50.0]
-    monkeypatch.setattr(services.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(debounce.time, "monotonic", lambda: clock[0])
     services.callback_event_enqueue(event_id=1)
-    clock[0] += 0.2 - services.DRAIN_MARGIN / 2  # within the margin of the drain's start
+    clock[0] += 0.2 - services.drain_window.margin / 2  # within the margin of the drain's start
     services.callback_event_enqueue(event_id=2)
     assert len(with_broker) == 2
 

@@ -14,6 +14,11 @@ PERIODIC_TASKS = [
         300,
     ),
     (
+        "channels: write landing scans buffered in Redis",
+        "channels_app.tasks.landing_scans_flush_task",
+        60,
+    ),
+    (
         "channels: sync native codes at shift and cap edges",
         "channels_app.tasks.live_codes_window_edge_task",
         60,
