@@ -6,7 +6,10 @@ burst behind a Moments ad is limited by Python, not by row locks and commits.
 Enabled by LANDING_REDIS_URL (a standalone Redis; its data should survive a restart: appendonly
 or RDB). Without it, or when Redis fails, visits take the database path (lock_objects and
 services.assignment), whose DailyCounter rows stay the day's record either way: the flush
-raises them to Redis's counts, and Redis's counters start from them.
+raises them to Redis's counts, and Redis's counters start from them. (The one gap: after a
+Redis outage in the middle of a day, Redis's count is raised to the database's, which misses
+the visits the database path took while Redis still held claims not yet flushed; a member may
+take that many visits over its cap.)
 
 Keys, all under `scrm:landing:`:
   cnt:<code>:<day>      hash staff id -> visits assigned that local day (the cap's counter)

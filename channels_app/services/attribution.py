@@ -3,10 +3,12 @@ referrer; the first source gets its code and channel when the add is the custome
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from redis.exceptions import RedisError
 
 from channels_app.models import Attribution, LandingSlot, LiveCode, ReferralCode, Scan
 from channels_app.services.assignment import counter_bump_added
@@ -15,6 +17,8 @@ from channels_app.state import parse_state
 from contacts.models import FirstSource, FollowRelation
 from contacts.services import first_source_set_channel
 from scrm.wecom.models import Corp
+
+logger = logging.getLogger(__name__)
 
 SCAN_CLOCK_SKEW = timedelta(minutes=2)  # WeCom's CreateTime vs our clock
 
@@ -41,8 +45,13 @@ def state_resolve(*, corp: Corp, state: str, added_at: datetime) -> Resolved:
         scan = None
         if slot is not None:
             # The slot's lease holder: the latest scan that leased it before the add. The
-            # landing page's Redis path may still hold it: write what it buffered first.
-            landing_scans_flush()
+            # landing page's Redis path may still hold it: write what it buffered first. With
+            # Redis away the add is still attributed to its code and channel (the state names
+            # them) and the welcome goes out; only the join to the scan is missed.
+            try:
+                landing_scans_flush()
+            except RedisError:
+                logger.warning("landing scans not flushed before joining state %s", state)
             scan = (
                 Scan.objects.filter(slot=slot, created_at__lte=added_at + SCAN_CLOCK_SKEW)
                 .select_related("referral")

@@ -401,12 +401,14 @@ def _scans_write(store_redis: LandingRedis, entries: list[tuple[str, dict[bytes,
     Scan.objects.bulk_create(scans, ignore_conflicts=True)
     for corp_id, live_code_id, day in sorted(counted):
         counts = store_redis.counters(live_code_id=live_code_id, day=day)
+        members = _existing(Staff, set(counts))  # a member deleted since has no counter row
         DailyCounter.objects.bulk_create(
             [DailyCounter(corp_id=corp_id, live_code_id=live_code_id, staff_id=s, day=day)
-             for s in counts if s in staff],
+             for s in members],
             ignore_conflicts=True,
         )  # fmt: skip
-        for staff_id, count in counts.items():
+        for staff_id in members:
+            count = counts[staff_id]
             DailyCounter.objects.filter(live_code_id=live_code_id, staff_id=staff_id, day=day)\
                 .exclude(assigned__gte=count).update(assigned=count)  # fmt: skip
         in_db = dict(

@@ -121,3 +121,27 @@ def test_a_returning_device_keeps_its_slot_until_another_visit_leases_it(
     reused = list(Scan.objects.order_by("created_at").values_list("reused", flat=True))
     assert reused == [False, True, False, False, False, False]
     assert DailyCounter.objects.get(staff=staff[0]).assigned == 5
+
+
+def test_an_add_is_attributed_when_the_buffer_cannot_be_flushed(
+    make_code, sandbox_corp, client, post_event, redis_path, buffered, monkeypatch, caplog
+):
+    from redis.exceptions import RedisError
+
+    from channels_app.services import attribution
+
+    code = live_code_publish(live_code=make_code())
+    _, way = _visit(client, code)
+
+    def redis_down():
+        raise RedisError("connection refused")
+
+    monkeypatch.setattr(attribution, "landing_scans_flush", redis_down)
+    customer, follow, _ = sandbox_customer_add(
+        corp=sandbox_corp, userid=way.users[0], rng=random.Random(5), state=way.state
+    )
+    post_event("add_external_contact", follow.createtime, UserID=follow.userid,
+               ExternalUserID=customer.external_userid, State=way.state)  # fmt: skip
+    recorded = Attribution.objects.get()
+    assert (recorded.live_code, recorded.channel, recorded.scan) == (code, code.channel, None)
+    assert "landing scans not flushed" in caplog.text
