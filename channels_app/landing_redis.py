@@ -1,15 +1,15 @@
 """The landing page's Redis path: daily counters, slot leases and returning devices kept in
 Redis, and scans appended to a Redis stream that services.landing.landing_scans_flush writes to
-the database in batches. A visit is then two Redis round trips and no database statement, so a
-burst behind a Moments ad is limited by Python, not by row locks and commits.
+the database in batches. A visit is then one Redis round trip (a Lua script) and no database
+statement, so a burst behind a Moments ad is limited by Python, not by row locks and commits.
 
-Enabled by LANDING_REDIS_URL (a standalone Redis; its data should survive a restart: appendonly
-or RDB). Without it, or when Redis fails, visits take the database path (lock_objects and
-services.assignment), whose DailyCounter rows stay the day's record either way: the flush
-raises them to Redis's counts, and Redis's counters start from them. (The one gap: after a
-Redis outage in the middle of a day, Redis's count is raised to the database's, which misses
-the visits the database path took while Redis still held claims not yet flushed; a member may
-take that many visits over its cap.)
+Enabled by LANDING_REDIS_URL (a standalone Redis, not a cluster: the scripts derive key names;
+its data should survive a restart: appendonly or RDB). Without it, or when Redis fails, visits
+take the database path (lock_objects and services.assignment), whose DailyCounter rows stay
+the day's record either way: the flush raises them to Redis's counts, and Redis's counters
+start from them. (The one gap: after a Redis outage in the middle of a day, Redis's count is
+raised to the database's, which misses the visits the database path took while Redis still
+held claims not yet flushed; a member may take that many visits over its cap.)
 
 Keys, all under `scrm:landing:`:
   cnt:<code>:<day>      hash staff id -> visits assigned that local day (the cap's counter)
@@ -214,7 +214,9 @@ class LandingRedis:
             args += [staff_id, count]
         self._seed_counters(keys=[self.counter_key(live_code_id, day)], args=args)
 
-    def seed_slots(self, *, live_code_id: int, slots_by_staff: dict[int, list[tuple[int, float]]]):
+    def seed_slots(
+        self, *, live_code_id: int, slots_by_staff: dict[int, list[tuple[int, float]]]
+    ) -> None:
         pipe = self.client.pipeline(transaction=False)
         for staff_id, slots in slots_by_staff.items():
             key = self.slots_key(live_code_id, staff_id)
