@@ -9,6 +9,7 @@ import re
 import pytest
 from django.contrib.auth import get_user_model
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from channels_app.models import Attribution, LiveCode, Scan, Store
@@ -73,15 +74,23 @@ def test_an_operator_logs_in_and_publishes_a_live_code_from_the_admin(
     WebDriverWait(desktop, 10).until(lambda browser: "/admin/login/" not in browser.current_url)
 
     desktop.get(f"{live_server.url}/admin/channels_app/livecode/")
-    assert "双十一海报" in desktop.find_element(By.ID, "result_list").text
+    changelist = desktop.find_element(By.ID, "result_list")
+    assert "双十一海报" in changelist.text
     desktop.find_element(By.CSS_SELECTOR, f"input.action-select[value='{code.pk}']").click()
     Select(desktop.find_element(By.NAME, "action")).select_by_value("publish")
     desktop.find_element(By.CSS_SELECTOR, "button[name=index]").click()
+    WebDriverWait(desktop, 10).until(staleness_of(changelist))  # the next page has loaded
 
     # The confirmation page names the code; confirming calls WeCom (the sandbox).
-    assert "双十一海报" in desktop.find_element(By.ID, "content").text
+    confirmation = desktop.find_element(By.ID, "content")
+    assert "双十一海报" in confirmation.text
     desktop.find_element(By.CSS_SELECTOR, "#content input[type=submit]").click()
-    message = desktop.find_element(By.CSS_SELECTOR, "ul.messagelist li.success").text
+    WebDriverWait(desktop, 10).until(staleness_of(confirmation))
+    message = (
+        WebDriverWait(desktop, 10)
+        .until(lambda browser: browser.find_element(By.CSS_SELECTOR, "ul.messagelist li.success"))
+        .text
+    )
     assert "1" in message
     assert "发布" in message
     code.refresh_from_db()
