@@ -1,9 +1,16 @@
 """End to end on the real services: simulated WeCom callbacks over HTTP to a live server on
 PostgreSQL, queued through Redis, processed by a real Celery worker process."""
 
-import pytest
+import os
 
+import pytest
+import requests
+
+from channels_app.landing_redis import STREAM
+from channels_app.models import Channel, DailyCounter, LiveCode, PoolMember, Scan
+from channels_app.services.publishing import live_code_publish
 from contacts.models import ExternalContact, FirstSource
+from contacts.services import staff_get_or_create
 from scrm.wecom.models import CallbackEvent
 from scrm.wecom.sandbox.models import SandboxFollow
 from scrm.wecom.sandbox.simulate import simulate_adds
@@ -33,3 +40,30 @@ def test_simulated_adds_flow_through_broker_and_worker(corp, live_server, celery
         )
     )
     assert actual == expected
+
+
+@pytest.mark.skipif(
+    not os.environ.get("LANDING_REDIS_URL"),
+    reason="needs LANDING_REDIS_URL, shared with the worker process",
+)
+def test_landing_scans_buffered_in_redis_reach_the_database_through_the_worker(
+    corp, sandbox_corp, live_server, redis_path, celery_worker_process
+):
+    channel = Channel.objects.create(corp=corp, name="小红书", code="xhs_1111")
+    code = LiveCode.objects.create(corp=corp, channel=channel, name="双十一", slug="xhs1111",
+                                   mode=LiveCode.Mode.LANDING)  # fmt: skip
+    for userid in ("staff01", "staff02"):
+        PoolMember.objects.create(
+            live_code=code, staff=staff_get_or_create(corp=corp, userid=userid), daily_cap=50
+        )
+    live_code_publish(live_code=code)
+    for index in range(12):
+        headers = {"User-Agent": f"Mozilla/5.0 (iPhone) MicroMessenger/8.0 device/{index}"}
+        response = requests.get(f"{live_server.url}/l/xhs1111/?utm_source=xhs", headers=headers,
+                                timeout=30)  # fmt: skip
+        assert response.status_code == 200
+    # No flush here: the page queued it (debounced) and the worker ran it.
+    assert wait_for(lambda: Scan.objects.count() == 12), WORKER_LOG.read_text()[-3000:]
+    assert wait_for(lambda: redis_path.client.xlen(STREAM) == 0)
+    assert Scan.objects.filter(utm_source="xhs", staff__isnull=False).count() == 12
+    assert sum(DailyCounter.objects.values_list("assigned", flat=True)) == 12
