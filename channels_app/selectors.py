@@ -101,6 +101,7 @@ class LandingConfig:
     shifts: tuple[Shift, ...] = ()
     specials: tuple[SpecialDate, ...] = ()
     slots: dict[int, LandingSlot] = field(default_factory=dict)
+    # Derived from members, once per config instead of on every visit:
     staff_by_id: dict[int, Staff] = field(default_factory=dict)
     active_staff_ids: tuple[int, ...] = ()  # members who may keep taking visitors
     # Rendered landing pages, filled by the view: a campaign serves the same few pages.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 
 class QueueWindow:
@@ -13,8 +14,8 @@ class QueueWindow:
     means no task queued by this process starts after now, so the caller queues one with
     countdown=delay; False means one will start later than now and will find the work. Work
     committed this close (`margin`) to a queued task's start gets a task of its own, against
-    clock skew between the web and worker hosts. close() after a failed publish, so the next
-    request tries again.
+    clock skew between the web and worker hosts. After a failed publish the window is closed,
+    so the next request tries again. queue() does all of it.
     """
 
     def __init__(self, margin: float = 0.05) -> None:
@@ -33,3 +34,14 @@ class QueueWindow:
     def close(self) -> None:
         with self._lock:
             self._due = 0.0
+
+    def queue(self, task: Any, delay: float) -> None:
+        """Queue `task` (a Celery task) to run in `delay` seconds unless one queued by this
+        process will start later than now; a failed publish closes the window and raises."""
+        if not self.open(delay):
+            return
+        try:
+            task.apply_async(countdown=delay)
+        except Exception:
+            self.close()
+            raise

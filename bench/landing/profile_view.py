@@ -41,7 +41,7 @@ BROKER_URL = "redis://127.0.0.1:6379/13"
 STEPS = (
     r"channels_app/(views|lock_objects|services/landing|services/assignment)\.py:\d+\("
     r"(landing|landing_visit|staff_assign|members_on_duty_for|_members_with_counters|"
-    r"daily_counter_claim|landing_slot_lease_lock|_lease|_returning|landing_config|_counters_of)\)"
+    r"daily_counter_claim|landing_slot_lease_lock|_lease|_returning|landing_config|daily_counters_read)\)"
 )
 TOTALS = (
     ("request, through the test client", r"django/test/client\.py:\d+\(request\)"),

@@ -102,11 +102,11 @@ def _members_with_counters(
     return members, counters
 
 
-def _counters_of(
-    live_code: LiveCode, members: Sequence[PoolMember], day: date
+def daily_counters_read(
+    *, live_code: LiveCode, members: Sequence[PoolMember], day: date
 ) -> dict[int, DailyCounter]:
-    """Today's counters of already loaded pool members (the landing page's cached pool), read
-    in one query without a lock; missing counters are created first."""
+    """The day's counters of already loaded pool members (the landing page's cached pool) by
+    staff id, read in one query without a lock; missing counters are created first."""
 
     staff_ids = [m.staff_id for m in members]
 
@@ -160,7 +160,7 @@ def staff_assign(
     """
     moment = local_now(live_code, now)
     if members is not None and store is None:
-        counters = _counters_of(live_code, members, moment.date())
+        counters = daily_counters_read(live_code=live_code, members=members, day=moment.date())
     else:
         members, counters = _members_with_counters(live_code, store, moment.date())
     if not members:

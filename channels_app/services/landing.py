@@ -34,7 +34,7 @@ from channels_app.models import (
 )
 from channels_app.selectors import LandingConfig
 from channels_app.services.assignment import (
-    counters_ensure,
+    daily_counters_read,
     local_now,
     staff_assign,
     staff_ranked,
@@ -291,13 +291,8 @@ def _seed_counters(
 ) -> dict[int, int]:
     """Give Redis the day's counters it lacks from the database (created there when
     missing), and read them back."""
-    staff_ids = [m.staff_id for m in config.members]
-    counters_ensure(live_code=live_code, day=day, staff_ids=staff_ids)
-    counts = dict(
-        DailyCounter.objects.filter(
-            live_code=live_code, day=day, staff_id__in=staff_ids
-        ).values_list("staff_id", "assigned")
-    )
+    counters = daily_counters_read(live_code=live_code, members=config.members, day=day)
+    counts = {staff_id: counter.assigned for staff_id, counter in counters.items()}
     store_redis.seed_counters(live_code_id=live_code.pk, day=day, counts=counts)
     return store_redis.counters(live_code_id=live_code.pk, day=day)
 
@@ -332,10 +327,9 @@ def _flush_soon() -> None:
     try:
         if landing_scans_flush_task.app.conf.task_always_eager:
             landing_scans_flush()
-        elif flush_window.open(delay):
-            landing_scans_flush_task.apply_async(countdown=delay)
+        else:
+            flush_window.queue(landing_scans_flush_task, delay)
     except Exception:  # the broker or the flush failed: the scans wait in Redis for the beat
-        flush_window.close()
         logger.warning("could not flush landing scans now; the beat flush will", exc_info=True)
 
 

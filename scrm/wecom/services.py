@@ -239,10 +239,9 @@ def callback_event_enqueue(*, event_id: int) -> None:
     try:
         if callback_events_drain_task.app.conf.task_always_eager or delay <= 0:
             callback_event_process_task.delay(event_id)
-        elif drain_window.open(delay):
-            callback_events_drain_task.apply_async(countdown=delay)
+        else:
+            drain_window.queue(callback_events_drain_task, delay)
     except Exception:  # the broker's errors vary by transport; the row is safe either way
-        drain_window.close()
         logger.warning("could not queue callback event %s; the sweeper will", event_id)
 
 
