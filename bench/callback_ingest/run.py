@@ -54,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds each [3]")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers [2]")
     parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class [gthread]")
-    parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker [4]")
+    parser.add_argument("--threads", type=int, default=8, help="threads per gthread worker [8]")
     parser.add_argument(
         "--max-requests", type=int, default=300_000, help="cap on requests per round [300000]"
     )
