@@ -53,7 +53,7 @@ class Gate:
         original = GroupInsert._write
 
         def write(inserter, batch, conn):
-            self.batches.append([pending.values[1] for pending in batch])
+            self.batches.append([pending.key[1] for pending in batch])  # (corp, dedup_key)
             if len(self.batches) == 1:
                 self.writing.set()
                 assert self.release.wait(WAIT)
