@@ -13,7 +13,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from contacts.lock_objects import follow_relation_lock
+from contacts.lock_objects import external_contact_lock, follow_relation_lock
 from contacts.models import ExternalContact, FirstSource, FollowRelation, Staff
 from scrm.wecom.models import Corp
 
@@ -29,6 +29,15 @@ def staff_get_or_create(*, corp: Corp, userid: str) -> Staff:
 def external_contact_get_or_create(*, corp: Corp, external_userid: str) -> ExternalContact:
     contact, _ = ExternalContact.objects.get_or_create(corp=corp, external_userid=external_userid)
     return contact
+
+
+def _customer_locked(*, corp: Corp, external_userid: str) -> ExternalContact:
+    """The customer's row, created if new, locked until commit. Every writer of a customer
+    (event processing, the details refresh) takes this lock before it may insert a Staff row,
+    so two of them never wait on each other's uncommitted staff rows: with 16 adds of one
+    customer processed at once, the other order deadlocked."""
+    contact = external_contact_get_or_create(corp=corp, external_userid=external_userid)
+    return external_contact_lock(contact.pk)
 
 
 def _relation(
@@ -93,8 +102,8 @@ def follow_relation_record_add(
     *, corp: Corp, userid: str, external_userid: str, state: str, added_at: datetime
 ) -> tuple[FollowRelation, FirstSource]:
     """Record an add from the event itself (no API call): customer, relation, first source."""
+    contact = _customer_locked(corp=corp, external_userid=external_userid)
     staff = staff_get_or_create(corp=corp, userid=userid)
-    contact = external_contact_get_or_create(corp=corp, external_userid=external_userid)
     relation, created = _relation(
         corp=corp,
         contact=contact,
@@ -135,8 +144,8 @@ def follow_relation_record_status(
     fail_reason: str = "",
 ) -> FollowRelation:
     """A delete (by staff or customer), a transfer, or a failed transfer, at event time `at`."""
+    contact = _customer_locked(corp=corp, external_userid=external_userid)
     staff = staff_get_or_create(corp=corp, userid=userid)
-    contact = external_contact_get_or_create(corp=corp, external_userid=external_userid)
     ends_relation = status != FollowRelation.Status.TRANSFER_FAILED
     relation, created = _relation(
         corp=corp,
@@ -195,7 +204,8 @@ def external_contact_apply_details(
     contact.details_fetched_at = timezone.now()
     contact.details_error = ""
     contact.save()
-    for follow in follow_users:
+    # In userid order: two customers' refreshes insert new Staff rows in the same order.
+    for follow in sorted(follow_users, key=lambda follow: str(follow.get("userid") or "")):
         follow_relation_apply_follow_info(contact=contact, follow=follow)
     return contact
 

@@ -57,6 +57,9 @@ def test_one_customer_adding_16_staff_at_once_keeps_the_earliest_first_source(
     with ThreadPoolExecutor(max_workers=16) as pool:
         statuses = list(pool.map(send, events))
     assert statuses == [200] * 16
+    # Every event processed at its first try: the customer's row is locked before any staff
+    # row is inserted, so the 16 processings (and their details refreshes) never deadlock.
+    assert set(CallbackEvent.objects.values_list("status", "attempts")) == {("processed", 1)}
     assert ExternalContact.objects.count() == 1
     assert FollowRelation.objects.count() == 16
     first = FirstSource.objects.get()
@@ -87,5 +90,6 @@ def test_32_customers_adding_one_staff_in_the_same_second_are_all_recorded(
         statuses = [s for pair in pool.map(send, customers) for s in pair]
     assert statuses == [200] * 64
     assert CallbackEvent.objects.count() == 32
+    assert set(CallbackEvent.objects.values_list("status", "attempts")) == {("processed", 1)}
     assert ExternalContact.objects.count() == 32
     assert FirstSource.objects.filter(staff__userid="staff01", state="burst").count() == 32
