@@ -1,13 +1,16 @@
 from datetime import UTC, datetime
 
 from celery import shared_task
+from django.db import OperationalError
 
 from scrm.wecom.client import WeComRateLimited, WeComTransientError
 
 
 @shared_task(
     acks_late=True,
-    autoretry_for=(WeComTransientError, WeComRateLimited),
+    # OperationalError: a deadlock with another writer of the customer rolled the step back;
+    # every step is idempotent (the welcome is sent once per add), so it is simply redone.
+    autoretry_for=(WeComTransientError, WeComRateLimited, OperationalError),
     retry_backoff=1,  # the welcome code lives 20 s: retry fast, then give up
     retry_backoff_max=4,
     max_retries=3,

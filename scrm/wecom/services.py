@@ -12,7 +12,7 @@ from xml.etree.ElementTree import ParseError
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 from django.conf import settings
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -24,6 +24,11 @@ from scrm.wecom.crypto import CryptoError, MessageCrypto
 from scrm.wecom.models import CallbackEvent, Corp
 
 logger = logging.getLogger("scrm.wecom.callback")
+
+# Failures of processing worth retrying soon: WeCom busy or unreachable, and the database's
+# OperationalError (a deadlock or serialization failure rolled the whole transaction back, or
+# the connection dropped). Anything else marks the row failed for an operator to look at.
+TRANSIENT_ERRORS = (WeComTransientError, OperationalError)
 
 
 class CallbackRejected(Exception):
@@ -262,8 +267,9 @@ def callback_events_drain(*, batch_size: int = 200, time_budget: float = 50.0) -
     Several drains may run at once (one per web process and window). A row another drain is
     processing is waited for, not skipped: processing locks the corp's row too, so skipping
     would pass over rows nobody else has listed. A row already processed returns at once. A
-    transient WeCom failure hands the row to callback_event_process_task, which retries it
-    with backoff. A drain that runs out of time queues its own continuation.
+    transient failure (WeCom busy, a database deadlock) hands the row to
+    callback_event_process_task, which retries it with backoff. A drain that runs out of time
+    queues its own continuation.
     """
     from scrm.wecom.tasks import callback_event_process_task, callback_events_drain_task
 
@@ -280,7 +286,7 @@ def callback_events_drain(*, batch_size: int = 200, time_budget: float = 50.0) -
             try:
                 if callback_event_process(event_id=event_id):
                     processed += 1
-            except WeComTransientError:
+            except TRANSIENT_ERRORS:
                 callback_event_process_task.apply_async((event_id,), countdown=5)
         if len(ids) < batch_size:
             return processed
@@ -297,7 +303,8 @@ def callback_event_process(*, event_id: int) -> bool:
     """Run the pipeline for one inbox row, once; True when it ran. Idempotent: a processed row
     returns at once.
 
-    Transient WeCom errors are re-raised after the failure is recorded, so the task retries.
+    Transient errors (TRANSIENT_ERRORS) are re-raised after the failure is recorded, so the
+    task retries.
     """
     pipeline = import_string(settings.WECOM_EVENT_PIPELINE)
     try:
@@ -329,7 +336,7 @@ def callback_event_process(*, event_id: int) -> bool:
             last_error=f"{type(exc).__name__}: {exc}"[:2000],
         )
         logger.exception("callback event %s failed", event_id)
-        if isinstance(exc, WeComTransientError):
+        if isinstance(exc, TRANSIENT_ERRORS):
             raise
         return False
 

@@ -1,11 +1,11 @@
 from celery import shared_task
 
-from scrm.wecom.client import WeComTransientError
+from scrm.wecom.services import TRANSIENT_ERRORS
 
 
 @shared_task(
     acks_late=True,
-    autoretry_for=(WeComTransientError,),
+    autoretry_for=TRANSIENT_ERRORS,
     retry_backoff=5,
     retry_backoff_max=600,
     retry_jitter=True,

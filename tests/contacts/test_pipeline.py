@@ -5,8 +5,10 @@ import random
 import time
 
 import pytest
+from django.db import OperationalError
 
 from contacts.models import ExternalContact, FirstSource, FollowRelation
+from scrm import pipeline, tasks
 from scrm.wecom.models import CallbackEvent
 from scrm.wecom.sandbox.models import SandboxFault
 from scrm.wecom.sandbox.simulate import sandbox_customer_add
@@ -251,3 +253,18 @@ def test_timeline_records_each_lifecycle_event_once(sandbox_corp, post_event):
     added = TimelineEvent.objects.get(kind="added")
     assert added.data["state"] == "s1"
     assert added.staff.userid == "staff01"
+
+
+def test_after_add_rolled_back_by_a_deadlock_is_redone_by_its_task(monkeypatch):
+    calls: list[dict] = []
+
+    def deadlocks_once(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            raise OperationalError("deadlock detected")
+
+    monkeypatch.setattr(pipeline, "after_add", deadlocks_once)
+    result = tasks.after_add_task.apply((7, "welcome-code", 1796000000.0))
+    assert result.state == "SUCCESS"
+    assert len(calls) == 2
+    assert calls[0] == calls[1]

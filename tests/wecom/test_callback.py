@@ -8,8 +8,9 @@ from urllib.parse import urlencode
 
 import pytest
 import time_machine
+from django.db import OperationalError
 from django.test import RequestFactory
-from kombu.exceptions import OperationalError
+from kombu.exceptions import OperationalError as BrokerError
 
 from contacts.models import ExternalContact
 from scrm import debounce
@@ -55,6 +56,10 @@ def pipeline_raises(event: CallbackEvent) -> bool:
 
 def pipeline_busy(event: CallbackEvent) -> bool:
     raise WeComTransientError(-1, "system busy", "externalcontact/get")
+
+
+def pipeline_deadlocks(event: CallbackEvent) -> bool:
+    raise OperationalError("deadlock detected")  # what Django raises for PostgreSQL's 40P01
 
 
 @pytest.fixture(autouse=True)
@@ -534,7 +539,7 @@ def test_broker_down_still_answers_200_and_the_sweeper_queues_the_row_later(
     xml = _event(corp, customer.external_userid, create_time=follow.createtime, State="pyq_0012")
 
     def broker_down(*args, **kwargs):
-        raise OperationalError("[Errno 111] Connection refused")
+        raise BrokerError("[Errno 111] Connection refused")
 
     with monkeypatch.context() as patch:
         patch.setattr(tasks.callback_event_process_task, "delay", broker_down)
@@ -609,7 +614,7 @@ def test_a_transient_wecom_error_is_recorded_and_re_raised_for_the_task_to_retry
     event.refresh_from_db()
     assert event.status == CallbackEvent.Status.FAILED
     assert "system busy" in event.last_error
-    assert tasks.callback_event_process_task.autoretry_for == (WeComTransientError,)
+    assert tasks.callback_event_process_task.autoretry_for == services.TRANSIENT_ERRORS
     # A failed row under the attempt limit is swept again.
     queued: list[int] = []
     monkeypatch.setattr(tasks.callback_event_process_task, "delay", queued.append)
@@ -700,10 +705,11 @@ def test_a_drain_processes_pending_rows_in_arrival_order_once(corp, crypto, clie
     assert services.callback_events_drain() == 0
 
 
+@pytest.mark.parametrize("pipeline", ["pipeline_busy", "pipeline_deadlocks"])
 def test_a_drain_hands_a_transient_failure_to_the_retrying_task(corp, crypto, client, settings,
-                                                                monkeypatch):  # fmt: skip
+                                                                monkeypatch, pipeline):  # fmt: skip
     _post_event(client, corp, crypto, _event(corp))
-    settings.WECOM_EVENT_PIPELINE = PIPELINE + "pipeline_busy"
+    settings.WECOM_EVENT_PIPELINE = PIPELINE + pipeline
     retried: list[tuple] = []
     monkeypatch.setattr(
         tasks.callback_event_process_task,
@@ -724,3 +730,24 @@ def test_a_drain_out_of_time_queues_its_continuation(corp, crypto, client, monke
     assert services.callback_events_drain(batch_size=1, time_budget=-1) == 1
     assert continued == [True]
     assert CallbackEvent.objects.filter(status=CallbackEvent.Status.PENDING).count() == 2
+
+
+def pipeline_deadlocks_once(event: CallbackEvent) -> bool:
+    handled.append(event.pk)
+    if len(handled) == 1:
+        raise OperationalError("deadlock detected")
+    return True
+
+
+def test_a_deadlocked_processing_is_retried_by_the_task_and_then_processed(
+    corp, crypto, client, settings
+):
+    _post_event(client, corp, crypto, _event(corp))  # on_commit not run: still pending
+    event = CallbackEvent.objects.get()
+    settings.WECOM_EVENT_PIPELINE = PIPELINE + "pipeline_deadlocks_once"
+    handled.clear()
+    result = tasks.callback_event_process_task.apply((event.pk,))
+    assert result.state == "SUCCESS"
+    event.refresh_from_db()
+    assert handled == [event.pk, event.pk]
+    assert (event.status, event.attempts) == (CallbackEvent.Status.PROCESSED, 2)
