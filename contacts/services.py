@@ -31,15 +31,6 @@ def external_contact_get_or_create(*, corp: Corp, external_userid: str) -> Exter
     return contact
 
 
-def _customer_locked(*, corp: Corp, external_userid: str) -> ExternalContact:
-    """The customer's row, created if new, locked until commit. Every writer of a customer
-    (event processing, the details refresh) takes this lock before it may insert a Staff row,
-    so two of them never wait on each other's uncommitted staff rows: with 16 adds of one
-    customer processed at once, the other order deadlocked."""
-    contact = external_contact_get_or_create(corp=corp, external_userid=external_userid)
-    return external_contact_lock(contact.pk)
-
-
 def _relation(
     *, corp: Corp, contact: ExternalContact, staff: Staff, defaults: dict[str, Any]
 ) -> tuple[FollowRelation, bool]:
@@ -102,7 +93,7 @@ def follow_relation_record_add(
     *, corp: Corp, userid: str, external_userid: str, state: str, added_at: datetime
 ) -> tuple[FollowRelation, FirstSource]:
     """Record an add from the event itself (no API call): customer, relation, first source."""
-    contact = _customer_locked(corp=corp, external_userid=external_userid)
+    contact = external_contact_lock(corp=corp, external_userid=external_userid)
     staff = staff_get_or_create(corp=corp, userid=userid)
     relation, created = _relation(
         corp=corp,
@@ -144,7 +135,7 @@ def follow_relation_record_status(
     fail_reason: str = "",
 ) -> FollowRelation:
     """A delete (by staff or customer), a transfer, or a failed transfer, at event time `at`."""
-    contact = _customer_locked(corp=corp, external_userid=external_userid)
+    contact = external_contact_lock(corp=corp, external_userid=external_userid)
     staff = staff_get_or_create(corp=corp, userid=userid)
     ends_relation = status != FollowRelation.Status.TRANSFER_FAILED
     relation, created = _relation(

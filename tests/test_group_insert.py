@@ -85,18 +85,30 @@ def queued(inserter: GroupInsert, count: int) -> bool:
     return False
 
 
-def test_rows_submitted_while_a_batch_is_written_share_the_next_statement(corp, monkeypatch):
-    inserter = GroupInsert(CallbackEvent, conflict_fields=("corp", "dedup_key"))
-    gate = Gate(monkeypatch)
+def behind_gate(
+    inserter: GroupInsert, gate: Gate, lead: tuple[str, dict], *followers: tuple[str, dict]
+) -> dict:
+    """Insert `lead` and hold its write at the gate; queue the followers behind it one by one
+    (so their order in the next batch is known); release; {name: pk, None or the error}."""
     results: dict = {}
-    threads = [in_thread(results, "a", lambda: inserter.insert(row(corp, "a")))]
+    name, values = lead
+    threads = [in_thread(results, name, lambda: inserter.insert(values))]
     assert gate.writing.wait(WAIT)
-    for key in ("c", "b", "d"):
-        threads.append(in_thread(results, key, lambda key=key: inserter.insert(row(corp, key))))
-    assert queued(inserter, 3)
+    for count, (name, values) in enumerate(followers, start=1):
+        threads.append(in_thread(results, name, lambda values=values: inserter.insert(values)))
+        assert queued(inserter, count)
     gate.release.set()
     for thread in threads:
         thread.join(WAIT)
+    return results
+
+
+def test_rows_submitted_while_a_batch_is_written_share_the_next_statement(corp, monkeypatch):
+    inserter = GroupInsert(CallbackEvent, conflict_fields=("corp", "dedup_key"))
+    gate = Gate(monkeypatch)
+    results = behind_gate(
+        inserter, gate, ("a", row(corp, "a")), *((key, row(corp, key)) for key in "cbd")
+    )
 
     assert gate.batches == [["a"], ["c", "b", "d"]]  # the waiting rows: one statement
     stored = dict(CallbackEvent.objects.values_list("dedup_key", "pk"))
@@ -108,16 +120,13 @@ def test_rows_submitted_while_a_batch_is_written_share_the_next_statement(corp, 
 def test_of_two_rows_with_one_key_in_a_batch_the_second_is_the_duplicate(corp, monkeypatch):
     inserter = GroupInsert(CallbackEvent, conflict_fields=("corp", "dedup_key"))
     gate = Gate(monkeypatch)
-    results: dict = {}
-    threads = [in_thread(results, "first", lambda: inserter.insert(row(corp, "x")))]
-    assert gate.writing.wait(WAIT)
-    threads.append(in_thread(results, "again", lambda: inserter.insert(row(corp, "dup"))))
-    assert queued(inserter, 1)
-    threads.append(in_thread(results, "twice", lambda: inserter.insert(row(corp, "dup"))))
-    assert queued(inserter, 2)
-    gate.release.set()
-    for thread in threads:
-        thread.join(WAIT)
+    results = behind_gate(
+        inserter,
+        gate,
+        ("first", row(corp, "x")),
+        ("again", row(corp, "dup")),
+        ("twice", row(corp, "dup")),
+    )
 
     assert gate.batches == [["x"], ["dup", "dup"]]
     assert results["again"] == CallbackEvent.objects.get(dedup_key="dup").pk
@@ -129,18 +138,14 @@ def test_of_two_rows_with_one_key_in_a_batch_the_second_is_the_duplicate(corp, m
 def test_a_failing_batch_is_written_again_row_by_row_and_fails_only_the_bad_row(corp, monkeypatch):
     inserter = GroupInsert(CallbackEvent, conflict_fields=("corp", "dedup_key"))
     gate = Gate(monkeypatch)
-    results: dict = {}
-    threads = [in_thread(results, "lead", lambda: inserter.insert(row(corp, "lead")))]
-    assert gate.writing.wait(WAIT)
     # attempts is a PositiveIntegerField: its CHECK constraint refuses the whole statement.
-    bad = row(corp, "bad", attempts=-1)
-    threads.append(in_thread(results, "bad", lambda: inserter.insert(bad)))
-    assert queued(inserter, 1)
-    threads.append(in_thread(results, "good", lambda: inserter.insert(row(corp, "good"))))
-    assert queued(inserter, 2)
-    gate.release.set()
-    for thread in threads:
-        thread.join(WAIT)
+    results = behind_gate(
+        inserter,
+        gate,
+        ("lead", row(corp, "lead")),
+        ("bad", row(corp, "bad", attempts=-1)),
+        ("good", row(corp, "good")),
+    )
 
     assert gate.batches[:2] == [["lead"], ["bad", "good"]]
     assert isinstance(results["bad"], IntegrityError)
@@ -153,14 +158,9 @@ def test_a_failing_batch_is_written_again_row_by_row_and_fails_only_the_bad_row(
 def test_a_failing_leader_hands_the_lead_on(corp, monkeypatch):
     inserter = GroupInsert(CallbackEvent, conflict_fields=("corp", "dedup_key"))
     gate = Gate(monkeypatch)
-    results: dict = {}
-    lead = in_thread(results, "lead", lambda: inserter.insert(row(corp, "lead", attempts=-1)))
-    assert gate.writing.wait(WAIT)
-    late = in_thread(results, "late", lambda: inserter.insert(row(corp, "late")))
-    assert queued(inserter, 1)
-    gate.release.set()
-    lead.join(WAIT)
-    late.join(WAIT)
+    results = behind_gate(
+        inserter, gate, ("lead", row(corp, "lead", attempts=-1)), ("late", row(corp, "late"))
+    )
 
     assert gate.batches == [["lead"], ["late"]]
     assert isinstance(results["lead"], IntegrityError)
