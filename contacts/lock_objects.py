@@ -8,8 +8,11 @@ def external_contact_lock(*, corp: Corp, external_userid: str) -> ExternalContac
     """The customer's row, created if new, locked until commit. Every writer of a customer
     (event processing, the details refresh) takes this lock before it may insert a Staff row,
     so two of them never wait on each other's uncommitted staff rows: with 16 adds of one
-    customer processed at once, the other order deadlocked."""
-    contact, _ = ExternalContact.objects.select_for_update().get_or_create(
+    customer processed at once, the other order deadlocked. FOR NO KEY UPDATE: writers of the
+    customer queue on it, while the foreign-key checks of rows that only reference the customer
+    (KEY SHARE, taken at commit by other transactions) pass; FOR UPDATE made those wait too,
+    closing a cycle through whatever those transactions held."""
+    contact, _ = ExternalContact.objects.select_for_update(no_key=True).get_or_create(
         corp=corp, external_userid=external_userid
     )
     return contact

@@ -185,7 +185,7 @@ def external_contact_apply_details(
     """Apply externalcontact/get: profile fields, and per relation what only the API knows
     (add_way, oper_userid, remark, description). Relations no callback announced are created
     as backfilled; the earliest add still decides the first source."""
-    contact = ExternalContact.objects.select_for_update().get(pk=contact.pk)
+    contact = external_contact_lock(corp=contact.corp, external_userid=contact.external_userid)
     contact.name = str(external_contact.get("name") or contact.name)[:128]
     contact.type = int(external_contact.get("type") or contact.type or 0)
     contact.gender = int(external_contact.get("gender") or 0)

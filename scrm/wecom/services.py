@@ -265,8 +265,7 @@ def callback_events_drain(*, batch_size: int = 200, time_budget: float = 50.0) -
     """Process pending inbox rows in arrival order; the number processed here.
 
     Several drains may run at once (one per web process and window). A row another drain is
-    processing is waited for, not skipped: processing locks the corp's row too, so skipping
-    would pass over rows nobody else has listed. A row already processed returns at once. A
+    processing is waited for, not skipped, and then returns at once as processed. A
     transient failure (WeCom busy, a database deadlock) hands the row to
     callback_event_process_task, which retries it with backoff. A drain that runs out of time
     queues its own continuation.
@@ -309,8 +308,10 @@ def callback_event_process(*, event_id: int) -> bool:
     pipeline = import_string(settings.WECOM_EVENT_PIPELINE)
     try:
         with transaction.atomic():
+            # of=("self",): the inbox row only. Without it the joined corp row was locked
+            # FOR UPDATE too, which every commit referencing the corp (KEY SHARE) waited on.
             event = (
-                CallbackEvent.objects.select_for_update()
+                CallbackEvent.objects.select_for_update(of=("self",))
                 .select_related("corp")
                 .filter(pk=event_id)
                 .first()
