@@ -23,6 +23,12 @@ class QueueWindow:
         self._lock = threading.Lock()
         self._due = 0.0  # monotonic time at which the last queued task starts
 
+    def covers_now(self) -> bool:
+        """Whether a task queued by this process starts later than now, so work committed now
+        is found by it. Unlocked: a stale answer only sends the caller to queue(), which
+        decides under the lock."""
+        return time.monotonic() < self._due - self.margin
+
     def open(self, delay: float) -> bool:
         now = time.monotonic()
         with self._lock:

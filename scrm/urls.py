@@ -4,15 +4,18 @@ from django.urls import include, path
 from django.utils.translation import gettext_lazy as _
 from django.views.generic import RedirectView
 
+from scrm.wecom import views as wecom_views
+
 # The operators' console is the product's face: our name, not Django's.
 admin.site.site_header = _("Channel-attribution SCRM")
 admin.site.site_title = _("Channel-attribution SCRM")
 admin.site.index_title = _("Operations console")
 
 urlpatterns = [
+    # First and not nested in an include: WeCom's callback is the URL resolved most often.
+    path("wecom/callback/<str:corp_id>/", wecom_views.callback, name="wecom-callback"),
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
-    path("wecom/", include("scrm.wecom.urls")),
     path("api/v1/", include("contacts.urls")),
     path("api/v1/", include("channels_app.urls_api")),
     path("l/", include("channels_app.urls")),

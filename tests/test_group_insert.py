@@ -210,6 +210,50 @@ def test_rows_take_defaults_and_the_time_of_writing_as_save_would():
     assert event.event_time == datetime(2026, 11, 30, tzinfo=UTC)
 
 
+def _health_check_due(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """The state Django leaves a persistent connection in at the start of a request with
+    CONN_HEALTH_CHECKS on; returns the list of is_usable() answers given from now on."""
+    connection.ensure_connection()
+    connection.health_check_enabled = True
+    connection.health_check_done = False
+    answers: list[bool] = []
+    real = type(connection._connections[connection._alias]).is_usable
+
+    def is_usable(self) -> bool:
+        answers.append(real(self))
+        return answers[-1]
+
+    monkeypatch.setattr(type(connection._connections[connection._alias]), "is_usable", is_usable)
+    return answers
+
+
+def test_a_batch_stands_in_for_the_health_check_of_its_connection(corp, monkeypatch):
+    answers = _health_check_due(monkeypatch)
+    inserter = GroupInsert(CallbackEvent, conflict_fields=("corp", "dedup_key"))
+
+    pk = inserter.insert(row(corp, "k"))
+
+    assert answers == []  # no SELECT 1 round trip before the INSERT
+    assert connection.health_check_done
+    assert CallbackEvent.objects.get().pk == pk
+
+
+@pytest.mark.skipif("postgres" not in os.environ.get("DATABASE_URL", ""), reason="needs PostgreSQL")
+def test_a_connection_that_died_between_requests_is_replaced_and_the_row_written(corp, monkeypatch):
+    answers = _health_check_due(monkeypatch)
+    dead_pid = connection.connection.info.backend_pid
+    with connection._nodb_cursor() as cursor:  # another session ends ours, as a restart would
+        cursor.execute("SELECT pg_terminate_backend(%s)", [dead_pid])
+    inserter = GroupInsert(CallbackEvent, conflict_fields=("corp", "dedup_key"))
+
+    pk = inserter.insert(row(corp, "k"))
+
+    assert answers == [False]  # asked only after the INSERT failed
+    assert connection.connection.info.backend_pid != dead_pid
+    assert CallbackEvent.objects.get().pk == pk
+    assert not inserter._writing
+
+
 @pytest.mark.skipif("postgres" not in os.environ.get("DATABASE_URL", ""), reason="needs PostgreSQL")
 def test_two_processes_batches_of_overlapping_keys_store_each_key_once_without_deadlock(
     corp,

@@ -245,9 +245,11 @@ def callback_event_enqueue(*, event_id: int) -> None:
     of the inbox per WECOM_INBOX_DRAIN_DELAY window, to run at the window's end: every row this
     process stored during the window is committed by then, so that drain finds it.
     """
+    delay = settings.WECOM_INBOX_DRAIN_DELAY
+    if delay > 0 and drain_window.covers_now():
+        return  # the common case under a burst, checked before anything costlier
     from scrm.wecom.tasks import callback_event_process_task, callback_events_drain_task
 
-    delay = settings.WECOM_INBOX_DRAIN_DELAY
     try:
         if callback_events_drain_task.app.conf.task_always_eager or delay <= 0:
             callback_event_process_task.delay(event_id)
