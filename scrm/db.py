@@ -12,6 +12,8 @@ from django.utils import timezone
 _insert_sql: dict[tuple, str] = {}
 _UNSET = object()
 _IMMUTABLE = (str, int, float, bool, type(None))
+# Fields whose database value for a str is that str (not subclasses: they may convert).
+_PLAIN_TEXT_FIELDS = (models.CharField, models.TextField)
 
 
 def _insert_statement(
@@ -153,6 +155,9 @@ class GroupInsert:
         prepared = []
         for field, default in zip(self.fields, self._prepared_defaults(connection), strict=True):
             value = values.get(field.attname, _UNSET)
+            if type(value) is str and type(field) in _PLAIN_TEXT_FIELDS:
+                prepared.append(value)  # what get_db_prep_save would return, at a tenth the cost
+                continue
             if value is _UNSET:
                 if default is not _UNSET:
                     prepared.append(default)

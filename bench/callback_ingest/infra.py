@@ -117,7 +117,9 @@ def manage(env: dict[str, str], *command: str) -> None:
     )
 
 
-def gunicorn_command(*, port: int, workers: int, worker_class: str, threads: int) -> list[str]:
+def gunicorn_command(
+    *, port: int, workers: int, worker_class: str, threads: int, worker_connections: int = 0
+) -> list[str]:
     command = [
         sys.executable,
         "-m",
@@ -137,6 +139,8 @@ def gunicorn_command(*, port: int, workers: int, worker_class: str, threads: int
     ]
     if worker_class == "gthread":
         command += ["--threads", str(threads)]
+    if worker_connections:
+        command += ["--worker-connections", str(worker_connections)]
     return command
 
 

@@ -13,6 +13,7 @@ target is missed). See README.md next to this file.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import secrets
@@ -56,6 +57,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class [gthread]")
     parser.add_argument("--threads", type=int, default=8, help="threads per gthread worker [8]")
     parser.add_argument(
+        "--worker-connections",
+        type=int,
+        default=None,
+        help="connections a worker holds at most [connections / workers, for an even split; "
+        "0: gunicorn's default]",
+    )
+    parser.add_argument(
         "--max-requests", type=int, default=300_000, help="cap on requests per round [300000]"
     )
     parser.add_argument(
@@ -77,7 +85,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--duration must be in (0, {MAX_ROUND_SECONDS}]")
     if args.connections < 1 or args.rounds < 1 or args.workers < 1:
         parser.error("--connections, --rounds and --workers must be at least 1")
+    if args.worker_connections is None:
+        args.worker_connections = even_split(args)
     return args
+
+
+def even_split(args: argparse.Namespace) -> int:
+    """Connections per worker for an even split, or 0 (gunicorn's default of 1,000).
+
+    A gthread worker accepts every connection it can, and the client opens its connections in
+    one burst, so without a cap they land unevenly: 32/0, 27/5, 21/11 and 18/14 were seen, and
+    a round then measures the split rather than the endpoint (one worker's GIL for all of it).
+    gthread keeps at most worker_connections - threads connections idle between requests, so
+    the cap must exceed the thread count; when it would not, there is no cap."""
+    per_worker = math.ceil(args.connections / args.workers)
+    if args.worker_class != "gthread" or per_worker <= args.threads:
+        return 0
+    return per_worker
 
 
 # -- the rounds --------------------------------------------------------------------------------
@@ -228,6 +252,8 @@ def print_table(args: argparse.Namespace, baseline: dict, target: dict, checks: 
     workers = f"{args.workers} x {args.worker_class}"
     if args.worker_class == "gthread":
         workers += f" ({args.threads} threads)"
+    if args.worker_connections:
+        workers += f", at most {args.worker_connections} connections each"
     print(
         f"\nCallback ingest: {args.connections} connections, {args.rounds} x {args.duration:g} s "
         f"per endpoint, gunicorn {workers}, {os.cpu_count()} CPUs; medians of rounds"
@@ -270,6 +296,7 @@ def report(args: argparse.Namespace, bench: Bench, stored: int, queued: int) -> 
                 "workers": args.workers,
                 "worker_class": args.worker_class,
                 "threads": args.threads if args.worker_class == "gthread" else None,
+                "worker_connections": args.worker_connections or None,
             },
             "database": "postgresql",
             "broker": "redis",
@@ -325,7 +352,11 @@ def main(argv: list[str] | None = None) -> int:
         busy_before = infra.cpu_busy()
         port = infra.free_port()
         command = infra.gunicorn_command(
-            port=port, workers=args.workers, worker_class=args.worker_class, threads=args.threads
+            port=port,
+            workers=args.workers,
+            worker_class=args.worker_class,
+            threads=args.threads,
+            worker_connections=args.worker_connections,
         )
         print(f"Starting gunicorn on {HOST}:{port} (log: {log_path}) ...", flush=True)
         proc = infra.server_start(command, server_env, log_path)

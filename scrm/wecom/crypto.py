@@ -78,9 +78,9 @@ class MessageCrypto:
         self.token = token
         self.key = base64.b64decode(encoding_aes_key + "=")
         self.receive_id = receive_id
-
-    def _cipher(self) -> Cipher:
-        return Cipher(algorithms.AES(self.key), modes.CBC(self.key[:16]))
+        # Built once: every message of this corp uses the same key and IV (key[:16]); each
+        # encryptor() or decryptor() is a fresh context, so one Cipher serves all threads.
+        self._cipher = Cipher(algorithms.AES(self.key), modes.CBC(self.key[:16]))
 
     def sign(self, timestamp: str, nonce: str, encrypt: str) -> str:
         return signature(self.token, timestamp, nonce, encrypt)
@@ -96,7 +96,7 @@ class MessageCrypto:
         if len(prefix) != 16:
             raise CryptoError(-40006, "random prefix must be 16 bytes")
         plain = prefix + struct.pack(">I", len(message)) + message + self.receive_id.encode()
-        encryptor = self._cipher().encryptor()
+        encryptor = self._cipher.encryptor()
         cipher_text = encryptor.update(pkcs7_pad(plain)) + encryptor.finalize()
         return base64.b64encode(cipher_text).decode()
 
@@ -108,7 +108,7 @@ class MessageCrypto:
             raise CryptoError(-40010, "base64 decode failed") from exc
         if not cipher_text or len(cipher_text) % 16:
             raise CryptoError(-40007, "ciphertext is not a whole number of AES blocks")
-        decryptor = self._cipher().decryptor()
+        decryptor = self._cipher.decryptor()
         plain = pkcs7_unpad(decryptor.update(cipher_text) + decryptor.finalize())
         if len(plain) < 20:
             raise CryptoError(-40008, "buffer too short")
