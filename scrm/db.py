@@ -219,8 +219,9 @@ class GroupInsert:
 
     def _write_checked(self, batch: list[_PendingRow], connection: Any) -> None:
         """_write() on a live connection. Django's health check (CONN_HEALTH_CHECKS) would
-        send SELECT 1 before the first statement of every request, a round trip per batch that
-        cost 0.2 ms of CPU per callback in bench/callback_ingest. Instead the batch is written
+        send SELECT 1 before the first statement of every request, a round trip per batch (in
+        one pair of bench/callback_ingest runs with the checks on and off, 1.19 against 0.99 ms
+        of gunicorn CPU per callback). Instead the batch is written
         at once, and only if that fails on a connection that turns out dead (the database
         restarted, an idle timeout) is it written again on a new one. ON CONFLICT DO NOTHING
         makes the second try safe even if the first was committed before the connection broke:
