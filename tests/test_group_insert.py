@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 
 from scrm import db as scrm_db
 from scrm.db import GroupInsert
@@ -217,13 +217,14 @@ def _health_check_due(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     connection.health_check_enabled = True
     connection.health_check_done = False
     answers: list[bool] = []
-    real = type(connection._connections[connection._alias]).is_usable
+    wrapper_class = type(connections[DEFAULT_DB_ALIAS])
+    real = wrapper_class.is_usable
 
     def is_usable(self) -> bool:
         answers.append(real(self))
         return answers[-1]
 
-    monkeypatch.setattr(type(connection._connections[connection._alias]), "is_usable", is_usable)
+    monkeypatch.setattr(wrapper_class, "is_usable", is_usable)
     return answers
 
 
@@ -242,8 +243,12 @@ def test_a_batch_stands_in_for_the_health_check_of_its_connection(corp, monkeypa
 def test_a_connection_that_died_between_requests_is_replaced_and_the_row_written(corp, monkeypatch):
     answers = _health_check_due(monkeypatch)
     dead_pid = connection.connection.info.backend_pid
-    with connection._nodb_cursor() as cursor:  # another session ends ours, as a restart would
-        cursor.execute("SELECT pg_terminate_backend(%s)", [dead_pid])
+    other = connections.create_connection(DEFAULT_DB_ALIAS)  # ends ours, as a restart would
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [dead_pid])
+    finally:
+        other.close()
     inserter = GroupInsert(CallbackEvent, conflict_fields=("corp", "dedup_key"))
 
     pk = inserter.insert(row(corp, "k"))
