@@ -155,6 +155,23 @@ def test_a_failing_batch_is_written_again_row_by_row_and_fails_only_the_bad_row(
     assert not inserter._queued
 
 
+def test_a_batch_failing_on_a_follower_s_row_does_not_fail_its_leader(corp, monkeypatch):
+    inserter = GroupInsert(CallbackEvent, conflict_fields=("corp", "dedup_key"))
+    gate = Gate(monkeypatch)
+    results = behind_gate(
+        inserter,
+        gate,
+        ("first", row(corp, "first")),
+        ("good", row(corp, "good")),  # waited longest: leads the next batch
+        ("bad", row(corp, "bad", attempts=-1)),
+    )
+
+    assert gate.batches[:2] == [["first"], ["good", "bad"]]
+    assert results["good"] == CallbackEvent.objects.get(dedup_key="good").pk
+    assert isinstance(results["bad"], IntegrityError)
+    assert not inserter._writing
+
+
 def test_a_failing_leader_hands_the_lead_on(corp, monkeypatch):
     inserter = GroupInsert(CallbackEvent, conflict_fields=("corp", "dedup_key"))
     gate = Gate(monkeypatch)
