@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -16,20 +17,27 @@ _IMMUTABLE = (str, int, float, bool, type(None))
 _PLAIN_TEXT_FIELDS = (models.CharField, models.TextField)
 
 
+@functools.cache
+def insert_fields(model: type[models.Model]) -> tuple[models.Field, ...]:
+    """The fields an INSERT of a new `model` row writes: every concrete one but the pk."""
+    return tuple(f for f in model._meta.concrete_fields if not f.primary_key)
+
+
 def _insert_statement(
     connection: Any,
     model: type[models.Model],
-    fields: Sequence[models.Field],
     *,
     rows: int,
-    conflict_fields: Sequence[str],
-    returning: Sequence[str],
+    conflict_fields: tuple[str, ...],
+    returning: tuple[str, ...],
 ) -> str:
-    """INSERT of `rows` rows of `fields` [ON CONFLICT (...) DO NOTHING] RETURNING `returning`,
-    written once per model, shape and backend instead of by the ORM's compiler on every call."""
-    key = (connection.vendor, model, tuple(fields), rows, tuple(conflict_fields), tuple(returning))
+    """INSERT of `rows` rows of insert_fields(model) [ON CONFLICT (...) DO NOTHING] RETURNING
+    `returning`, written once per model, shape and backend instead of by the ORM's compiler
+    on every call. The key holds names, not Field objects, whose hash is Python code."""
+    key = (connection.vendor, model, rows, conflict_fields, returning)
     sql = _insert_sql.get(key)
     if sql is None:
+        fields = insert_fields(model)
         quote = connection.ops.quote_name
         meta = model._meta
         conflict = ""
@@ -62,14 +70,13 @@ def insert_returning_pk(
     """
     model = type(instance)
     connection = transaction.get_connection()
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    fields = insert_fields(model)
     sql = _insert_statement(
         connection,
         model,
-        fields,
         rows=1,
-        conflict_fields=conflict_fields,
-        returning=[model._meta.pk.name],
+        conflict_fields=tuple(conflict_fields),
+        returning=(model._meta.pk.name,),
     )
     values = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
     with connection.cursor() as cursor:
@@ -120,7 +127,7 @@ class GroupInsert:
     def __init__(self, model: type[models.Model], *, conflict_fields: Sequence[str]) -> None:
         self.model = model
         meta = model._meta
-        self.fields = [f for f in meta.concrete_fields if not f.primary_key]
+        self.fields = insert_fields(model)
         self.conflict_fields = tuple(meta.get_field(f).attname for f in conflict_fields)
         self._conflict_index = [
             [f.attname for f in self.fields].index(name) for name in self.conflict_fields
@@ -128,9 +135,9 @@ class GroupInsert:
         self._lock = threading.Lock()
         self._queued: list[_PendingRow] = []
         self._writing = False
-        # Per backend vendor: the statement by row count, and each field's default as the
-        # database takes it when that is a constant (_UNSET: prepared on every row).
-        self._sql: dict[tuple[str, int], str] = {}
+        self._returning = (meta.pk.attname, *self.conflict_fields)
+        # Per backend vendor: each field's default as the database takes it when that is a
+        # constant (_UNSET: prepared on every row).
         self._defaults: dict[str, list[Any]] = {}
 
     def _prepared_defaults(self, connection: Any) -> list[Any]:
@@ -262,16 +269,13 @@ class GroupInsert:
             pending.pk = None
             first.setdefault(pending.key, pending)
         rows = sorted(first.values(), key=lambda pending: pending.key)
-        sql = self._sql.get((connection.vendor, len(rows)))
-        if sql is None:  # _insert_statement's key hashes every field: once per shape here
-            sql = self._sql[connection.vendor, len(rows)] = _insert_statement(
-                connection,
-                self.model,
-                self.fields,
-                rows=len(rows),
-                conflict_fields=self.conflict_fields,
-                returning=(self.model._meta.pk.attname, *self.conflict_fields),
-            )
+        sql = _insert_statement(
+            connection,
+            self.model,
+            rows=len(rows),
+            conflict_fields=self.conflict_fields,
+            returning=self._returning,
+        )
         with connection.cursor() as cursor:
             cursor.execute(sql, [value for pending in rows for value in pending.values])
             returned = cursor.fetchall()

@@ -1,16 +1,16 @@
 from datetime import UTC, datetime
 
 from celery import shared_task
-from django.db import OperationalError
 
 from scrm.wecom.client import WeComRateLimited, WeComTransientError
+from scrm.wecom.services import TRANSIENT_ERRORS
 
 
 @shared_task(
     acks_late=True,
-    # OperationalError: a deadlock with another writer of the customer rolled the step back;
-    # every step is idempotent (the welcome is sent once per add), so it is simply redone.
-    autoretry_for=(WeComTransientError, WeComRateLimited, OperationalError),
+    # Busy WeCom, or a deadlock with another writer of the customer that rolled the step back
+    # (OperationalError); every step is idempotent (the welcome is sent once per add).
+    autoretry_for=TRANSIENT_ERRORS,
     retry_backoff=1,  # the welcome code lives 20 s: retry fast, then give up
     retry_backoff_max=4,
     max_retries=3,

@@ -44,9 +44,10 @@ def row(corp: Corp, key: str, **extra) -> dict:
 
 class Gate:
     """Wraps GroupInsert._write: records each batch's keys and holds the first write until
-    released, so that other threads can queue behind it."""
+    released, so that other threads can queue behind it; `inserter` is the one under test."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.inserter = GroupInsert(CallbackEvent, conflict_fields=("corp", "dedup_key"))
         self.batches: list[list[str]] = []
         self.writing = threading.Event()
         self.release = threading.Event()
@@ -85,11 +86,15 @@ def queued(inserter: GroupInsert, count: int) -> bool:
     return False
 
 
-def behind_gate(
-    inserter: GroupInsert, gate: Gate, lead: tuple[str, dict], *followers: tuple[str, dict]
-) -> dict:
+@pytest.fixture
+def gate(corp, monkeypatch) -> Gate:
+    return Gate(monkeypatch)
+
+
+def behind_gate(gate: Gate, lead: tuple[str, dict], *followers: tuple[str, dict]) -> dict:
     """Insert `lead` and hold its write at the gate; queue the followers behind it one by one
     (so their order in the next batch is known); release; {name: pk, None or the error}."""
+    inserter = gate.inserter
     results: dict = {}
     name, values = lead
     threads = [in_thread(results, name, lambda: inserter.insert(values))]
@@ -103,12 +108,9 @@ def behind_gate(
     return results
 
 
-def test_rows_submitted_while_a_batch_is_written_share_the_next_statement(corp, monkeypatch):
-    inserter = GroupInsert(CallbackEvent, conflict_fields=("corp", "dedup_key"))
-    gate = Gate(monkeypatch)
-    results = behind_gate(
-        inserter, gate, ("a", row(corp, "a")), *((key, row(corp, key)) for key in "cbd")
-    )
+def test_rows_submitted_while_a_batch_is_written_share_the_next_statement(corp, gate):
+    inserter = gate.inserter
+    results = behind_gate(gate, ("a", row(corp, "a")), *((key, row(corp, key)) for key in "cbd"))
 
     assert gate.batches == [["a"], ["c", "b", "d"]]  # the waiting rows: one statement
     stored = dict(CallbackEvent.objects.values_list("dedup_key", "pk"))
@@ -117,11 +119,9 @@ def test_rows_submitted_while_a_batch_is_written_share_the_next_statement(corp, 
     assert not inserter._queued
 
 
-def test_of_two_rows_with_one_key_in_a_batch_the_second_is_the_duplicate(corp, monkeypatch):
-    inserter = GroupInsert(CallbackEvent, conflict_fields=("corp", "dedup_key"))
-    gate = Gate(monkeypatch)
+def test_of_two_rows_with_one_key_in_a_batch_the_second_is_the_duplicate(corp, gate):
+    inserter = gate.inserter
     results = behind_gate(
-        inserter,
         gate,
         ("first", row(corp, "x")),
         ("again", row(corp, "dup")),
@@ -135,12 +135,10 @@ def test_of_two_rows_with_one_key_in_a_batch_the_second_is_the_duplicate(corp, m
     assert CallbackEvent.objects.count() == 2
 
 
-def test_a_failing_batch_is_written_again_row_by_row_and_fails_only_the_bad_row(corp, monkeypatch):
-    inserter = GroupInsert(CallbackEvent, conflict_fields=("corp", "dedup_key"))
-    gate = Gate(monkeypatch)
+def test_a_failing_batch_is_written_again_row_by_row_and_fails_only_the_bad_row(corp, gate):
+    inserter = gate.inserter
     # attempts is a PositiveIntegerField: its CHECK constraint refuses the whole statement.
     results = behind_gate(
-        inserter,
         gate,
         ("lead", row(corp, "lead")),
         ("bad", row(corp, "bad", attempts=-1)),
@@ -155,11 +153,9 @@ def test_a_failing_batch_is_written_again_row_by_row_and_fails_only_the_bad_row(
     assert not inserter._queued
 
 
-def test_a_batch_failing_on_a_follower_s_row_does_not_fail_its_leader(corp, monkeypatch):
-    inserter = GroupInsert(CallbackEvent, conflict_fields=("corp", "dedup_key"))
-    gate = Gate(monkeypatch)
+def test_a_batch_failing_on_a_follower_s_row_does_not_fail_its_leader(corp, gate):
+    inserter = gate.inserter
     results = behind_gate(
-        inserter,
         gate,
         ("first", row(corp, "first")),
         ("good", row(corp, "good")),  # waited longest: leads the next batch
@@ -172,11 +168,9 @@ def test_a_batch_failing_on_a_follower_s_row_does_not_fail_its_leader(corp, monk
     assert not inserter._writing
 
 
-def test_a_failing_leader_hands_the_lead_on(corp, monkeypatch):
-    inserter = GroupInsert(CallbackEvent, conflict_fields=("corp", "dedup_key"))
-    gate = Gate(monkeypatch)
+def test_a_failing_leader_hands_the_lead_on(corp, gate):
     results = behind_gate(
-        inserter, gate, ("lead", row(corp, "lead", attempts=-1)), ("late", row(corp, "late"))
+        gate, ("lead", row(corp, "lead", attempts=-1)), ("late", row(corp, "late"))
     )
 
     assert gate.batches == [["lead"], ["late"]]
