@@ -1,7 +1,7 @@
 """The customer list seen from the channels: each customer's first-add channel and live code,
-and a filter by channel. FirstSource keeps their ids only (contacts must not import
-channels_app), so this app extends contacts' customer admin with the names, read in the
-changelist's own query (one subquery per column, no query per row)."""
+and a filter by channel. The first source points at its add, whose Attribution (this app's)
+names them: contacts must not import channels_app, so this app extends contacts' customer
+admin with the names, read in the changelist's own query (joins, no query per row)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from channels_app.models import Channel, LiveCode
+from channels_app.models import Attribution, Channel
 from channels_app.selectors import customers_with_first_source_names
 from contacts.admin import ExternalContactAdmin, FirstSourceInline
 from contacts.models import ExternalContact, FirstSource
@@ -27,7 +27,7 @@ class FirstChannelFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         value = self.value()
         if value is not None and value.isdigit():
-            return queryset.filter(first_source__channel_id=int(value))
+            return queryset.filter(first_source__add_event__attribution__channel_id=int(value))
         return queryset
 
 
@@ -38,15 +38,22 @@ class FirstSourceNamesInline(FirstSourceInline):
               "backfilled"]  # fmt: skip
     readonly_fields = fields
 
+    def _attribution(self, obj: FirstSource) -> Attribution | None:
+        return (
+            Attribution.objects.filter(add_event_id=obj.add_event_id)
+            .select_related("live_code", "channel")
+            .first()
+        )
+
     @admin.display(description=_("live code"))
     def first_live_code(self, obj: FirstSource) -> str:
-        live_code = LiveCode.objects.filter(pk=obj.live_code_id).only("name").first()
-        return live_code.name if live_code else "—"
+        attribution = self._attribution(obj)
+        return attribution.live_code.name if attribution and attribution.live_code else "—"
 
     @admin.display(description=_("channel"))
     def first_channel(self, obj: FirstSource) -> str:
-        channel = Channel.objects.filter(pk=obj.channel_id).only("name", "code").first()
-        return str(channel) if channel else "—"
+        attribution = self._attribution(obj)
+        return str(attribution.channel) if attribution and attribution.channel else "—"
 
 
 class CustomerSourceAdmin(ExternalContactAdmin):

@@ -347,7 +347,11 @@ def _pool_set(live_code: LiveCode, rows: list[dict]) -> None:
         values = {name: value for name, value in row.items() if name != "staff"}
         member = existing.pop(row["staff"].pk, None)
         if member is None:
-            created.append(PoolMember(live_code=live_code, staff=row["staff"], **values))
+            created.append(
+                PoolMember(
+                    corp_id=live_code.corp_id, live_code=live_code, staff=row["staff"], **values
+                )
+            )
             continue
         for name, value in values.items():
             setattr(member, name, value)

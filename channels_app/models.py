@@ -4,7 +4,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from contacts.models import ExternalContact, FollowRelation, Staff
+from contacts.models import ExternalContact, FollowRelation, RelationEvent, Staff
 from scrm.wecom.models import Corp
 
 # Short, sortable channel codes such as pyq_0012 or xhs_618 (朋友圈广告 0012, 小红书 618).
@@ -127,6 +127,7 @@ class LiveCode(models.Model):
         Channel, on_delete=models.PROTECT, related_name="live_codes", verbose_name=_("channel")
     )
     name = models.CharField(_("name"), max_length=64)
+    # Global by design: /l/<slug>/ names no corp (see tenant_global_unique).
     slug = models.SlugField(_("link slug"), max_length=40, unique=True, validators=[slug_validator])
     mode = models.CharField(_("mode"), max_length=16, choices=Mode.choices, default=Mode.NATIVE)
     status = models.CharField(
@@ -166,6 +167,10 @@ class LiveCode(models.Model):
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
+    # The printed link /l/<slug>/ names no corp, so its slug is one namespace for the whole
+    # deployment (on Citus: a reference table of slugs, see README).
+    tenant_global_unique = {"slug": "the landing URL /l/<slug>/ names no corp"}
+
     class Meta:
         verbose_name = _("live code")
         verbose_name_plural = _("live codes")
@@ -190,9 +195,25 @@ class LiveCode(models.Model):
             raise ValidationError(_("Give both ends of the auto-accept window, or neither."))
 
 
-class PoolMember(models.Model):
+class LiveCodePart(models.Model):
+    """A row that belongs to a live code (its pool, shifts, special dates, stores). It carries
+    the code's corp like every tenant row; save() takes it from the code when not given."""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if self.corp_id is None and self.live_code_id is not None:
+            self.corp_id = self.live_code.corp_id
+        super().save(*args, **kwargs)
+
+
+class PoolMember(LiveCodePart):
     """A staff member in a live code's pool, with a weight and a daily cap."""
 
+    corp = models.ForeignKey(
+        Corp, on_delete=models.CASCADE, related_name="+", verbose_name=_("corp")
+    )
     live_code = models.ForeignKey(
         LiveCode, on_delete=models.CASCADE, related_name="pool", verbose_name=_("live code")
     )
@@ -219,17 +240,22 @@ class PoolMember(models.Model):
         verbose_name_plural = _("staff pool")
         ordering = ["live_code", "is_backup", "pk"]
         constraints = [
-            models.UniqueConstraint(fields=["live_code", "staff"], name="pool_member_unique"),
+            models.UniqueConstraint(
+                fields=["corp", "live_code", "staff"], name="pool_member_unique"
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.staff} @ {self.live_code}"
 
 
-class ScheduleRule(models.Model):
+class ScheduleRule(LiveCodePart):
     """A shift: on these weekdays, between these times (corp time zone), this part of the pool
     is on duty. A window whose end is before its start runs past midnight."""
 
+    corp = models.ForeignKey(
+        Corp, on_delete=models.CASCADE, related_name="+", verbose_name=_("corp")
+    )
     live_code = models.ForeignKey(
         LiveCode, on_delete=models.CASCADE, related_name="schedules", verbose_name=_("live code")
     )
@@ -251,9 +277,12 @@ class ScheduleRule(models.Model):
         return f"{self.name or self.weekdays} {self.start_time:%H:%M}-{self.end_time:%H:%M}"
 
 
-class ScheduleOverride(models.Model):
+class ScheduleOverride(LiveCodePart):
     """A holiday or special date: replaces the weekly shifts on that date."""
 
+    corp = models.ForeignKey(
+        Corp, on_delete=models.CASCADE, related_name="+", verbose_name=_("corp")
+    )
     live_code = models.ForeignKey(
         LiveCode, on_delete=models.CASCADE, related_name="overrides", verbose_name=_("live code")
     )
@@ -275,9 +304,12 @@ class ScheduleOverride(models.Model):
         return f"{self.date} {self.note}"
 
 
-class Store(models.Model):
+class Store(LiveCodePart):
     """A store of a store/region code: one printed code, each store with its own pool."""
 
+    corp = models.ForeignKey(
+        Corp, on_delete=models.CASCADE, related_name="+", verbose_name=_("corp")
+    )
     live_code = models.ForeignKey(
         LiveCode, on_delete=models.CASCADE, related_name="stores", verbose_name=_("live code")
     )
@@ -291,7 +323,7 @@ class Store(models.Model):
         verbose_name_plural = _("stores")
         ordering = ["live_code", "region", "code"]
         constraints = [
-            models.UniqueConstraint(fields=["live_code", "code"], name="store_unique_code"),
+            models.UniqueConstraint(fields=["corp", "live_code", "code"], name="store_unique_code"),
         ]
 
     def __str__(self) -> str:
@@ -320,7 +352,7 @@ class DailyCounter(models.Model):
         verbose_name_plural = _("daily counters")
         constraints = [
             models.UniqueConstraint(
-                fields=["live_code", "staff", "day"], name="daily_counter_unique"
+                fields=["corp", "live_code", "staff", "day"], name="daily_counter_unique"
             ),
         ]
 
@@ -374,7 +406,7 @@ class ReferralCode(models.Model):
         related_name="referral_codes",
         verbose_name=_("referrer"),
     )
-    token = models.CharField(_("token"), max_length=16, unique=True)
+    token = models.CharField(_("token"), max_length=16)
     # For a native live code, the referrer's own contact way (its state names this row).
     config_id = models.CharField(_("config_id"), max_length=64, blank=True)
     qr_code = models.URLField(_("WeCom QR URL"), max_length=512, blank=True)
@@ -385,7 +417,12 @@ class ReferralCode(models.Model):
         verbose_name = _("referral code")
         verbose_name_plural = _("referral codes")
         constraints = [
-            models.UniqueConstraint(fields=["live_code", "referrer"], name="referral_unique"),
+            models.UniqueConstraint(
+                fields=["corp", "live_code", "referrer"], name="referral_unique"
+            ),
+            # 12 random URL-safe characters (72 bits), and the link names its code's slug too:
+            # unique per corp by constraint, across corps by construction.
+            models.UniqueConstraint(fields=["corp", "token"], name="referral_token_unique"),
         ]
 
     def __str__(self) -> str:
@@ -413,10 +450,9 @@ class Scan(models.Model):
     created_at = models.DateTimeField(
         _("time"), default=timezone.now, editable=False, db_index=True
     )
-    # The Redis stream entry a buffered scan came from: writing a batch twice adds nothing.
-    visit_id = models.CharField(
-        _("visit id"), max_length=32, null=True, blank=True, unique=True, editable=False
-    )
+    # The Redis stream entry a buffered scan came from: writing a batch twice adds nothing
+    # (scan_visit_once; stream entry ids are unique in the one stream, across corps too).
+    visit_id = models.CharField(_("visit id"), max_length=32, null=True, blank=True, editable=False)
     utm_source = models.CharField(max_length=64, blank=True)
     utm_medium = models.CharField(max_length=64, blank=True)
     utm_campaign = models.CharField(max_length=64, blank=True)
@@ -465,7 +501,14 @@ class Scan(models.Model):
         verbose_name = _("scan")
         verbose_name_plural = _("scans")
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["slot", "created_at"], name="scan_slot_time")]
+        constraints = [
+            models.UniqueConstraint(fields=["corp", "visit_id"], name="scan_visit_once"),
+        ]
+        indexes = [
+            models.Index(fields=["slot", "created_at"], name="scan_slot_time"),
+            models.Index(fields=["corp", "live_code", "created_at"], name="scan_code_time"),
+            models.Index(fields=["corp", "staff", "created_at"], name="scan_staff_time"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.live_code_id} @ {self.created_at}"
@@ -483,10 +526,17 @@ STATE_KIND_CHOICES = [
 
 
 class Attribution(models.Model):
-    """One add, resolved to its live code, channel, scan or referrer."""
+    """One add of the relation history, resolved through its state to its live code, channel,
+    scan or referrer (one per add event; is_first_touch is projected with the first source)."""
 
     corp = models.ForeignKey(
         Corp, on_delete=models.CASCADE, related_name="+", verbose_name=_("corp")
+    )
+    add_event = models.ForeignKey(
+        RelationEvent,
+        on_delete=models.CASCADE,
+        related_name="attribution",
+        verbose_name=_("add"),
     )
     external_contact = models.ForeignKey(
         ExternalContact,
@@ -556,11 +606,13 @@ class Attribution(models.Model):
         verbose_name_plural = _("attributions")
         ordering = ["-added_at"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["follow_relation", "added_at"], name="attribution_once_per_add"
-            ),
+            models.UniqueConstraint(fields=["corp", "add_event"], name="attribution_once_per_add"),
         ]
-        indexes = [models.Index(fields=["corp", "channel", "added_at"], name="attr_channel_day")]
+        indexes = [
+            models.Index(fields=["corp", "channel", "added_at"], name="attr_channel_day"),
+            models.Index(fields=["corp", "live_code", "added_at"], name="attr_code_day"),
+            models.Index(fields=["corp", "staff", "added_at"], name="attr_staff_day"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.external_contact} ← {self.live_code or self.state}"
@@ -757,7 +809,7 @@ class WelcomeDelivery(models.Model):
         ordering = ["-sent_at"]
         constraints = [
             models.UniqueConstraint(
-                fields=["follow_relation", "added_at"], name="welcome_once_per_add"
+                fields=["corp", "follow_relation", "added_at"], name="welcome_once_per_add"
             ),
         ]
 

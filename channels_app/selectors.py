@@ -148,14 +148,13 @@ def landing_config(slug: str) -> LandingConfig | None:
 
 
 def customers_with_first_source_names(queryset: QuerySet) -> QuerySet:
-    """Customers annotated with their first-add channel's name and code and live code's name:
-    FirstSource keeps the ids only (contacts does not import channels_app)."""
-    channel = Channel.objects.filter(pk=OuterRef("first_source__channel_id"))
-    live_code = LiveCode.objects.filter(pk=OuterRef("first_source__live_code_id"))
+    """Customers annotated with their first-add channel's name and code and live code's name,
+    through the first add's Attribution (contacts does not import channels_app)."""
+    attribution = "first_source__add_event__attribution__"
     return queryset.annotate(
-        first_channel_name=Subquery(channel.values("name")[:1]),
-        first_channel_code=Subquery(channel.values("code")[:1]),
-        first_live_code_name=Subquery(live_code.values("name")[:1]),
+        first_channel_name=F(f"{attribution}channel__name"),
+        first_channel_code=F(f"{attribution}channel__code"),
+        first_live_code_name=F(f"{attribution}live_code__name"),
     )
 
 

@@ -4,7 +4,7 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from contacts.add_ways import ADD_WAY_CHOICES, add_way_label
-from contacts.models import ExternalContact, FirstSource, FollowRelation, Staff
+from contacts.models import ExternalContact, FirstSource, FollowRelation, RelationEvent, Staff
 
 
 @admin.register(Staff)
@@ -71,8 +71,7 @@ class AddWayLabelMixin:
 
 class FirstSourceInline(AddWayLabelMixin, admin.StackedInline):
     model = FirstSource
-    fields = ["added_at", "staff", "add_way_display", "state", "live_code_id", "channel_id",
-              "backfilled"]  # fmt: skip
+    fields = ["added_at", "staff", "add_way_display", "state", "backfilled"]
     readonly_fields = fields
     can_delete = False
     extra = 0
@@ -104,6 +103,28 @@ class FollowRelationInline(AddWayLabelMixin, admin.TabularInline):
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+class RelationHistoryInline(AddWayLabelMixin, admin.TabularInline):
+    """关系变更历史: every add, deletion and transfer of the customer, oldest first."""
+
+    model = RelationEvent
+    fk_name = "external_contact"
+    fields = ["occurred_at", "kind", "staff", "state", "add_way_display", "fail_reason",
+              "backfilled", "recorded_at"]  # fmt: skip
+    readonly_fields = fields
+    can_delete = False
+    extra = 0
+    ordering = ["occurred_at", "pk"]
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[RelationEvent]:
+        return super().get_queryset(request).select_related("staff")
 
 
 @admin.register(ExternalContact)
@@ -139,7 +160,7 @@ class ExternalContactAdmin(admin.ModelAdmin):
         "created_at",
     ]
     fields = ["corp", "external_userid", "name", *readonly_fields[2:]]
-    inlines = [FirstSourceInline, FollowRelationInline]
+    inlines = [FirstSourceInline, FollowRelationInline, RelationHistoryInline]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # customers come from WeCom

@@ -9,6 +9,9 @@ from contacts.selectors import external_contact_list
 class FirstSourceSerializer(serializers.ModelSerializer):
     staff = serializers.CharField(source="staff.userid")
     add_way_label = serializers.SerializerMethodField()
+    # The first add's live code and channel, annotated by external_contact_list.
+    live_code_id = serializers.SerializerMethodField()
+    channel_id = serializers.SerializerMethodField()
 
     class Meta:
         model = FirstSource
@@ -25,6 +28,12 @@ class FirstSourceSerializer(serializers.ModelSerializer):
 
     def get_add_way_label(self, obj: FirstSource) -> str:
         return add_way_label(obj.add_way)
+
+    def get_live_code_id(self, obj: FirstSource) -> int | None:
+        return getattr(obj.external_contact, "first_live_code_id", None)
+
+    def get_channel_id(self, obj: FirstSource) -> int | None:
+        return getattr(obj.external_contact, "first_channel_id", None)
 
 
 class FollowRelationSerializer(serializers.ModelSerializer):

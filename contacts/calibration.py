@@ -1,9 +1,11 @@
 """校准 (calibration): what WeCom itself knows, held against what the callbacks told us.
 
 A run (a) takes the member list from get_follow_user_list, (b) pages batch/get_by_user for every
-member and records the relations and first sources that no callback announced (marked
-backfilled, attributed later by their `state`), then (c) compares our new customers per member
-and local day with get_user_behavior_data's new_contact_cnt and stores the days that differ.
+member and hands each add that no callback announced to the one add step (scrm.pipeline's
+add_record, through contacts.adds), which records it in the relation history with the time
+WeCom gives, marked backfilled, attributes it by its `state` and projects the first source, as
+for a callback; then (c) compares our adds per member and local day with
+get_user_behavior_data's new_contact_cnt and stores the days that differ.
 
 No transaction spans the run: every follow_info is applied in its own short transaction, so
 callbacks arriving meanwhile never wait on a lock held across WeCom calls.
@@ -31,15 +33,16 @@ from contacts.models import (
     ExternalContact,
     FirstSource,
     FollowRelation,
+    RelationEvent,
     Staff,
-    TimelineEvent,
 )
 from contacts.services import (
+    ADD_MATCH_WINDOW,
+    datetime_from_timestamp,
     external_contact_apply_details,
     external_contact_get_or_create,
     follow_relation_apply_follow_info,
 )
-from contacts.timeline import timeline_record
 from scrm.wecom.client import WeComClient, WeComError, WeComTransientError
 from scrm.wecom.models import Corp
 
@@ -248,7 +251,7 @@ def _apply_batch(run: CalibrationRun, batch: list[dict[str, Any]]) -> tuple[int,
         "add_way", "oper_userid", "remark", "description",
     )  # fmt: skip
     known = {
-        (ext, userid): (created_at is not None, tuple(details))
+        (ext, userid): (created_at, tuple(details))
         for ext, userid, created_at, *details in relations
     }
     sources_before = _backfilled_first_sources(corp, external_userids)
@@ -261,9 +264,10 @@ def _apply_item(
     run: CalibrationRun,
     item: dict[str, Any],
     contacts: dict[str, ExternalContact],
-    known: dict[tuple[str, str], tuple[bool, tuple]],
+    known: dict[tuple[str, str], tuple[datetime | None, tuple]],
 ) -> bool:
-    """Apply one follow_info; True when it created a relation no callback had announced."""
+    """Apply one follow_info; True when it told of an add no callback had announced (recorded
+    through the one add step, as backfilled, with the time WeCom gives)."""
     profile = item.get("external_contact") or {}
     follow = item.get("follow_info") or {}
     external_userid = _external_userid(item)
@@ -272,8 +276,14 @@ def _apply_item(
         return False
     contact = contacts.get(external_userid)
     before = known.get((external_userid, userid))
-    if before == (True, _follow_fingerprint(follow)):
-        return False  # known, and WeCom says nothing new: no write at all
+    if before is not None and before[1] == _follow_fingerprint(follow):
+        added_at = datetime_from_timestamp(follow.get("createtime"))
+        if (
+            before[0] is not None
+            and added_at is not None
+            and (abs(before[0] - added_at) <= ADD_MATCH_WINDOW)
+        ):
+            return False  # the latest add is known, and WeCom says nothing new: no write at all
     with transaction.atomic():
         if contact is None:
             contact = external_contact_get_or_create(corp=run.corp, external_userid=external_userid)
@@ -283,19 +293,8 @@ def _apply_item(
                 contact=contact, external_contact=profile, follow_users=[]
             )
         contacts[external_userid] = contact
-        relation = follow_relation_apply_follow_info(contact=contact, follow=follow, backfill=True)
-        if relation is None or before is not None or not relation.backfilled:
-            return False
-        timeline_record(
-            contact=contact,
-            kind=TimelineEvent.Kind.BACKFILLED,
-            occurred_at=relation.created_at or timezone.now(),
-            dedup_key=f"backfill:{relation.pk}",
-            staff=relation.staff,
-            summary=relation.state,
-            data={"state": relation.state, "add_way": relation.add_way, "calibration": run.pk},
-        )
-    return True
+        recorded = follow_relation_apply_follow_info(contact=contact, follow=follow, backfill=True)
+    return recorded is not None and recorded.created
 
 
 # -- (c) comparison with WeCom's statistics ------------------------------------------------------
@@ -312,15 +311,21 @@ def _windows(first: date, last: date) -> Iterator[tuple[date, date]]:
 def our_new_contact_counts(
     *, corp: Corp, staff_ids: Iterable[int], first: date, last: date
 ) -> dict[tuple[int, date], int]:
-    """New follow relations per (staff id, local day), counted in the database."""
+    """Adds per (staff id, local day) from the relation history, counted in the database. The
+    history keeps every add, so a past day's count does not change when a customer deletes or
+    re-adds later (only a backfilled add of that day can change it)."""
     tz = corp.tzinfo
     start = datetime.combine(first, time.min, tzinfo=tz)
     end = datetime.combine(last + timedelta(days=1), time.min, tzinfo=tz)
     rows = (
-        FollowRelation.objects.filter(
-            corp=corp, staff_id__in=list(staff_ids), created_at__gte=start, created_at__lt=end
+        RelationEvent.objects.filter(
+            corp=corp,
+            kind=RelationEvent.Kind.ADDED,
+            staff_id__in=list(staff_ids),
+            occurred_at__gte=start,
+            occurred_at__lt=end,
         )
-        .annotate(day=TruncDate("created_at", tzinfo=tz))
+        .annotate(day=TruncDate("occurred_at", tzinfo=tz))
         .values("staff_id", "day")
         .annotate(n=Count("pk"))
         .order_by()  # the model's ordering would join the GROUP BY
@@ -364,9 +369,10 @@ def _compare(
             while day <= last:
                 mine, wecom = ours.get((member.pk, day), 0), theirs.get(day, 0)
                 if mine != wecom:
-                    rows.append(
-                        CalibrationDeviation(run=run, staff=member, day=day, ours=mine, wecom=wecom)
+                    deviation = CalibrationDeviation(
+                        corp=run.corp, run=run, staff=member, day=day, ours=mine, wecom=wecom
                     )
+                    rows.append(deviation)
                 day += timedelta(days=1)
             meter.calls_done += 1
             meter.report()

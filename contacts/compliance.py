@@ -35,6 +35,7 @@ from contacts.models import (
     ExternalContact,
     FirstSource,
     FollowRelation,
+    RelationEvent,
     TimelineEvent,
 )
 from contacts.services import DETAILS_MAX_ATTEMPTS
@@ -104,8 +105,7 @@ erase_providers: list[EraseProvider] = []
 def _first_source(contact: ExternalContact) -> dict | None:
     first = (
         FirstSource.objects.filter(external_contact=contact)
-        .values("staff__userid", "add_way", "state", "added_at", "live_code_id", "channel_id",
-                "backfilled")
+        .values("staff__userid", "add_way", "state", "added_at", "backfilled")
         .first()
     )  # fmt: skip
     if first is not None:
@@ -133,6 +133,12 @@ def contact_export(*, contact: ExternalContact, actor: User | None) -> dict[str,
     )  # fmt: skip
     for relation in relations:
         relation["add_way_label"] = str(add_way_label(relation["add_way"]))
+    history = list(
+        RelationEvent.objects.filter(corp_id=contact.corp_id, external_contact=contact)
+        .order_by("occurred_at", "pk")
+        .values("kind", "occurred_at", "staff__userid", "state", "add_way", "fail_reason",
+                "backfilled")
+    )  # fmt: skip
     tags = list(
         CustomerTag.objects.filter(follow_relation__external_contact=contact)
         .order_by("created_at", "pk")
@@ -163,6 +169,7 @@ def contact_export(*, contact: ExternalContact, actor: User | None) -> dict[str,
         "corp": {"corp_id": contact.corp.corp_id, "name": contact.corp.name},
         "profile": profile,
         "follow_relations": relations,
+        "relation_history": history,
         "first_source": _first_source(contact),
         **{k: v for provider in export_providers for k, v in provider(contact).items()},
         "tags": tags,

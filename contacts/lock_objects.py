@@ -1,6 +1,6 @@
 """Row locks of the customer domain, in one place (select_for_update is a no-op on SQLite)."""
 
-from contacts.models import ExternalContact, FollowRelation
+from contacts.models import ExternalContact
 from scrm.wecom.models import Corp
 
 
@@ -16,7 +16,3 @@ def external_contact_lock(*, corp: Corp, external_userid: str) -> ExternalContac
         corp=corp, external_userid=external_userid
     )
     return contact
-
-
-def follow_relation_lock(pk: int) -> FollowRelation:
-    return FollowRelation.objects.select_for_update().get(pk=pk)

@@ -148,11 +148,80 @@ class FollowRelation(models.Model):
         return add_way_label(self.add_way)
 
 
-class FirstSource(models.Model):
-    """首次来源: how the customer first came to the corp. One per customer, written once.
+class RelationEvent(models.Model):
+    """关系变更历史: one add, deletion, removal or transfer of a customer x staff relation, at the
+    time WeCom gives. Append-only: FollowRelation's current state and every customer's first
+    source are projections of these rows, and reports about the past read them, never the
+    current state. An add is resolved to its channel by its Attribution (channels_app)."""
 
-    A later add never overwrites it. Only an add that happened earlier but was delivered later
-    (WeCom does not guarantee order) replaces it, because the first add decides the source.
+    class Kind(models.TextChoices):
+        ADDED = "added", _("added")
+        DELETED_BY_CUSTOMER = "deleted_by_customer", _("deleted by customer")
+        DELETED_BY_STAFF = "deleted_by_staff", _("removed by staff")
+        TRANSFERRED = "transferred", _("transferred")
+        TRANSFER_FAILED = "transfer_failed", _("transfer failed")
+
+    corp = models.ForeignKey(
+        Corp, on_delete=models.CASCADE, related_name="+", verbose_name=_("corp")
+    )
+    follow_relation = models.ForeignKey(
+        FollowRelation,
+        on_delete=models.CASCADE,
+        related_name="history",
+        verbose_name=_("follow relation"),
+    )
+    # The relation's two ends, kept on each row for the reads by customer and by staff member.
+    external_contact = models.ForeignKey(
+        ExternalContact,
+        on_delete=models.CASCADE,
+        related_name="relation_history",
+        verbose_name=_("customer"),
+    )
+    staff = models.ForeignKey(
+        Staff, on_delete=models.PROTECT, related_name="+", verbose_name=_("staff member")
+    )
+    kind = models.CharField(_("event"), max_length=24, choices=Kind.choices)
+    occurred_at = models.DateTimeField(_("time"))
+    state = models.CharField(_("state"), max_length=64, blank=True)
+    # Only externalcontact/get and calibration tell an add's add_way: filled in when they do.
+    add_way = models.IntegerField(_("add way"), null=True, blank=True)
+    fail_reason = models.CharField(_("transfer fail reason"), max_length=64, blank=True)
+    # Learned from WeCom's own data (details, calibration), not announced by a callback.
+    backfilled = models.BooleanField(_("backfilled"), default=False)
+    recorded_at = models.DateTimeField(_("recorded at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("relation event")
+        verbose_name_plural = _("relation history")
+        ordering = ["occurred_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["corp", "follow_relation", "kind", "occurred_at"],
+                name="relation_event_once",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["corp", "kind", "occurred_at"], name="relation_event_day"),
+            models.Index(fields=["corp", "staff", "occurred_at"], name="relation_event_staff"),
+            models.Index(
+                fields=["corp", "external_contact", "occurred_at"], name="relation_event_contact"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.occurred_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def add_way_label(self) -> str:
+        return add_way_label(self.add_way)
+
+
+class FirstSource(models.Model):
+    """首次来源: how the customer first came to the corp, one per customer: a projection of the
+    customer's earliest add in the relation history (its staff, time, add_way and state; its
+    live code, channel and scan through the add's Attribution), rebuilt by one function
+    (channels_app.services.attribution.first_touch_project). A later add never changes it; an
+    earlier add delivered late (WeCom does not keep order) or found by calibration does.
     """
 
     corp = models.ForeignKey(
@@ -164,6 +233,10 @@ class FirstSource(models.Model):
         related_name="first_source",
         verbose_name=_("customer"),
     )
+    add_event = models.ForeignKey(
+        RelationEvent, on_delete=models.CASCADE, related_name="+", verbose_name=_("first add")
+    )
+    # Copied from add_event by the projection, for filters and ordering without a join.
     staff = models.ForeignKey(
         Staff,
         on_delete=models.PROTECT,
@@ -173,11 +246,12 @@ class FirstSource(models.Model):
     add_way = models.IntegerField(_("add way"), null=True, blank=True)
     state = models.CharField(_("state"), max_length=64, blank=True, db_index=True)
     added_at = models.DateTimeField(_("added at"), db_index=True)
-    # Filled by channels_app when the state resolves to a live code.
-    live_code_id = models.BigIntegerField(_("live code"), null=True, blank=True)
-    channel_id = models.BigIntegerField(_("channel"), null=True, blank=True)
     backfilled = models.BooleanField(_("backfilled"), default=False)
     recorded_at = models.DateTimeField(_("recorded at"), auto_now_add=True)
+
+    # One per customer: the customer's id is global and the customer belongs to one corp, so
+    # the one-to-one index and first_source_one_per_customer say the same (see README, Citus).
+    tenant_global_unique = {"external_contact": "one first source per customer"}
 
     class Meta:
         verbose_name = _("first source")
@@ -246,7 +320,7 @@ class TimelineEvent(models.Model):
         ordering = ["-occurred_at", "-pk"]
         constraints = [
             models.UniqueConstraint(
-                fields=["external_contact", "dedup_key"], name="timeline_event_once"
+                fields=["corp", "external_contact", "dedup_key"], name="timeline_event_once"
             ),
         ]
 
@@ -329,7 +403,9 @@ class CustomerTag(models.Model):
         verbose_name = _("customer tag")
         verbose_name_plural = _("customer tags")
         constraints = [
-            models.UniqueConstraint(fields=["follow_relation", "tag"], name="customer_tag_once"),
+            models.UniqueConstraint(
+                fields=["corp", "follow_relation", "tag"], name="customer_tag_once"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -450,6 +526,9 @@ class CalibrationRun(models.Model):
 class CalibrationDeviation(models.Model):
     """A day on which our new-customer count for a staff member differs from WeCom's."""
 
+    corp = models.ForeignKey(
+        Corp, on_delete=models.CASCADE, related_name="+", verbose_name=_("corp")
+    )
     run = models.ForeignKey(
         CalibrationRun,
         on_delete=models.CASCADE,

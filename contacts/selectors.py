@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import F, Prefetch, QuerySet
 
 from contacts.filters import ExternalContactFilter
 from contacts.models import ExternalContact, FollowRelation
@@ -13,9 +13,17 @@ from contacts.services import DETAILS_MAX_ATTEMPTS
 
 def external_contact_list(*, filters: dict[str, Any] | None = None) -> QuerySet[ExternalContact]:
     relations = FollowRelation.objects.select_related("staff").order_by("created_at", "pk")
-    queryset = ExternalContact.objects.select_related(
-        "corp", "first_source", "first_source__staff"
-    ).prefetch_related(Prefetch("follow_relations", queryset=relations))
+    # The first add's Attribution (channels_app's, reached by its reverse name only: contacts
+    # imports nothing of channels_app) names the first source's live code and channel.
+    first_attribution = "first_source__add_event__attribution__"
+    queryset = (
+        ExternalContact.objects.select_related("corp", "first_source", "first_source__staff")
+        .prefetch_related(Prefetch("follow_relations", queryset=relations))
+        .annotate(
+            first_live_code_id=F(f"{first_attribution}live_code_id"),
+            first_channel_id=F(f"{first_attribution}channel_id"),
+        )
+    )
     if filters is None:
         return queryset
     return ExternalContactFilter(filters, queryset=queryset).qs

@@ -1,20 +1,23 @@
-"""Writes of the customer domain: staff, customers, follow relations and first sources.
+"""Writes of the customer domain: staff, customers, the relation history and its projections.
 
 WeCom delivers events more than once and out of order (a delete can arrive before its add).
-Every service here is idempotent and order-tolerant: a relation remembers the time of the
-event that set its status, and an older event never overrides a newer one.
+Every service here is idempotent and order-tolerant: each add, deletion and transfer is
+appended once to the relation history (RelationEvent), and a relation's current state and a
+customer's first source are derived from that history, whatever order it arrived in.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
-from contacts.lock_objects import external_contact_lock, follow_relation_lock
-from contacts.models import ExternalContact, FirstSource, FollowRelation, Staff
+from contacts.adds import add_recorder
+from contacts.lock_objects import external_contact_lock
+from contacts.models import ExternalContact, FirstSource, FollowRelation, RelationEvent, Staff
 from scrm.wecom.models import Corp
 
 # Sweeps every 5 minutes, so about an hour of tries before an operator has to look.
@@ -31,147 +34,159 @@ def external_contact_get_or_create(*, corp: Corp, external_userid: str) -> Exter
     return contact
 
 
-def _relation(
-    *, corp: Corp, contact: ExternalContact, staff: Staff, defaults: dict[str, Any]
-) -> tuple[FollowRelation, bool]:
-    relation, created = FollowRelation.objects.get_or_create(
-        corp=corp, external_contact=contact, staff=staff, defaults=defaults
-    )
-    if not created:
-        relation = follow_relation_lock(relation.pk)
-    return relation, created
+# A follow_info's createtime and the callback's CreateTime of the same add may differ by a
+# little: within this, and with nothing else happening to the relation in between, they are
+# one add (otherwise a late callback after a backfill would count the add twice).
+ADD_MATCH_WINDOW = timedelta(seconds=60)
 
 
-def first_source_record(
-    *,
-    corp: Corp,
-    contact: ExternalContact,
-    staff: Staff,
-    added_at: datetime,
-    state: str,
-    add_way: int | None = None,
-    backfilled: bool = False,
-) -> tuple[FirstSource, bool]:
-    """Write the customer's first source if it has none; return (first_source, written).
+@dataclass(frozen=True)
+class RelationRecorded:
+    relation: FollowRelation
+    event: RelationEvent
+    created: bool  # the event is new to the history
 
-    A later add never overwrites it. An earlier add delivered late (WeCom does not keep order)
-    takes its place, since the first add decides the source; the update is conditional in the
-    database, so concurrent workers agree on the earliest.
-    """
+
+def _same_add(history: list[RelationEvent], occurred_at: datetime) -> RelationEvent | None:
+    """The relation's add that an add at `occurred_at` is: the same time, or the nearest within
+    ADD_MATCH_WINDOW with no other event of the relation between the two."""
+    adds = [e for e in history if e.kind == RelationEvent.Kind.ADDED]
+    for add in sorted(adds, key=lambda e: abs(e.occurred_at - occurred_at)):
+        if abs(add.occurred_at - occurred_at) > ADD_MATCH_WINDOW:
+            return None
+        low, high = sorted((add.occurred_at, occurred_at))
+        if not any(low < e.occurred_at < high for e in history if e.kind != add.kind):
+            return add
+    return None
+
+
+def _event_order(event: RelationEvent) -> tuple:
+    # At the same second an add comes before a deletion: an add and a delete delivered with one
+    # CreateTime leave the relation deleted, whatever order they arrived in.
+    return (event.occurred_at, event.kind != RelationEvent.Kind.ADDED, event.kind)
+
+
+def follow_relation_project(*, relation: FollowRelation, history: list[RelationEvent]) -> None:
+    """Set the relation's current state from its history (the one place it is derived): the
+    latest add's time, state and add_way, and the status the events leave in time order."""
+    status: str | None = None
+    changed_at = deleted_at = None
+    reason = ""
+    adds = []
+    for event in sorted(history, key=_event_order):
+        if event.kind == RelationEvent.Kind.ADDED:
+            adds.append(event)
+            status, changed_at, deleted_at = FollowRelation.Status.ACTIVE, event.occurred_at, None
+        elif event.kind == RelationEvent.Kind.TRANSFER_FAILED:
+            # The takeover never got the customer; an active relation stays as it is.
+            reason = event.fail_reason
+            if status != FollowRelation.Status.ACTIVE:
+                status, changed_at = FollowRelation.Status.TRANSFER_FAILED, event.occurred_at
+        else:
+            status, changed_at = FollowRelation.Status(event.kind), event.occurred_at
+            deleted_at = event.occurred_at
     values = {
-        "staff": staff,
-        "state": state,
-        "added_at": added_at,
-        "add_way": add_way,
-        "backfilled": backfilled,
+        "status": status or FollowRelation.Status.ACTIVE,
+        "status_changed_at": changed_at,
+        "deleted_at": deleted_at,
+        "transfer_fail_reason": reason[:64],
+        "created_at": adds[-1].occurred_at if adds else None,
+        "state": adds[-1].state if adds else "",
+        "add_way": adds[-1].add_way if adds else None,
+        "backfilled": adds[0].backfilled if adds else False,
     }
-    first_source, created = FirstSource.objects.get_or_create(
-        corp=corp, external_contact=contact, defaults=values
-    )
-    if created:
-        return first_source, True
-    replaced = FirstSource.objects.filter(pk=first_source.pk, added_at__gt=added_at).update(
-        **values, live_code_id=None, channel_id=None
-    )
-    if replaced:
-        first_source.refresh_from_db()
-    return first_source, bool(replaced)
-
-
-def first_source_set_channel(
-    *, first_source: FirstSource, live_code_id: int, channel_id: int | None
-) -> None:
-    """Fill in the live code and channel the first add resolved to (channels_app knows)."""
-    FirstSource.objects.filter(pk=first_source.pk).update(
-        live_code_id=live_code_id, channel_id=channel_id
-    )
-    first_source.live_code_id, first_source.channel_id = live_code_id, channel_id
+    changed = [name for name, value in values.items() if getattr(relation, name) != value]
+    for name in changed:
+        setattr(relation, name, values[name])
+    if changed:
+        relation.save(update_fields=[*changed, "updated_at"])
 
 
 @transaction.atomic
-def follow_relation_record_add(
-    *, corp: Corp, userid: str, external_userid: str, state: str, added_at: datetime
-) -> tuple[FollowRelation, FirstSource]:
-    """Record an add from the event itself (no API call): customer, relation, first source."""
-    contact = external_contact_lock(corp=corp, external_userid=external_userid)
-    staff = staff_get_or_create(corp=corp, userid=userid)
-    relation, created = _relation(
-        corp=corp,
-        contact=contact,
-        staff=staff,
-        defaults={"created_at": added_at, "state": state[:64], "status_changed_at": added_at},
-    )
-    if not created:
-        changed: list[str] = []
-        if relation.status_changed_at is None or added_at > relation.status_changed_at:
-            # A re-add after a delete (or the add after a delete of an older relation).
-            if relation.status != FollowRelation.Status.ACTIVE:
-                relation.status = FollowRelation.Status.ACTIVE
-                relation.deleted_at = None
-                changed += ["status", "deleted_at"]
-            relation.status_changed_at = added_at
-            changed.append("status_changed_at")
-        if relation.created_at is None or added_at > relation.created_at:
-            # The relation's add time follows WeCom's createtime: the latest add.
-            relation.created_at = added_at
-            relation.state = state[:64]
-            changed += ["created_at", "state"]
-        if changed:
-            relation.save(update_fields=[*changed, "updated_at"])
-    first_source, _ = first_source_record(
-        corp=corp, contact=contact, staff=staff, added_at=added_at, state=state[:64]
-    )
-    return relation, first_source
-
-
-@transaction.atomic
-def follow_relation_record_status(
+def relation_event_record(
     *,
     corp: Corp,
     userid: str,
     external_userid: str,
-    status: FollowRelation.Status,
-    at: datetime,
+    kind: RelationEvent.Kind,
+    occurred_at: datetime,
+    state: str = "",
+    add_way: int | None = None,
     fail_reason: str = "",
-) -> FollowRelation:
-    """A delete (by staff or customer), a transfer, or a failed transfer, at event time `at`."""
+    backfilled: bool = False,
+) -> RelationRecorded:
+    """Append one event to the relation's history (idempotent, order-tolerant) and re-project
+    the relation's current state. The customer's row is locked first: every writer of a
+    customer's relations queues there. An add already known (the same add delivered twice, or
+    a callback after calibration found it) is not appended again; an add_way learned later
+    completes it."""
     contact = external_contact_lock(corp=corp, external_userid=external_userid)
     staff = staff_get_or_create(corp=corp, userid=userid)
-    ends_relation = status != FollowRelation.Status.TRANSFER_FAILED
-    relation, created = _relation(
-        corp=corp,
-        contact=contact,
-        staff=staff,
-        defaults={
-            "created_at": None,
-            "status": status,
-            "status_changed_at": at,
-            "deleted_at": at if ends_relation else None,
-            "transfer_fail_reason": fail_reason[:64],
-        },
+    relation, _ = FollowRelation.objects.get_or_create(
+        corp=corp, external_contact=contact, staff=staff
     )
-    if created:
-        return relation
-    if status == FollowRelation.Status.TRANSFER_FAILED:
-        # The takeover never got the customer; an active relation stays as it is.
-        relation.transfer_fail_reason = fail_reason[:64]
-        fields = ["transfer_fail_reason"]
-        if relation.status != FollowRelation.Status.ACTIVE and (
-            relation.status_changed_at is None or at >= relation.status_changed_at
-        ):
-            relation.status, relation.status_changed_at = status, at
-            fields += ["status", "status_changed_at"]
-        relation.save(update_fields=[*fields, "updated_at"])
-        return relation
-    if relation.status_changed_at is None or at >= relation.status_changed_at:
-        relation.status = status
-        relation.status_changed_at = at
-        relation.deleted_at = at
-        relation.save(update_fields=["status", "status_changed_at", "deleted_at", "updated_at"])
-    return relation
+    history = list(relation.history.all())
+    if kind == RelationEvent.Kind.ADDED:
+        known = _same_add(history, occurred_at)
+    else:
+        known = next((e for e in history if (e.kind, e.occurred_at) == (kind, occurred_at)), None)
+    if known is not None:
+        if kind == RelationEvent.Kind.ADDED and known.add_way is None and add_way is not None:
+            known.add_way = add_way
+            known.save(update_fields=["add_way"])
+            follow_relation_project(relation=relation, history=history)
+        return RelationRecorded(relation, known, False)
+    event = RelationEvent.objects.create(
+        corp=corp,
+        follow_relation=relation,
+        external_contact=contact,
+        staff=staff,
+        kind=kind,
+        occurred_at=occurred_at,
+        state=state[:64],
+        add_way=add_way,
+        fail_reason=fail_reason[:64],
+        backfilled=backfilled,
+    )
+    follow_relation_project(relation=relation, history=[*history, event])
+    return RelationRecorded(relation, event, True)
 
 
-def _from_timestamp(value: Any) -> datetime | None:
+def first_source_project(*, contact: ExternalContact) -> FirstSource | None:
+    """Set the customer's first source from the earliest add in its history (ties by staff
+    UserID, so any delivery order gives the same answer); None when no add is known yet. Call
+    with the customer's row locked (relation_event_record's lock)."""
+    first = (
+        RelationEvent.objects.filter(
+            corp_id=contact.corp_id, external_contact=contact, kind=RelationEvent.Kind.ADDED
+        )
+        .order_by("occurred_at", "staff__userid", "pk")
+        .first()
+    )
+    if first is None:
+        FirstSource.objects.filter(external_contact=contact).delete()
+        return None
+    values = {
+        "add_event": first,
+        "staff_id": first.staff_id,
+        "added_at": first.occurred_at,
+        "add_way": first.add_way,
+        "state": first.state,
+        "backfilled": first.backfilled,
+    }
+    first_source, created = FirstSource.objects.get_or_create(
+        corp_id=contact.corp_id, external_contact=contact, defaults=values
+    )
+    if not created:
+        changed = [n for n, v in values.items() if getattr(first_source, n) != v]
+        for name in changed:
+            setattr(first_source, name, values[name])
+        if changed:
+            first_source.save(update_fields=changed)
+    return first_source
+
+
+def datetime_from_timestamp(value: Any) -> datetime | None:
     try:
         return datetime.fromtimestamp(int(value), UTC)
     except (TypeError, ValueError, OverflowError, OSError):
@@ -182,9 +197,9 @@ def _from_timestamp(value: Any) -> datetime | None:
 def external_contact_apply_details(
     *, contact: ExternalContact, external_contact: dict[str, Any], follow_users: list[dict]
 ) -> ExternalContact:
-    """Apply externalcontact/get: profile fields, and per relation what only the API knows
-    (add_way, oper_userid, remark, description). Relations no callback announced are created
-    as backfilled; the earliest add still decides the first source."""
+    """Apply externalcontact/get: profile fields, and per relation its add (an add no callback
+    announced is recorded as backfilled, through the one add step) and what only the API knows
+    (add_way, oper_userid, remark, description)."""
     contact = external_contact_lock(corp=contact.corp, external_userid=contact.external_userid)
     contact.name = str(external_contact.get("name") or contact.name)[:128]
     contact.type = int(external_contact.get("type") or contact.type or 0)
@@ -203,49 +218,38 @@ def external_contact_apply_details(
 
 def follow_relation_apply_follow_info(
     *, contact: ExternalContact, follow: dict[str, Any], backfill: bool = True
-) -> FollowRelation | None:
-    corp = contact.corp
+) -> RelationRecorded | None:
+    """Apply one follow_user of externalcontact/get (or a follow_info of calibration): its add
+    (createtime, state, add_way) goes through the one add step (contacts.adds), which records
+    an add no callback announced as backfilled; then what only the API knows (remark,
+    description, oper_userid)."""
     userid = follow.get("userid")
-    added_at = _from_timestamp(follow.get("createtime"))
+    added_at = datetime_from_timestamp(follow.get("createtime"))
     if not userid or added_at is None:
         return None
-    staff = staff_get_or_create(corp=corp, userid=str(userid))
-    state = str(follow.get("state") or "")[:64]
     add_way = follow.get("add_way")
     add_way = int(add_way) if isinstance(add_way, int | str) and str(add_way).isdigit() else None
-    relation, created = _relation(
-        corp=corp,
-        contact=contact,
-        staff=staff,
-        defaults={
-            "created_at": added_at,
-            "state": state,
-            "status_changed_at": added_at,
-            "backfilled": backfill,
-        },
-    )
-    relation.add_way = add_way
-    relation.oper_userid = str(follow.get("oper_userid") or "")[:64]
-    relation.remark = str(follow.get("remark") or "")[:255]
-    relation.description = str(follow.get("description") or "")
-    if relation.created_at is None:
-        relation.created_at = added_at
-    if not relation.state:
-        relation.state = state
-    relation.save()
-    first_source, _ = first_source_record(
-        corp=corp,
-        contact=contact,
-        staff=staff,
+    recorded = add_recorder()(
+        corp=contact.corp,
+        userid=str(userid),
+        external_userid=contact.external_userid,
+        state=str(follow.get("state") or ""),
         added_at=added_at,
-        state=state,
         add_way=add_way,
-        backfilled=created and backfill,
+        backfilled=backfill,
     )
-    if first_source.staff_id == staff.pk and first_source.add_way is None and add_way is not None:
-        # The event carries no add_way; fill it in, never changing who or when.
-        FirstSource.objects.filter(pk=first_source.pk, add_way__isnull=True).update(add_way=add_way)
-    return relation
+    relation = recorded.relation
+    details = {
+        "oper_userid": str(follow.get("oper_userid") or "")[:64],
+        "remark": str(follow.get("remark") or "")[:255],
+        "description": str(follow.get("description") or ""),
+    }
+    changed = [name for name, value in details.items() if getattr(relation, name) != value]
+    for name in changed:
+        setattr(relation, name, details[name])
+    if changed:
+        relation.save(update_fields=[*changed, "updated_at"])
+    return recorded
 
 
 def external_contact_details_failed(*, contact_id: int, error: str) -> None:

@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
 
 from channels_app.models import Attribution, LiveCode
-from channels_app.services.attribution import attribution_record
+from channels_app.services.attribution import attribution_record, first_touch_project
 from channels_app.services.publishing import live_code_request_sync
 from channels_app.services.rules import add_context, matching_rules, tag_ids_for, welcome_for
 from channels_app.services.welcome import welcome_send
 from contacts import services as contact_services
-from contacts.models import CustomerTag, FollowRelation, TimelineEvent
+from contacts.models import CustomerTag, FollowRelation, RelationEvent, TimelineEvent
+from contacts.services import RelationRecorded
 from contacts.tags import tags_apply
 from contacts.timeline import timeline_record
 from scrm.wecom.client import WeComError
-from scrm.wecom.models import CallbackEvent
+from scrm.wecom.models import CallbackEvent, Corp
 
 logger = logging.getLogger("scrm.pipeline")
 
@@ -40,48 +42,79 @@ def _refresh_details_after_commit(contact_id: int) -> None:
     transaction.on_commit(queue)
 
 
-def on_add(event: CallbackEvent) -> None:
-    """add_external_contact / add_half_external_contact.
+@dataclass(frozen=True)
+class AddRecorded(RelationRecorded):
+    attribution: Attribution
 
-    The add is recorded from the event alone (customer, relation, first source with State and
-    time); the details (name, add_way, ...) are fetched afterwards and may fail without loss.
-    """
-    state = str(event.payload.get("State") or "")
-    relation, first_source = contact_services.follow_relation_record_add(
-        corp=event.corp,
-        userid=event.user_id,
-        external_userid=event.external_user_id,
+
+@transaction.atomic
+def add_record(
+    *,
+    corp: Corp,
+    userid: str,
+    external_userid: str,
+    state: str,
+    added_at: datetime,
+    add_way: int | None = None,
+    backfilled: bool = False,
+) -> AddRecorded:
+    """The one step every add goes through, whatever told us of it: a callback (on_add), a
+    customer's details, or calibration (contacts.adds). Appends the add to the relation history
+    (once), attributes it through its state, projects the customer's first touch from the
+    earliest add, and writes the timeline line. An add found in WeCom's data (`backfilled`)
+    then gets its tags like any other, without a welcome (it has no welcome code)."""
+    recorded = contact_services.relation_event_record(
+        corp=corp,
+        userid=userid,
+        external_userid=external_userid,
+        kind=RelationEvent.Kind.ADDED,
+        occurred_at=added_at,
         state=state,
-        added_at=event.event_time,
+        add_way=add_way,
+        backfilled=backfilled,
     )
-    attribution, created = attribution_record(
-        relation=relation, first_source=first_source, state=state, added_at=event.event_time
-    )
+    event, relation = recorded.event, recorded.relation
+    attribution, attributed = attribution_record(add_event=event)
+    first_source = first_touch_project(contact=relation.external_contact)
+    attribution.is_first_touch = first_source is not None and first_source.add_event_id == event.pk
+    result = AddRecorded(relation, event, recorded.created, attribution)
+    if not recorded.created:
+        return result
     live_code = attribution.live_code
-    first = attribution.is_first_touch
+    kind = TimelineEvent.Kind.ADDED if attribution.is_first_touch else TimelineEvent.Kind.RE_ADDED
     timeline_record(
         contact=relation.external_contact,
-        kind=TimelineEvent.Kind.ADDED if first else TimelineEvent.Kind.RE_ADDED,
-        occurred_at=event.event_time,
-        dedup_key=f"add:{event.user_id}:{int(event.event_time.timestamp())}",
+        kind=TimelineEvent.Kind.BACKFILLED if backfilled else kind,
+        occurred_at=event.occurred_at,
+        dedup_key=f"add:{userid}:{int(event.occurred_at.timestamp())}",
         staff=relation.staff,
         summary=" · ".join(
             part for part in (
                 attribution.channel.name if attribution.channel else "",
                 live_code.name if live_code else "",
-                state,
+                event.state,
             ) if part
         ),
-        data={"state": state, "state_kind": attribution.state_kind,
+        data={"state": event.state, "state_kind": attribution.state_kind,
               "live_code": live_code.pk if live_code else None,
               "channel": attribution.channel_id, "scan": attribution.scan_id,
-              "referrer": attribution.referrer_id},
+              "referrer": attribution.referrer_id, "add_way": event.add_way,
+              "backfilled": backfilled},
     )  # fmt: skip
-    if created and live_code is not None and live_code.mode == LiveCode.Mode.NATIVE:
+    if attributed and live_code is not None and live_code.mode == LiveCode.Mode.NATIVE:
         # A cap reached by this add takes the staff member off the code's list (debounced).
         live_code_request_sync(live_code_id=live_code.pk)
-    welcome_code = str(event.payload.get("WelcomeCode") or "")
-    args = (attribution.pk, welcome_code, event.received_at.timestamp())
+    if backfilled:
+        # Its details came with it (calibration, externalcontact/get): tags only.
+        _after_add_queue(attribution.pk, welcome_code="", received_at=event.recorded_at,
+                         fetch_details=False)  # fmt: skip
+    return result
+
+
+def _after_add_queue(
+    attribution_id: int, *, welcome_code: str, received_at: datetime, fetch_details: bool
+) -> None:
+    args = (attribution_id, welcome_code, received_at.timestamp(), fetch_details)
     # With a welcome_code the clock runs (20 s): the fast queue; otherwise the default one.
     queue = "welcome" if welcome_code else "default"
 
@@ -96,7 +129,30 @@ def on_add(event: CallbackEvent) -> None:
     transaction.on_commit(after_commit)
 
 
-def after_add(*, attribution_id: int, welcome_code: str, received_at: datetime) -> None:
+def on_add(event: CallbackEvent) -> None:
+    """add_external_contact / add_half_external_contact.
+
+    The add is recorded from the event alone (history, attribution, first touch, with State
+    and time); the details (name, add_way, ...) are fetched afterwards and may fail without
+    loss, and the welcome goes out with the event's WelcomeCode."""
+    recorded = add_record(
+        corp=event.corp,
+        userid=event.user_id,
+        external_userid=event.external_user_id,
+        state=str(event.payload.get("State") or ""),
+        added_at=event.event_time,
+    )
+    _after_add_queue(
+        recorded.attribution.pk,
+        welcome_code=str(event.payload.get("WelcomeCode") or ""),
+        received_at=event.received_at,
+        fetch_details=True,
+    )
+
+
+def after_add(
+    *, attribution_id: int, welcome_code: str, received_at: datetime, fetch_details: bool = True
+) -> None:
     """After an add is committed, within the welcome code's 20 seconds: fetch the customer's
     details (name, add_way), send the welcome message, then apply the tags of the live code
     and of the matching rules. Each step is idempotent; a failed details fetch does not stop
@@ -112,14 +168,18 @@ def after_add(*, attribution_id: int, welcome_code: str, received_at: datetime) 
     if attribution is None:
         return
     relation = attribution.follow_relation
-    try:
-        contact_services.external_contact_refresh(contact_id=relation.external_contact_id)
-    except WeComError:
-        logger.warning("details of contact %s not fetched yet", relation.external_contact_id)
-    relation.refresh_from_db()
-    relation.external_contact.refresh_from_db()
-    rules = matching_rules(corp_id=attribution.corp_id,
-                           ctx=add_context(attribution, relation.add_way))  # fmt: skip
+    if fetch_details:
+        try:
+            contact_services.external_contact_refresh(contact_id=relation.external_contact_id)
+        except WeComError:
+            logger.warning("details of contact %s not fetched yet", relation.external_contact_id)
+        relation.refresh_from_db()
+        relation.external_contact.refresh_from_db()
+        attribution.refresh_from_db(fields=["is_first_touch"])  # details may know an earlier add
+    add_way = RelationEvent.objects.values_list("add_way", flat=True).get(
+        pk=attribution.add_event_id
+    )
+    rules = matching_rules(corp_id=attribution.corp_id, ctx=add_context(attribution, add_way))
     if welcome_code:
         welcome_send(
             attribution=attribution,
@@ -149,14 +209,14 @@ def _status_handler(status: FollowRelation.Status) -> Callable[[CallbackEvent], 
         else:
             actual = status
         reason = str(event.payload.get("FailReason") or "")
-        relation = contact_services.follow_relation_record_status(
+        relation = contact_services.relation_event_record(
             corp=event.corp,
             userid=event.user_id,
             external_userid=event.external_user_id,
-            status=actual,
-            at=event.event_time,
+            kind=RelationEvent.Kind(actual.value),
+            occurred_at=event.event_time,
             fail_reason=reason,
-        )
+        ).relation
         timeline_record(
             contact=relation.external_contact,
             kind=TimelineEvent.Kind(actual.value),

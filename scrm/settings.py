@@ -152,6 +152,8 @@ CELERY_TASK_ROUTES = {"*.welcome_*": {"queue": "welcome"}}
 WECOM_API_BASE = env("WECOM_API_BASE", default="")  # empty: the built-in sandbox, in-process
 WECOM_SANDBOX_ENABLED = env.bool("WECOM_SANDBOX_ENABLED", default=not WECOM_API_BASE)
 WECOM_EVENT_PIPELINE = "scrm.pipeline.handle_event"
+# The one step every add goes through, also those that details and calibration find.
+CONTACTS_ADD_RECORDER = "scrm.pipeline.add_record"
 WECOM_CALLBACK_MAX_SKEW = env.int("WECOM_CALLBACK_MAX_SKEW", default=600)  # seconds, either way
 WECOM_CALLBACK_MAX_BODY = 64 * 1024
 WECOM_HTTP_TIMEOUT = env.float("WECOM_HTTP_TIMEOUT", default=10.0)

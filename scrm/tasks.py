@@ -15,13 +15,16 @@ from scrm.wecom.services import TRANSIENT_ERRORS
     retry_backoff_max=4,
     max_retries=3,
 )
-def after_add_task(attribution_id: int, welcome_code: str, received_ts: float) -> None:
+def after_add_task(
+    attribution_id: int, welcome_code: str, received_ts: float, fetch_details: bool = True
+) -> None:
     from scrm.pipeline import after_add
 
     after_add(
         attribution_id=attribution_id,
         welcome_code=welcome_code,
         received_at=datetime.fromtimestamp(received_ts, UTC),
+        fetch_details=fetch_details,
     )
 
 

@@ -96,8 +96,8 @@ def _channel_and_lifecycle_rows(corp: Corp) -> None:
     co.AuditLog.objects.create(corp=corp, actor_label="smoke", action="export",
                                target=customer.external_userid)  # fmt: skip
     run = co.CalibrationRun.objects.create(corp=corp, since=dt.date(2026, 6, 1), status="done")
-    co.CalibrationDeviation.objects.create(run=run, staff=staff, day=dt.date(2026, 6, 1),
-                                           ours=1, wecom=2)  # fmt: skip
+    co.CalibrationDeviation.objects.create(corp=corp, run=run, staff=staff,
+                                           day=dt.date(2026, 6, 1), ours=1, wecom=2)  # fmt: skip
 
 
 @pytest.mark.parametrize(("model", "model_admin"), ADMINS, ids=ADMIN_IDS)

@@ -1,5 +1,5 @@
-"""Attribution: each add resolved, through its state, to a live code, channel, scan or
-referrer; the first source gets its code and channel when the add is the customer's first."""
+"""Attribution: each add of the relation history resolved, through its state, to a live code,
+channel, scan or referrer; and the first touch, projected from the earliest add."""
 
 from __future__ import annotations
 
@@ -7,15 +7,14 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import transaction
 from redis.exceptions import RedisError
 
 from channels_app.models import Attribution, LandingSlot, LiveCode, ReferralCode, Scan
 from channels_app.services.assignment import counter_bump_added
 from channels_app.services.landing import landing_scans_flush
 from channels_app.state import parse_state
-from contacts.models import FirstSource, FollowRelation
-from contacts.services import first_source_set_channel
+from contacts.models import ExternalContact, FirstSource, RelationEvent
+from contacts.services import first_source_project
 from scrm.wecom.models import Corp
 
 logger = logging.getLogger(__name__)
@@ -74,46 +73,55 @@ def state_resolve(*, corp: Corp, state: str, added_at: datetime) -> Resolved:
     return Resolved(parsed.kind)
 
 
-@transaction.atomic
-def attribution_record(
-    *, relation: FollowRelation, first_source: FirstSource, state: str, added_at: datetime
-) -> tuple[Attribution, bool]:
-    """Record one add (idempotent per relation and add time); returns (attribution, created).
-    Counters are bumped only when the attribution is new, in the same transaction."""
-    corp = relation.corp
-    resolved = state_resolve(corp=corp, state=state, added_at=added_at)
-    live_code = resolved.live_code
-    is_first = first_source.staff_id == relation.staff_id and first_source.added_at == added_at
-    attribution, created = Attribution.objects.get_or_create(
-        follow_relation=relation,
-        added_at=added_at,
-        defaults={
-            "corp": corp,
-            "external_contact_id": relation.external_contact_id,
-            "staff_id": relation.staff_id,
-            "live_code": live_code,
-            "channel_id": live_code.channel_id if live_code else None,
-            "scan": resolved.scan,
-            "referrer_id": resolved.referral.referrer_id if resolved.referral else None,
-            "store_id": resolved.scan.store_id if resolved.scan else None,
-            "state": state[:64],
-            "state_kind": resolved.kind,
-            "is_first_touch": is_first,
-        },
+def attribution_record(*, add_event: RelationEvent) -> tuple[Attribution, bool]:
+    """The add's Attribution, resolved from its state when new; returns (attribution, created).
+    Idempotent per add (attribution_once_per_add). The add's counter is bumped only when the
+    attribution is new, in the caller's transaction."""
+    existing = (
+        Attribution.objects.filter(corp_id=add_event.corp_id, add_event=add_event)
+        .select_related("live_code", "channel")
+        .first()
     )
-    if is_first:
-        # An earlier add delivered late may have taken the first source from another one.
-        Attribution.objects.filter(external_contact_id=relation.external_contact_id).exclude(
-            pk=attribution.pk
-        ).update(is_first_touch=False)
-        if not attribution.is_first_touch:
-            Attribution.objects.filter(pk=attribution.pk).update(is_first_touch=True)
-        if live_code is not None:
-            first_source_set_channel(
-                first_source=first_source,
-                live_code_id=live_code.pk,
-                channel_id=live_code.channel_id,
-            )
-    if created and live_code is not None:
-        counter_bump_added(live_code=live_code, staff_id=relation.staff_id, at=added_at)
-    return attribution, created
+    if existing is not None:
+        return existing, False
+    corp = add_event.corp
+    resolved = state_resolve(corp=corp, state=add_event.state, added_at=add_event.occurred_at)
+    live_code = resolved.live_code
+    attribution = Attribution.objects.create(
+        corp=corp,
+        add_event=add_event,
+        external_contact_id=add_event.external_contact_id,
+        follow_relation_id=add_event.follow_relation_id,
+        staff_id=add_event.staff_id,
+        live_code=live_code,
+        channel=live_code.channel if live_code else None,
+        scan=resolved.scan,
+        referrer_id=resolved.referral.referrer_id if resolved.referral else None,
+        store_id=resolved.scan.store_id if resolved.scan else None,
+        state=add_event.state,
+        state_kind=resolved.kind,
+        added_at=add_event.occurred_at,
+    )
+    if live_code is not None:
+        counter_bump_added(
+            live_code=live_code, staff_id=add_event.staff_id, at=add_event.occurred_at
+        )
+    return attribution, True
+
+
+def first_touch_project(*, contact: ExternalContact) -> FirstSource | None:
+    """The customer's first touch, derived in one place: the first source (contacts'
+    projection of the earliest add) and the is_first_touch flag of the Attribution of that add,
+    and of no other. Call after every change to the customer's adds, with the customer's row
+    locked."""
+    first_source = first_source_project(contact=contact)
+    first_add_id = first_source.add_event_id if first_source else None
+    attributions = Attribution.objects.filter(corp_id=contact.corp_id, external_contact=contact)
+    attributions.filter(is_first_touch=True).exclude(add_event_id=first_add_id).update(
+        is_first_touch=False
+    )
+    if first_add_id is not None:
+        attributions.filter(add_event_id=first_add_id, is_first_touch=False).update(
+            is_first_touch=True
+        )
+    return first_source

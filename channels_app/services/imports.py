@@ -346,7 +346,7 @@ class _LiveCodePlanner:
             elif staff.status != Staff.Status.ACTIVE:
                 report("staff", _("%(staff)s has left or is disabled.") % {"staff": staff})
             else:
-                member = PoolMember(staff=staff, daily_cap=cap)
+                member = PoolMember(corp=self.corp, staff=staff, daily_cap=cap)
                 try:
                     member.full_clean(exclude=["live_code", "staff"], validate_unique=False,
                                       validate_constraints=False)  # fmt: skip
@@ -383,7 +383,7 @@ def live_codes_create_from_csv(
                 item.live_code.channel = item.channel  # now saved: sets channel_id
                 item.live_code.save()
                 for member in item.members:
-                    member.live_code = item.live_code
+                    member.live_code, member.corp_id = item.live_code, item.live_code.corp_id
                     members.append(member)
             PoolMember.objects.bulk_create(members)
     except IntegrityError:

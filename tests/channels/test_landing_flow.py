@@ -54,7 +54,7 @@ def test_scan_then_add_joins_the_exact_scan(make_code, sandbox_corp, client, pos
     assert attribution.is_first_touch
     assert attribution.state_kind == "landing"
     first = FirstSource.objects.get()
-    assert (first.live_code_id, first.channel_id) == (code.pk, code.channel_id)
+    assert first.add_event_id == attribution.add_event_id  # the first source is this add
     counter = DailyCounter.objects.get(staff__userid=way.users[0])
     assert (counter.assigned, counter.added) == (1, 1)
 

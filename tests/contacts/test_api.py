@@ -14,7 +14,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from contacts.models import ExternalContact
-from contacts.services import follow_relation_record_add
+from scrm.pipeline import add_record
 from scrm.wecom.models import Corp
 from scrm.wecom.sandbox.simulate import random_aes_key
 from scrm.wecom.services import corp_create
@@ -157,13 +157,13 @@ def test_corp_filter_separates_corps(api, customers):
         callback_token="othertoken0123456789",
         encoding_aes_key=random_aes_key(),
     )
-    relation, _first = follow_relation_record_add(
+    relation = add_record(
         corp=other,
         userid="zhangsan",
         external_userid="wm_other_corp_customer",
         state="dy_ad_07",
         added_at=timezone.now(),
-    )
+    ).relation
     assert _ids(api.get(URL, {"corp": other.corp_id})) == {relation.external_contact_id}
     assert relation.external_contact_id not in _ids(
         api.get(URL, {"corp": customers["scan"].corp.corp_id})
@@ -233,7 +233,7 @@ def test_queries_do_not_grow_with_customers(api, sandbox_corp, post_event):
         )
     # A second follow relation on some customers must not add queries either.
     for contact in ExternalContact.objects.select_related("corp")[:5]:
-        follow_relation_record_add(
+        add_record(
             corp=contact.corp,
             userid="staff03",
             external_userid=contact.external_userid,

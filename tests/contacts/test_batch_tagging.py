@@ -17,9 +17,9 @@ from contacts.models import (
     FollowRelation,
     TimelineEvent,
 )
-from contacts.services import follow_relation_record_add
 from contacts.tags import tag_group_create
 from contacts.tasks import batch_tag_job_run_task
+from scrm.pipeline import add_record
 from scrm.wecom.client import WeComRateLimited
 from scrm.wecom.models import ApiCall
 from scrm.wecom.sandbox.models import SandboxFault, SandboxFollow
@@ -51,7 +51,7 @@ def _customers_add(corp, sandbox_corp, count: int, *, state: str = "pyq_0012", s
         customer, _follow, _code = sandbox_customer_add(
             corp=sandbox_corp, userid=userid, rng=rng, state=state
         )
-        follow_relation_record_add(
+        add_record(
             corp=corp, userid=userid, external_userid=customer.external_userid, state=state,
             added_at=now,
         )  # fmt: skip

@@ -143,7 +143,7 @@ def test_a_second_relation_is_backfilled_without_touching_the_first_source(
     assert (first.staff.userid, first.state, first.backfilled) == ("staff01", "pyq_0012", False)
     line = TimelineEvent.objects.get(kind=TimelineEvent.Kind.BACKFILLED)
     assert (line.dedup_key, line.staff, line.summary) == (
-        f"backfill:{relation.pk}", relation.staff, "xhs_618",
+        f"add:staff02:{follow.createtime + 3600}", relation.staff, "xhs_618",
     )  # fmt: skip
     assert line.occurred_at == relation.created_at
 

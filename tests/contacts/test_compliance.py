@@ -41,9 +41,9 @@ from contacts.models import (
     TagGroup,
     TimelineEvent,
 )
-from contacts.services import follow_relation_record_add
 from contacts.tasks import callback_bodies_prune_task
 from contacts.timeline import timeline_record
+from scrm.pipeline import add_record
 from scrm.wecom.models import CallbackEvent
 from tests.factories import (
     CorpFactory,
@@ -93,24 +93,21 @@ def world(admin_user):
         corp=corp, external_userid=ORIGINAL_ID, name=NAME, unionid=UNIONID,
         avatar="https://wework.qpic.cn/wang.png", corp_name="王氏贸易",
     )  # fmt: skip
+    channel = Channel.objects.create(corp=corp, name="小红书 618", code="xhs_618")
+    # A code adopted from WeCom keeps its foreign state: the adds below resolve to it.
+    code = LiveCode.objects.create(corp=corp, channel=channel, name="618 海报", slug="pipl-618",
+                                   state="pyq_0012")  # fmt: skip
     first = FirstSourceFactory(external_contact=contact, corp=corp, state="pyq_0012")
     relation = FollowRelation.objects.get(external_contact=contact)
     FollowRelation.objects.filter(pk=relation.pk).update(
         remark=REMARK, description="住在浦东, 孕期", oper_userid="staff-oper"
     )
-    second = FollowRelationFactory(external_contact=contact, corp=corp, remark="老客户 王")
-    channel = Channel.objects.create(corp=corp, name="小红书 618", code="xhs_618")
-    code = LiveCode.objects.create(corp=corp, channel=channel, name="618 海报", slug="pipl-618")
+    FollowRelationFactory(external_contact=contact, corp=corp, remark="老客户 王")
     scan = Scan.objects.create(
         corp=corp, live_code=code, device=Scan.Device.MOBILE, utm_source="xhs",
         ip_hash=IP_HASH, device_key=DEVICE_KEY, staff=first.staff,
     )  # fmt: skip
-    for rel, is_first in ((relation, True), (second, False)):
-        Attribution.objects.create(
-            corp=corp, external_contact=contact, follow_relation=rel, staff=rel.staff,
-            live_code=code, channel=channel, scan=scan if is_first else None,
-            state="pyq_0012", added_at=rel.created_at, is_first_touch=is_first,
-        )  # fmt: skip
+    Attribution.objects.filter(add_event=first.add_event).update(scan=scan)
     group = TagGroup.objects.create(corp=corp, group_id="g1", name="意向")
     tag = Tag.objects.create(corp=corp, group=group, tag_id="t1", name="高意向")
     CustomerTag.objects.create(
@@ -122,11 +119,7 @@ def world(admin_user):
     )  # fmt: skip
     GroupMemberJoin.objects.create(corp=corp, chat_id="wrchat1", member_id="member-1",
                                    external_contact=contact, joined_at=timezone.now())  # fmt: skip
-    timeline_record(
-        contact=contact, kind=TimelineEvent.Kind.ADDED, occurred_at=relation.created_at,
-        dedup_key="add:1", staff=relation.staff, summary="小红书 618 · 618 海报 · pyq_0012",
-        data={"state": "pyq_0012"},
-    )  # fmt: skip
+    # The adds above wrote their timeline lines ("小红书 618 · 618 海报 · pyq_0012").
     timeline_record(
         contact=contact, kind=TimelineEvent.Kind.TAGGED, occurred_at=timezone.now(),
         dedup_key="tag:1", summary="高意向", data={"tags": ["t1"]},
@@ -264,8 +257,10 @@ def test_erase_removes_personal_data_everywhere_and_keeps_every_count(world):
     assert {(c.external_userid, c.unionid) for c in conversions} == {("", "")}
     assert sorted(c.amount for c in conversions) == [Decimal("-50.00"), Decimal("199.00")]
     kept = contact.timeline.exclude(kind=TimelineEvent.Kind.ERASED)
-    assert {line.kind for line in kept} == {TimelineEvent.Kind.ADDED, TimelineEvent.Kind.TAGGED,
-                                            TimelineEvent.Kind.CONVERSION}  # fmt: skip
+    assert {line.kind for line in kept} == {
+        TimelineEvent.Kind.ADDED, TimelineEvent.Kind.RE_ADDED, TimelineEvent.Kind.TAGGED,
+        TimelineEvent.Kind.CONVERSION,
+    }  # fmt: skip
     assert {(line.summary, json.dumps(line.data)) for line in kept} == {("", "{}")}
 
     everything = _everything_serialised()
@@ -305,10 +300,10 @@ def test_a_later_add_of_the_same_person_is_a_new_customer(world):
     contact = world["contact"]
     contact_erase(contact=contact, actor=world["actor"])
     staff = StaffFactory(corp=world["corp"])
-    relation, _first = follow_relation_record_add(
+    relation = add_record(
         corp=world["corp"], userid=staff.userid, external_userid=ORIGINAL_ID, state="",
         added_at=timezone.now(),
-    )  # fmt: skip
+    ).relation  # fmt: skip
     assert relation.external_contact_id != contact.pk
     assert relation.external_contact.erased_at is None
     assert ExternalContact.objects.filter(corp=world["corp"]).count() == 3

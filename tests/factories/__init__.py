@@ -46,7 +46,27 @@ class ExternalContactFactory(factory.django.DjangoModelFactory):
     details_fetched_at = factory.LazyFunction(timezone.now)
 
 
+def _add_through_the_pipeline(
+    *, contact: ExternalContact, staff: Staff, added_at: dt.datetime, state: str, add_way: int
+) -> FollowRelation:
+    """Relations and first sources are projections of the relation history: a factory makes
+    them the way production does, through the one add step."""
+    from scrm.pipeline import add_record
+
+    return add_record(
+        corp=contact.corp,
+        userid=staff.userid,
+        external_userid=contact.external_userid,
+        state=state,
+        added_at=added_at,
+        add_way=add_way,
+    ).relation
+
+
 class FollowRelationFactory(factory.django.DjangoModelFactory):
+    """A relation made by an add (and a deletion with the trait), through the add step; other
+    fields given (remark, description) are set on it afterwards."""
+
     class Meta:
         model = FollowRelation
 
@@ -54,7 +74,6 @@ class FollowRelationFactory(factory.django.DjangoModelFactory):
     corp = factory.SelfAttribute("external_contact.corp")
     staff = factory.SubFactory(StaffFactory, corp=factory.SelfAttribute("..corp"))
     created_at = factory.LazyFunction(lambda: timezone.now() - dt.timedelta(hours=1))
-    status_changed_at = factory.SelfAttribute("created_at")
     add_way = 1
     state = "pyq_0012"
 
@@ -64,13 +83,36 @@ class FollowRelationFactory(factory.django.DjangoModelFactory):
             deleted_at=factory.LazyFunction(timezone.now),
         )
 
+    @classmethod
+    def _create(cls, model_class: type, *args: object, **kwargs: object) -> FollowRelation:
+        from contacts.models import RelationEvent
+        from contacts.services import relation_event_record
+
+        contact, staff = kwargs.pop("external_contact"), kwargs.pop("staff")
+        kwargs.pop("corp")
+        relation = _add_through_the_pipeline(
+            contact=contact, staff=staff, added_at=kwargs.pop("created_at"),
+            state=kwargs.pop("state"), add_way=kwargs.pop("add_way"),
+        )  # fmt: skip
+        status, deleted_at = kwargs.pop("status", None), kwargs.pop("deleted_at", None)
+        if status is not None and status != FollowRelation.Status.ACTIVE:
+            relation = relation_event_record(
+                corp=contact.corp, userid=staff.userid, external_userid=contact.external_userid,
+                kind=RelationEvent.Kind(status), occurred_at=deleted_at,
+            ).relation  # fmt: skip
+        for name, value in kwargs.items():
+            setattr(relation, name, value)
+        if kwargs:
+            relation.save(update_fields=list(kwargs))
+        return relation
+
 
 class FirstSourceFactory(factory.django.DjangoModelFactory):
-    """A customer's first source together with the follow relation it came from."""
+    """A customer's first source: the projection of its first add, made through the add step
+    (with its follow relation and attribution)."""
 
     class Meta:
         model = FirstSource
-        skip_postgeneration_save = True
 
     external_contact = factory.SubFactory(ExternalContactFactory)
     corp = factory.SelfAttribute("external_contact.corp")
@@ -78,12 +120,12 @@ class FirstSourceFactory(factory.django.DjangoModelFactory):
     added_at = factory.LazyFunction(lambda: timezone.now() - dt.timedelta(hours=1))
     add_way = 1
     state = "pyq_0012"
-    relation = factory.RelatedFactory(
-        FollowRelationFactory,
-        factory_related_name=None,
-        external_contact=factory.SelfAttribute("..external_contact"),
-        staff=factory.SelfAttribute("..staff"),
-        created_at=factory.SelfAttribute("..added_at"),
-        add_way=factory.SelfAttribute("..add_way"),
-        state=factory.SelfAttribute("..state"),
-    )
+
+    @classmethod
+    def _create(cls, model_class: type, *args: object, **kwargs: object) -> FirstSource:
+        contact = kwargs["external_contact"]
+        _add_through_the_pipeline(
+            contact=contact, staff=kwargs["staff"], added_at=kwargs["added_at"],
+            state=kwargs["state"], add_way=kwargs["add_way"],
+        )  # fmt: skip
+        return FirstSource.objects.get(external_contact=contact)
