@@ -17,7 +17,6 @@ from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import content_disposition_header
 from django.utils.text import capfirst
@@ -55,6 +54,7 @@ from channels_app.services.publishing import (
     live_codes_status_set,
 )
 from channels_app.services.referrals import referral_code_get_or_create, referral_link
+from scrm import days
 from scrm.wecom.admin import ReadOnlyAdmin
 from scrm.wecom.client import WeComError
 
@@ -548,9 +548,10 @@ class ReferralCodeAdmin(admin.ModelAdmin):
         form = LeaderboardForm.from_query(request.GET)
         rows = None
         if form.is_valid():
-            days = form.cleaned_data["days"]
-            since = timezone.now() - timedelta(days=days) if days else None
-            rows = referrer_leaderboard(corp=form.cleaned_data["corp"], since=since)
+            corp, period = form.cleaned_data["corp"], form.cleaned_data["days"]
+            # The last `period` local days of the corp, today included.
+            since = days.today(corp) - timedelta(days=period - 1) if period else None
+            rows = referrer_leaderboard(corp=corp, since=since)
         return _page(self, request, "leaderboard.html", title=_("Referral leaderboard"),
                      form=form, rows=rows)  # fmt: skip
 
