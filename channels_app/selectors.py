@@ -163,7 +163,6 @@ def customers_with_first_source_names(queryset: QuerySet) -> QuerySet:
 def _local_day_of_each_corp(queryset: QuerySet, day: date | None) -> QuerySet:
     """`queryset` (rows with a `corp`) with aliases `local_day`, `local_day_start` and
     `local_day_end`: the day (default: today) of each row's own corp and its UTC bounds."""
-
     now = timezone.now()  # one clock for every zone and bound
 
     def local(tz: tzinfo) -> date:
