@@ -17,7 +17,6 @@ from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import content_disposition_header
 from django.utils.text import capfirst
@@ -55,7 +54,8 @@ from channels_app.services.publishing import (
     live_codes_status_set,
 )
 from channels_app.services.referrals import referral_code_get_or_create, referral_link
-from scrm.wecom.admin import ReadOnlyAdmin
+from scrm import days
+from scrm.wecom.admin import ReadOnlyAdmin, local_time_column
 from scrm.wecom.client import WeComError
 
 
@@ -173,7 +173,8 @@ class ChannelAdmin(admin.ModelAdmin):
 
 @admin.register(ChannelCost)
 class ChannelCostAdmin(admin.ModelAdmin):
-    list_display = ["channel", "start_date", "end_date", "amount", "currency", "note", "created_at"]
+    list_display = ["channel", "start_date", "end_date", "amount", "currency", "note",
+                    local_time_column(ChannelCost, "created_at")]  # fmt: skip
     list_filter = [("channel", admin.RelatedOnlyFieldListFilter), "start_date", "currency", "corp"]
     search_fields = ["channel__name", "channel__code", "note"]
     list_select_related = ["channel", "corp"]
@@ -454,7 +455,8 @@ class LiveCodeAdmin(admin.ModelAdmin):
 
 @admin.register(Scan)
 class ScanAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "live_code", "staff", "store", "device", "in_wechat", "reused",
+    list_display = [local_time_column(Scan, "created_at"), "live_code", "staff", "store", "device",
+                    "in_wechat", "reused",
                     "utm_source", "utm_campaign", "referral"]  # fmt: skip
     list_filter = ["device", "in_wechat", "reused", "live_code__channel", "corp"]
     search_fields = ["live_code__name", "live_code__slug", "utm_campaign"]
@@ -465,7 +467,8 @@ class ScanAdmin(ReadOnlyAdmin):
 
 @admin.register(Attribution)
 class AttributionAdmin(ReadOnlyAdmin):
-    list_display = ["added_at", "external_contact", "staff", "live_code", "channel", "state_kind",
+    list_display = [local_time_column(Attribution, "added_at"), "external_contact", "staff",
+                    "live_code", "channel", "state_kind",
                     "is_first_touch", "referrer", "store"]  # fmt: skip
     list_filter = ["is_first_touch", "state_kind", "channel", "corp"]
     search_fields = ["external_contact__name", "external_contact__external_userid", "state"]
@@ -486,7 +489,7 @@ class DailyCounterAdmin(ReadOnlyAdmin):
 @admin.register(ReferralCode)
 class ReferralCodeAdmin(admin.ModelAdmin):
     form = ReferralCodeForm
-    list_display = ["referrer", "live_code", "link", "created_at"]
+    list_display = ["referrer", "live_code", "link", local_time_column(ReferralCode, "created_at")]
     list_filter = ["live_code__channel", "corp"]
     search_fields = ["referrer__name", "referrer__external_userid", "token", "live_code__name"]
     list_select_related = ["referrer", "live_code"]
@@ -548,9 +551,10 @@ class ReferralCodeAdmin(admin.ModelAdmin):
         form = LeaderboardForm.from_query(request.GET)
         rows = None
         if form.is_valid():
-            days = form.cleaned_data["days"]
-            since = timezone.now() - timedelta(days=days) if days else None
-            rows = referrer_leaderboard(corp=form.cleaned_data["corp"], since=since)
+            corp, period = form.cleaned_data["corp"], form.cleaned_data["days"]
+            # The last `period` local days of the corp, today included.
+            since = days.today(corp) - timedelta(days=period - 1) if period else None
+            rows = referrer_leaderboard(corp=corp, since=since)
         return _page(self, request, "leaderboard.html", title=_("Referral leaderboard"),
                      form=form, rows=rows)  # fmt: skip
 

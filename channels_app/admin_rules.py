@@ -8,6 +8,7 @@ from django.utils.translation import gettext_lazy as _
 from channels_app.models import GroupJoinWay, GroupMemberJoin, SourceRule, WelcomeDelivery
 from channels_app.services.groups import group_join_way_publish
 from channels_app.services.publishing import PublishError
+from scrm.wecom.admin import local_time_column
 
 
 @admin.register(SourceRule)
@@ -31,8 +32,9 @@ class SourceRuleAdmin(admin.ModelAdmin):
 
 @admin.register(WelcomeDelivery)
 class WelcomeDeliveryAdmin(admin.ModelAdmin):
-    list_display = ["sent_at", "follow_relation", "source", "outcome", "errcode", "added_at",
-                    "received_at"]  # fmt: skip
+    list_display = [local_time_column(WelcomeDelivery, "sent_at"), "follow_relation", "source",
+                    "outcome", "errcode", local_time_column(WelcomeDelivery, "added_at"),
+                    local_time_column(WelcomeDelivery, "received_at")]  # fmt: skip
     list_filter = ["outcome", "source", "corp"]
     list_select_related = ["follow_relation__staff", "follow_relation__external_contact"]
     date_hierarchy = "sent_at"
@@ -46,7 +48,8 @@ class WelcomeDeliveryAdmin(admin.ModelAdmin):
 
 @admin.register(GroupJoinWay)
 class GroupJoinWayAdmin(admin.ModelAdmin):
-    list_display = ["name", "channel", "scene", "state", "config_id", "published_at", "joins"]
+    list_display = ["name", "channel", "scene", "state", "config_id",
+                    local_time_column(GroupJoinWay, "published_at"), "joins"]  # fmt: skip
     list_filter = ["channel", "scene", "corp"]
     search_fields = ["name", "state", "config_id"]
     list_select_related = ["channel", "corp"]
@@ -71,7 +74,8 @@ class GroupJoinWayAdmin(admin.ModelAdmin):
 
 @admin.register(GroupMemberJoin)
 class GroupMemberJoinAdmin(admin.ModelAdmin):
-    list_display = ["joined_at", "chat_id", "member_id", "external_contact", "join_way",
+    list_display = [local_time_column(GroupMemberJoin, "joined_at"), "chat_id", "member_id",
+                    "external_contact", "join_way",
                     "channel", "join_scene", "state_kind"]  # fmt: skip
     list_filter = ["state_kind", "join_scene", "channel", "corp"]
     search_fields = ["chat_id", "member_id", "state"]

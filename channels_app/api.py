@@ -33,7 +33,6 @@ from channels_app.filters import (
     LiveCodeFilter,
     ReferralCodeFilter,
     ScanFilter,
-    local_day_start,
 )
 from channels_app.models import (
     Attribution,
@@ -172,7 +171,8 @@ class ChannelSerializer(ModelSerializer):
 
 
 class ChannelViewSet(ReloadAfterSaveMixin, viewsets.ModelViewSet):
-    """渠道 with today's scans, adds and number of live codes."""
+    """渠道 with today's scans and adds (today: the channel's corp's local day) and number of
+    live codes."""
 
     permission_classes = [ModelPermissions]
     serializer_class = ChannelSerializer
@@ -462,8 +462,9 @@ class PNGRenderer(renderers.BaseRenderer):
 
 
 class LiveCodeViewSet(ReloadAfterSaveMixin, viewsets.ModelViewSet):
-    """活码 with pool, shifts and today's figures. Edits save only; POST publish/ pushes the
-    code to WeCom (a native code keeps its config_id and printed QR), pause/ pauses it."""
+    """活码 with pool, shifts and today's figures (today: the code's corp's local day). Edits
+    save only; POST publish/ pushes the code to WeCom (a native code keeps its config_id and
+    printed QR), pause/ pauses it."""
 
     permission_classes = [ModelPermissions]
     serializer_class = LiveCodeSerializer
@@ -545,7 +546,8 @@ class ScanSerializer(ModelSerializer):
 
 
 class ScanViewSet(viewsets.ReadOnlyModelViewSet):
-    """Visits of tracked links, newest first. ?from=/?to= are local days (settings.TIME_ZONE)."""
+    """Visits of tracked links, newest first. ?from=/?to= are local days of the corp (?corp=),
+    else of each scan's own corp."""
 
     serializer_class = ScanSerializer
     filterset_class = ScanFilter
@@ -582,7 +584,8 @@ class AttributionSerializer(ModelSerializer):
 
 class AttributionViewSet(viewsets.ReadOnlyModelViewSet):
     """Adds resolved to code, channel, scan or referrer. ?state_kind=foreign lists adds whose
-    state is not ours (other tools, codes not imported yet) for reconciling."""
+    state is not ours (other tools, codes not imported yet) for reconciling. ?from=/?to= are
+    local days of the corp (?corp=), else of each add's own corp."""
 
     serializer_class = AttributionSerializer
     filterset_class = AttributionFilter
@@ -673,7 +676,7 @@ class ReferralCodeViewSet(
         since: date | None = params.validated_data.get("since")
         rows = referrer_leaderboard(
             corp=corp,
-            since=since and local_day_start(since, corp.tzinfo),
+            since=since,
             limit=params.validated_data["limit"],
         )
         return Response(

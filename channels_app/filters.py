@@ -5,12 +5,10 @@ API answers with 400 rather than ignoring the filter."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 import django_filters
 from django import forms
 from django.db.models import Exists, OuterRef, Q, QuerySet
-from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from channels_app.models import (
@@ -22,6 +20,7 @@ from channels_app.models import (
     ReferralCode,
     Scan,
 )
+from contacts.filters import LocalDayFilter
 
 STATE_KINDS = STATE_KIND_CHOICES
 
@@ -47,34 +46,6 @@ class BooleanFilter(django_filters.BooleanFilter):
         # The select widget maps unknown values to None before the field sees them.
         kwargs.setdefault("widget", forms.TextInput)
         super().__init__(*args, **kwargs)
-
-
-def local_day_start(day: date, tz: tzinfo, *, days_later: int = 0) -> datetime | None:
-    """The UTC start of a local day (or of the day `days_later`); None beyond what a datetime
-    holds (9999-12-31 plus a day, 0001-01-01 east of UTC), where a bound bounds nothing."""
-    try:
-        start = datetime.combine(day, time.min, tzinfo=tz) + timedelta(days=days_later)
-        return start.astimezone(UTC)
-    except OverflowError:
-        return None
-
-
-class LocalDayFilter(django_filters.DateFilter):
-    """A local day (settings.TIME_ZONE) as a bound on a datetime column. Compares with the
-    day's UTC bounds, so the column's index is used (a `__date` lookup converts every row)."""
-
-    def __init__(self, *args, upper: bool = False, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.upper = upper
-
-    def filter(self, qs: QuerySet, value: date | None) -> QuerySet:
-        if value is None:
-            return qs
-        tz = timezone.get_current_timezone()
-        bound = local_day_start(value, tz, days_later=1 if self.upper else 0)
-        if bound is None:
-            return qs
-        return qs.filter(**{f"{self.field_name}__{'lt' if self.upper else 'gte'}": bound})
 
 
 def date_range(lower: django_filters.Filter, upper: django_filters.Filter) -> Callable:

@@ -5,6 +5,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from contacts.models import ExternalContact, FollowRelation, RelationEvent, Staff
+from scrm import days
 from scrm.wecom.models import Corp
 
 # Short, sortable channel codes such as pyq_0012 or xhs_618 (朋友圈广告 0012, 小红书 618).
@@ -511,7 +512,8 @@ class Scan(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.live_code_id} @ {self.created_at}"
+        when = days.local_display(self.created_at, days.corp_zone(self.corp_id))
+        return f"{self.live_code_id} @ {when}"
 
 
 # What a contact way's state said, as channels_app.state parses it; "foreign" is a state made

@@ -4,15 +4,15 @@ computed in the database (annotations over indexed columns), never in a Python l
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta, tzinfo
 from time import monotonic
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from django.conf import settings
 from django.db.models import (
     Case,
     Count,
+    DateField,
+    DateTimeField,
     Exists,
     F,
     IntegerField,
@@ -40,6 +40,7 @@ from channels_app.models import (
     Store,
 )
 from contacts.models import Staff
+from scrm import days
 from scrm.wecom.models import Corp
 
 
@@ -133,7 +134,7 @@ def landing_config(slug: str) -> LandingConfig | None:
     members = tuple(live_code.pool.filter(is_enabled=True).select_related("staff").order_by("pk"))
     shifts, specials = [], []
     if live_code.has_schedule:
-        since = timezone.now().astimezone(live_code.corp.tzinfo).date() - timedelta(days=1)
+        since = days.today(live_code.corp) - timedelta(days=1)
         shifts, specials = schedule_read(live_code, since=since)
     slots = {}
     if live_code.mode == LiveCode.Mode.LANDING:
@@ -158,13 +159,23 @@ def customers_with_first_source_names(queryset: QuerySet) -> QuerySet:
     )
 
 
-def local_day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
-    start = datetime.combine(day, time.min, tzinfo=tz)
-    return start, start + timedelta(days=1)
+def _local_day_of_each_corp(queryset: QuerySet, day: date | None) -> QuerySet:
+    """`queryset` (rows with a `corp`) with aliases `local_day`, `local_day_start` and
+    `local_day_end`: the day (default: today) of each row's own corp and its UTC bounds."""
+    now = timezone.now()  # one clock for every zone and bound
 
+    def local(tz: tzinfo) -> date:
+        return day or days.today(tz, now=now)
 
-def today(tz: ZoneInfo | None = None) -> date:
-    return timezone.now().astimezone(tz or ZoneInfo(settings.TIME_ZONE)).date()
+    return queryset.alias(
+        local_day=days.per_corp(local, output_field=DateField()),
+        local_day_start=days.per_corp(
+            lambda tz: days.day_start(local(tz), tz), output_field=DateTimeField()
+        ),
+        local_day_end=days.per_corp(
+            lambda tz: days.day_start(local(tz), tz, days_later=1), output_field=DateTimeField()
+        ),
+    )
 
 
 def _count(queryset: QuerySet, field: str = "pk") -> Subquery:
@@ -172,14 +183,12 @@ def _count(queryset: QuerySet, field: str = "pk") -> Subquery:
     return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
 
 
-def live_codes_with_today(*, day: date | None = None, tz: ZoneInfo | None = None) -> QuerySet:
+def live_codes_with_today(*, day: date | None = None) -> QuerySet:
     """Live codes with today's scans, adds, assigned and total daily cap (None: a member has
     no cap, so neither has the code). `cap_used_today` is what the caps count: scans assigned
     for a landing code, adds for a native one (its contact way rotates on adds).
-    `day` is a local day in `tz` (default: today in settings.TIME_ZONE)."""
-    tz = tz or ZoneInfo(settings.TIME_ZONE)
-    day = day or today(tz)
-    start, end = local_day_bounds(day, tz)
+    Each code's figures are for its own corp's local day: `day`, by default its today."""
+    start, end = OuterRef("local_day_start"), OuterRef("local_day_end")
     scans = Scan.objects.filter(live_code=OuterRef("pk"), created_at__gte=start,
                                 created_at__lt=end)  # fmt: skip
     adds = Attribution.objects.filter(live_code=OuterRef("pk"), added_at__gte=start,
@@ -187,7 +196,7 @@ def live_codes_with_today(*, day: date | None = None, tz: ZoneInfo | None = None
 
     def counter_sum(field: str) -> Subquery:
         sums = (
-            DailyCounter.objects.filter(live_code=OuterRef("pk"), day=day)
+            DailyCounter.objects.filter(live_code=OuterRef("pk"), day=OuterRef("local_day"))
             .order_by()
             .values("live_code")
             .annotate(n=Sum(field))
@@ -206,7 +215,7 @@ def live_codes_with_today(*, day: date | None = None, tz: ZoneInfo | None = None
         live_code=OuterRef("pk"), is_enabled=True, daily_cap__isnull=True
     )
     return (
-        LiveCode.objects.select_related("corp", "channel")
+        _local_day_of_each_corp(LiveCode.objects.select_related("corp", "channel"), day)
         .annotate(
             scans_today=_count(scans.values("live_code"), "live_code"),
             adds_today=_count(adds.values("live_code"), "live_code"),
@@ -230,15 +239,16 @@ def live_codes_with_today(*, day: date | None = None, tz: ZoneInfo | None = None
     )
 
 
-def channels_with_today(*, day: date | None = None, tz: ZoneInfo | None = None) -> QuerySet:
-    tz = tz or ZoneInfo(settings.TIME_ZONE)
-    day = day or today(tz)
-    start, end = local_day_bounds(day, tz)
+def channels_with_today(*, day: date | None = None) -> QuerySet:
+    """Channels with today's scans and adds (of each channel's own corp's local day: `day`,
+    by default its today) and their number of live codes."""
+    start, end = OuterRef("local_day_start"), OuterRef("local_day_end")
     scans = Scan.objects.filter(live_code__channel=OuterRef("pk"), created_at__gte=start,
                                 created_at__lt=end)  # fmt: skip
     adds = Attribution.objects.filter(channel=OuterRef("pk"), added_at__gte=start,
                                       added_at__lt=end)  # fmt: skip
-    return Channel.objects.select_related("corp").annotate(
+    channels = _local_day_of_each_corp(Channel.objects.select_related("corp"), day)
+    return channels.annotate(
         scans_today=_count(scans.values("live_code__channel"), "live_code__channel"),
         adds_today=_count(adds.values("channel"), "channel"),
         live_code_count=Count("live_codes", distinct=True),
@@ -246,12 +256,14 @@ def channels_with_today(*, day: date | None = None, tz: ZoneInfo | None = None) 
 
 
 def referrer_leaderboard(
-    *, corp: Corp, since: datetime | None = None, limit: int = 50
+    *, corp: Corp, since: date | None = None, limit: int = 50
 ) -> list[dict[str, Any]]:
-    """Referrers ranked by the new customers they brought (first adds only)."""
+    """Referrers ranked by the new customers they brought (first adds) from the corp's local
+    day `since` on."""
     queryset = Attribution.objects.filter(corp=corp, referrer__isnull=False, is_first_touch=True)
-    if since is not None:
-        queryset = queryset.filter(added_at__gte=since)
+    start = None if since is None else days.day_start(since, corp)
+    if start is not None:
+        queryset = queryset.filter(added_at__gte=start)
     return list(
         queryset.values("referrer_id", "referrer__name", "referrer__external_userid")
         .annotate(new_customers=Count("external_contact", distinct=True))

@@ -5,11 +5,14 @@ from django.utils.translation import gettext_lazy as _
 
 from contacts.add_ways import ADD_WAY_CHOICES, add_way_label
 from contacts.models import ExternalContact, FirstSource, FollowRelation, RelationEvent, Staff
+from scrm import days
+from scrm.wecom.admin import local_time_column
 
 
 @admin.register(Staff)
 class StaffAdmin(admin.ModelAdmin):
-    list_display = ["userid", "name", "department", "status", "corp", "created_at"]
+    list_display = ["userid", "name", "department", "status", "corp",
+                    local_time_column(Staff, "created_at")]  # fmt: skip
     list_filter = ["status", "corp", "department"]
     search_fields = ["userid", "name"]
     list_select_related = ["corp"]
@@ -172,9 +175,9 @@ class ExternalContactAdmin(admin.ModelAdmin):
             return None
 
     @admin.display(description=_("first added at"), ordering="first_source__added_at")
-    def first_added_at(self, obj: ExternalContact) -> object:
+    def first_added_at(self, obj: ExternalContact) -> str | None:
         first = self._first(obj)
-        return first.added_at if first else None
+        return days.local_display(first.added_at, days.corp_zone(obj.corp_id)) if first else None
 
     @admin.display(description=_("first add way"), ordering="first_source__add_way")
     def first_add_way(self, obj: ExternalContact) -> str:

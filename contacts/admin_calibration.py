@@ -3,7 +3,8 @@ starts a calibration in the background (its "add" page: adding a run means start
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
+from zoneinfo import ZoneInfo
 
 from django import forms
 from django.contrib import admin, messages
@@ -13,12 +14,13 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template import engines
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from contacts.calibration import DEFAULT_COMPARE_DAYS, STATS_RETENTION_DAYS
 from contacts.models import CalibrationDeviation, CalibrationRun
+from scrm import days
+from scrm.wecom.admin import local_time_column
 from scrm.wecom.models import Corp
 
 # Kept here, not in templates/, so the page ships with the admin class that serves it.
@@ -53,11 +55,20 @@ class CalibrationStartForm(forms.Form):
         ),
     )
 
-    def clean_since(self) -> date | None:
-        since = self.cleaned_data["since"]
-        if since is not None and since >= timezone.localdate():
-            raise forms.ValidationError(_("Choose a day before today."))
-        return since
+    def clean(self) -> dict:
+        data = super().clean()
+        corp, since = data.get("corp"), data.get("since")
+        if corp is not None and since is not None and since >= days.today(corp):
+            self.add_error("since", _("Choose a day before today."))  # the corp's today
+        return data
+
+
+def default_since() -> date:
+    """The first day compared by default, for the page's text (no corp is chosen yet): 7 days
+    before the earliest today among the corps' time zones. calibrate() counts from the chosen
+    corp's own today."""
+    todays = [days.today(ZoneInfo(name)) for name in days.zones_in_use()] or [days.today(UTC)]
+    return min(todays) - timedelta(days=DEFAULT_COMPARE_DAYS)
 
 
 class CalibrationDeviationInline(admin.TabularInline):
@@ -85,9 +96,9 @@ class CalibrationDeviationInline(admin.TabularInline):
 @admin.register(CalibrationRun)
 class CalibrationRunAdmin(admin.ModelAdmin):
     list_display = [
-        "started_at", "corp", "status", "since", "staff_count", "contacts_seen",
-        "relations_backfilled", "first_sources_backfilled", "deviations", "triggered_by",
-        "finished_at",
+        local_time_column(CalibrationRun, "started_at"), "corp", "status", "since",
+        "staff_count", "contacts_seen", "relations_backfilled", "first_sources_backfilled",
+        "deviations", "triggered_by", local_time_column(CalibrationRun, "finished_at"),
     ]  # fmt: skip
     list_filter = ["status", "corp"]
     search_fields = ["corp__corp_id", "corp__name", "triggered_by"]
@@ -116,7 +127,7 @@ class CalibrationRunAdmin(admin.ModelAdmin):
         form = CalibrationStartForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             return self._start(request, form.cleaned_data["corp"], form.cleaned_data["since"])
-        default_since = timezone.localdate() - timedelta(days=DEFAULT_COMPARE_DAYS)
+        since = default_since()
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -127,7 +138,7 @@ class CalibrationRunAdmin(admin.ModelAdmin):
                 "staff member and day with WeCom's statistics, from %(since)s (at most "
                 "%(days)s days back) to yesterday. It runs in the background."
             )
-            % {"since": default_since.isoformat(), "days": STATS_RETENTION_DAYS},
+            % {"since": since.isoformat(), "days": STATS_RETENTION_DAYS},
             "submit": _("Start calibration"),
             "form": form,
         }

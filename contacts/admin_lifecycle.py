@@ -35,7 +35,8 @@ from contacts.models import (
     FollowRelation,
     TimelineEvent,
 )
-from scrm.wecom.admin import ReadOnlyAdmin
+from scrm import days
+from scrm.wecom.admin import ReadOnlyAdmin, local_time_column
 from scrm.wecom.models import CallbackEvent, Corp
 
 # A month of orders; 10,000 validated rows hold a few MB in memory during the import.
@@ -121,8 +122,9 @@ class MatchedFilter(admin.SimpleListFilter):
 
 @admin.register(ConversionEvent)
 class ConversionEventAdmin(admin.ModelAdmin):
-    list_display = ["occurred_at", "kind", "custom_name", "amount", "currency", "external_id",
-                    "external_contact", "matched_at", "corp"]  # fmt: skip
+    list_display = [local_time_column(ConversionEvent, "occurred_at"), "kind", "custom_name",
+                    "amount", "currency", "external_id", "external_contact",
+                    local_time_column(ConversionEvent, "matched_at"), "corp"]  # fmt: skip
     list_filter = ["kind", MatchedFilter, "corp"]
     search_fields = ["external_id", "external_userid", "unionid"]
     list_select_related = ["corp", "external_contact"]
@@ -213,7 +215,8 @@ class PersonalDataForm(forms.Form):
 
 @admin.register(AuditLog)
 class AuditLogAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "actor_label", "action", "target", "corp"]
+    list_display = [local_time_column(AuditLog, "created_at"), "actor_label", "action", "target",
+                    "corp"]  # fmt: skip
     list_filter = ["action", "corp"]
     search_fields = ["target", "actor_label"]
     list_select_related = ["corp"]
@@ -241,7 +244,8 @@ class AuditLogAdmin(ReadOnlyAdmin):
                     message = _(
                         "The personal data of this customer (#%(id)d) was already erased on "
                         "%(date)s. Nothing was changed."
-                    ) % {"id": contact.pk, "date": f"{contact.erased_at:%Y-%m-%d %H:%M}"}
+                    ) % {"id": contact.pk,
+                         "date": days.local_display(contact.erased_at, contact.corp)}  # fmt: skip
                     self.message_user(request, message, messages.WARNING)
                 elif action == "erase":
                     return self._confirm_erase(request, form, contact)

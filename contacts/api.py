@@ -95,7 +95,8 @@ class ExternalContactSerializer(serializers.ModelSerializer):
 
 
 class ExternalContactViewSet(viewsets.ReadOnlyModelViewSet):
-    """Customers with their first source and follow relations. Read-only."""
+    """Customers with their first source and follow relations. Read-only. ?added_from= and
+    ?added_to= are local days of the corp (?corp=), else of each customer's own corp."""
 
     serializer_class = ExternalContactSerializer
     filterset_class = ExternalContactFilter

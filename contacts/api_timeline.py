@@ -12,6 +12,7 @@ from django.urls import path
 from rest_framework import generics, serializers
 
 from contacts.models import ExternalContact, TimelineEvent
+from scrm import days
 
 
 def timeline_event_list(*, contact: ExternalContact) -> QuerySet[TimelineEvent]:
@@ -34,7 +35,7 @@ class TimelineEventSerializer(serializers.ModelSerializer):
                   "data"]  # fmt: skip
 
     def get_occurred_at(self, obj: TimelineEvent) -> str:
-        return obj.occurred_at.astimezone(obj.corp.tzinfo).isoformat()
+        return days.local_datetime(obj.occurred_at, obj.corp).isoformat()
 
 
 class ContactTimelineView(generics.ListAPIView):

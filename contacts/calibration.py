@@ -4,8 +4,10 @@ A run (a) takes the member list from get_follow_user_list, (b) pages batch/get_b
 member and hands each add that no callback announced to the one add step (scrm.pipeline's
 add_record, through contacts.adds), which records it in the relation history with the time
 WeCom gives, marked backfilled, attributes it by its `state` and projects the first source, as
-for a callback; then (c) compares our adds per member and local day with
-get_user_behavior_data's new_contact_cnt and stores the days that differ.
+for a callback; then (c) compares our adds per member and day with
+get_user_behavior_data's new_contact_cnt and stores the days that differ. WeCom counts its
+statistics in China Standard Time whatever the corp's time zone, so the comparison counts ours
+by the same CST days (for a corp in China they are its local days).
 
 No transaction spans the run: every follow_info is applied in its own short transaction, so
 callbacks arriving meanwhile never wait on a lock held across WeCom calls.
@@ -16,14 +18,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 from itertools import islice
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.db import transaction
 from django.db.models import Count
-from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from contacts.compliance import erased_pseudonym
@@ -43,6 +44,7 @@ from contacts.services import (
     external_contact_get_or_create,
     follow_relation_apply_follow_info,
 )
+from scrm import days
 from scrm.wecom.client import WeComClient, WeComError, WeComTransientError
 from scrm.wecom.models import Corp
 
@@ -111,13 +113,13 @@ def calibrate(
 ) -> CalibrationRun:
     """Run one calibration of `corp` and return its CalibrationRun (done or failed).
 
-    Compares the days from `since` (default 7 days ago, at most 180) to yesterday, in the corp's
-    time zone; `backfill=False` only compares. Idempotent: a second run backfills nothing new.
-    A WeCom error ends the run as failed with its text; a transient one (rate limit, network)
-    is raised after that, for a task to retry. Raises CalibrationAlreadyRunning when another
-    run of the corp is under way.
+    Compares the days from `since` (default 7 days ago, at most 180; the corp's local days) to
+    yesterday, each a WeCom statistics day (CST) that has ended; `backfill=False` only
+    compares. Idempotent: a second run backfills nothing new. A WeCom error ends the run as
+    failed with its text; a transient one (rate limit, network) is raised after that, for a
+    task to retry. Raises CalibrationAlreadyRunning when another run of the corp is under way.
     """
-    today = timezone.localdate(timezone=corp.tzinfo)
+    today = days.today(corp)
     earliest = today - timedelta(days=STATS_RETENTION_DAYS - 1)
     since = max(since or today - timedelta(days=DEFAULT_COMPARE_DAYS), earliest)
     run = _run_start(corp=corp, since=since, triggered_by=triggered_by)
@@ -155,7 +157,10 @@ def _run(run: CalibrationRun, *, today: date, progress: Progress | None, backfil
     staff = staff_ensure(corp=run.corp, userids=client.follow_user_list())
     run.staff_count = len(staff)
     run.save(update_fields=["staff_count"])
-    windows = list(_windows(run.since, today - timedelta(days=1)))
+    # The last day compared is over both for the corp and for WeCom (corps east of China reach
+    # a day before WeCom's statistics have closed it).
+    last = min(today, days.today(WECOM_DAY_TZ)) - timedelta(days=1)
+    windows = list(_windows(run.since, last))
     expected = 0
     if backfill:
         expected = FollowRelation.objects.filter(
@@ -309,14 +314,19 @@ def _windows(first: date, last: date) -> Iterator[tuple[date, date]]:
 
 
 def our_new_contact_counts(
-    *, corp: Corp, staff_ids: Iterable[int], first: date, last: date
+    *,
+    corp: Corp,
+    staff_ids: Iterable[int],
+    first: date,
+    last: date,
+    tz: tzinfo | None = None,
 ) -> dict[tuple[int, date], int]:
-    """Adds per (staff id, local day) from the relation history, counted in the database. The
+    """Adds per (staff id, day) from the relation history, counted in the database. Days are
+    the corp's local days, or those of `tz` (WeCom's, to compare with its statistics). The
     history keeps every add, so a past day's count does not change when a customer deletes or
     re-adds later (only a backfilled add of that day can change it)."""
-    tz = corp.tzinfo
-    start = datetime.combine(first, time.min, tzinfo=tz)
-    end = datetime.combine(last + timedelta(days=1), time.min, tzinfo=tz)
+    tz = tz or corp.tzinfo
+    start, end = days.days_bounds(first, last, tz)
     rows = (
         RelationEvent.objects.filter(
             corp=corp,
@@ -325,7 +335,7 @@ def our_new_contact_counts(
             occurred_at__gte=start,
             occurred_at__lt=end,
         )
-        .annotate(day=TruncDate("occurred_at", tzinfo=tz))
+        .annotate(day=days.local_day("occurred_at", tz))
         .values("staff_id", "day")
         .annotate(n=Count("pk"))
         .order_by()  # the model's ordering would join the GROUP BY
@@ -352,14 +362,15 @@ def _compare(
 ) -> int:
     """Store a CalibrationDeviation per member and day where the counts differ; how many.
 
-    Our days are the corp's local days and WeCom's are CST days: identical for corps in China.
-    A day WeCom leaves out counts as 0 for WeCom, so a silent gap shows up as a deviation.
+    Days are WeCom's (CST) on both sides, so a corp outside China is compared like with like;
+    a deviation's day is a CST day (for corps in China, their local day). A day WeCom leaves
+    out counts as 0 for WeCom, so a silent gap shows up as a deviation.
     """
     if not windows:
         return 0
     ours = our_new_contact_counts(
         corp=run.corp, staff_ids=[s.pk for s in staff.values()],
-        first=windows[0][0], last=windows[-1][1],
+        first=windows[0][0], last=windows[-1][1], tz=WECOM_DAY_TZ,
     )  # fmt: skip
     rows: list[CalibrationDeviation] = []
     for first, last in windows:

@@ -33,6 +33,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from contacts.filters import LocalDayFilter
 from contacts.models import AuditLog, ConversionEvent, ExternalContact, TimelineEvent
 from scrm.wecom.models import Corp
 
@@ -436,12 +437,10 @@ class ConversionEventFilter(django_filters.FilterSet):
     )  # fmt: skip
     external_userid = django_filters.CharFilter(label=gettext_lazy("external UserID"))
     external_id = django_filters.CharFilter(label=gettext_lazy("external ID"))
-    # Local days (settings.TIME_ZONE); `__date` converts in the database.
-    occurred_from = django_filters.DateFilter(
-        field_name="occurred_at", lookup_expr="date__gte", label=gettext_lazy("occurred from")
-    )
-    occurred_to = django_filters.DateFilter(
-        field_name="occurred_at", lookup_expr="date__lte", label=gettext_lazy("occurred to")
+    # Local days of the conversion's corp.
+    occurred_from = LocalDayFilter(field_name="occurred_at", label=gettext_lazy("occurred from"))
+    occurred_to = LocalDayFilter(
+        field_name="occurred_at", upper=True, label=gettext_lazy("occurred to")
     )
 
     class Meta:

@@ -1,13 +1,44 @@
+from __future__ import annotations
+
+from datetime import date
+
 import django_filters
 from django import forms
+from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 
 from contacts.models import ExternalContact
+from scrm.days import corp_days_q, corp_zone_name
 
 
 class IntegerFilter(django_filters.NumberFilter):
     # NumberFilter parses a decimal: "1.5" would be truncated to 1 and match; refuse it (400).
     field_class = forms.IntegerField
+
+
+class LocalDayFilter(django_filters.DateFilter):
+    """A corp-local day as a bound on a datetime column: a day of the corp the query names
+    (its `corp` filter, a corp ID), else of each row's own corp (reached through `corp`).
+    Compares with the day's UTC bounds, so the column's index is used (a `__date` lookup
+    converts every row, and in the database session's time zone)."""
+
+    def __init__(self, *args, upper: bool = False, corp: str = "corp", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.upper = upper
+        self.corp = corp
+
+    def filter(self, qs: QuerySet, value: date | None) -> QuerySet:
+        if value is None:
+            return qs
+        first, last = (None, value) if self.upper else (value, None)
+        return qs.filter(corp_days_q(self.field_name, first, last, corp=self.corp,
+                                     zones=self._named_zone()))  # fmt: skip
+
+    def _named_zone(self) -> list[str] | None:
+        form = getattr(self.parent, "form", None)
+        corp_id = form.cleaned_data.get("corp") if form is not None else None
+        name = corp_zone_name(corp_id) if corp_id else None
+        return None if name is None else [name]
 
 
 class ExternalContactFilter(django_filters.FilterSet):
@@ -24,12 +55,10 @@ class ExternalContactFilter(django_filters.FilterSet):
     follow_staff = django_filters.CharFilter(
         field_name="follow_relations__staff__userid", distinct=True, label=_("any staff UserID")
     )
-    # Days are local days (settings.TIME_ZONE); `__date` converts in the database.
-    added_from = django_filters.DateFilter(
-        field_name="first_source__added_at", lookup_expr="date__gte", label=_("first added from")
-    )
-    added_to = django_filters.DateFilter(
-        field_name="first_source__added_at", lookup_expr="date__lte", label=_("first added to")
+    # Local days of the customer's corp.
+    added_from = LocalDayFilter(field_name="first_source__added_at", label=_("first added from"))
+    added_to = LocalDayFilter(
+        field_name="first_source__added_at", upper=True, label=_("first added to")
     )
     name = django_filters.CharFilter(lookup_expr="icontains", label=_("name contains"))
 

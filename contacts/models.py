@@ -2,6 +2,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from contacts.add_ways import add_way_label
+from scrm import days
 from scrm.wecom.models import Corp
 
 
@@ -325,7 +326,8 @@ class TimelineEvent(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.occurred_at:%Y-%m-%d %H:%M} {self.get_kind_display()} {self.summary}"
+        when = days.local_display(self.occurred_at, days.corp_zone(self.corp_id))
+        return f"{when} {self.get_kind_display()} {self.summary}"
 
 
 class TagGroup(models.Model):
@@ -486,7 +488,8 @@ class AuditLog(models.Model):
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_label} {self.action} {self.target}"
+        when = days.local_display(self.created_at, days.corp_zone(self.corp_id))  # UTC: no corp
+        return f"{when} {self.actor_label} {self.action} {self.target}"
 
 
 class CalibrationRun(models.Model):
@@ -520,7 +523,8 @@ class CalibrationRun(models.Model):
         ordering = ["-started_at"]
 
     def __str__(self) -> str:
-        return f"{self.corp.corp_id} {self.started_at:%Y-%m-%d %H:%M} {self.status}"
+        when = days.local_display(self.started_at, self.corp)
+        return f"{self.corp.corp_id} {when} {self.status}"
 
 
 class CalibrationDeviation(models.Model):

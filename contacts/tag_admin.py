@@ -45,6 +45,8 @@ from contacts.tags import (
     tag_rename,
     tags_delete,
 )
+from scrm import days
+from scrm.wecom.admin import local_time_column
 from scrm.wecom.client import WeComError
 from scrm.wecom.models import Corp
 
@@ -357,7 +359,8 @@ def resume(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySe
 class BatchTagJobAdmin(admin.ModelAdmin):
     """Jobs are started from the customer list (action); their page shows the progress."""
 
-    list_display = ["created_at", "operation", "progress", "failed", "status", "created_by", "corp"]
+    list_display = [local_time_column(BatchTagJob, "created_at"), "operation", "progress",
+                    "failed", "status", "created_by", "corp"]  # fmt: skip
     list_filter = ["status", "corp"]
     search_fields = ["created_by"]
     list_select_related = ["corp"]
@@ -542,7 +545,7 @@ class TimelineInline(admin.TabularInline):
     def local_time(self, obj: TimelineEvent) -> str:
         if obj.occurred_at is None:
             return ""
-        return obj.occurred_at.astimezone(obj.corp.tzinfo).strftime("%Y-%m-%d %H:%M:%S")
+        return days.local_display(obj.occurred_at, obj.corp, seconds=True)
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

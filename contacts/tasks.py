@@ -66,13 +66,14 @@ def calibrate_all_task() -> int:
     CALIBRATION_LOCAL_HOUR now; how many were queued."""
     from django.utils import timezone
 
+    from scrm import days
     from scrm.wecom.models import Corp
 
     now = timezone.now()
     corp_ids = [
         corp.pk
         for corp in Corp.objects.filter(is_active=True).order_by("pk")
-        if now.astimezone(corp.tzinfo).hour == CALIBRATION_LOCAL_HOUR
+        if days.local_datetime(now, corp).hour == CALIBRATION_LOCAL_HOUR
     ]
     for corp_id in corp_ids:
         calibrate_task.delay(corp_id, None, "beat")

@@ -16,6 +16,7 @@ from channels_app.landing_redis import LandingRedis, landing_redis
 from channels_app.selectors import landing_config_cache_clear
 from channels_app.services.landing import landing_process_state_clear
 from scrm.celery import app as celery_app
+from scrm.days import corp_zones_clear
 from scrm.wecom.crypto import MessageCrypto
 from scrm.wecom.models import Corp
 from scrm.wecom.sandbox.models import SandboxCorp
@@ -33,6 +34,7 @@ def _fast_and_isolated(request: pytest.FixtureRequest, settings) -> None:
     settings.WECOM_RETRY_MAX_DELAY = 0.0
     cache.clear()
     corp_cache_clear()  # rows vanish between tests; the per-process corp cache must too
+    corp_zones_clear()  # and the corps' time zones (scrm.days)
     landing_config_cache_clear()  # and so must the landing page's
     landing_process_state_clear()
     store_redis = landing_redis()

@@ -21,12 +21,14 @@ from channels_app.lock_objects import daily_counter_claim
 from channels_app.models import DailyCounter, LiveCode, PoolMember, Store
 from channels_app.selectors import schedule_read
 from contacts.models import Staff
+from scrm import days
 
 MAX_CONTACT_WAY_USERS = 100  # WeCom's limit per contact way (41041)
 
 
 def local_now(live_code: LiveCode, now: datetime | None = None) -> datetime:
-    return (now or timezone.now()).astimezone(live_code.corp.tzinfo)
+    """Now (or `now`) on the clock of the code's corp: its local day counts the caps."""
+    return days.local_datetime(now or timezone.now(), live_code.corp)
 
 
 def members_on_duty_for(live_code: LiveCode, moment: datetime) -> frozenset[int] | None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from channels_app.models import Attribution, SourceRule
+from scrm import days
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ def add_context(attribution: Attribution, add_way: int | None) -> AddContext:
         live_code_id=attribution.live_code_id,
         add_way=add_way,
         state=attribution.state,
-        local_time=attribution.added_at.astimezone(attribution.corp.tzinfo),
+        local_time=days.local_datetime(attribution.added_at, attribution.corp),
         is_first=attribution.is_first_touch,
     )
 

@@ -8,6 +8,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from channels_app.models import LiveCode, PoolMember, ScheduleOverride, ScheduleRule
+from scrm import days
 from scrm.wecom.models import Corp
 
 
@@ -22,7 +23,7 @@ def live_codes_at_window_edge(*, now: datetime | None = None, span_seconds: int 
     now = now or timezone.now()
     ids: set[int] = set()
     for corp in Corp.objects.filter(is_active=True):
-        local = now.astimezone(corp.tzinfo)
+        local = days.local_datetime(now, corp)
         start, end = (local - timedelta(seconds=span_seconds)).time(), local.time()
         native = {"live_code__corp": corp, "live_code__mode": LiveCode.Mode.NATIVE,
                   "live_code__status": LiveCode.Status.ACTIVE}  # fmt: skip

@@ -1,13 +1,49 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import tzinfo
+
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
+from scrm import days
 from scrm.wecom.models import ApiCall, CallbackEvent, Corp
 from scrm.wecom.services import callback_events_retry
 
 SECRET_FIELDS = ("secret", "callback_token", "encoding_aes_key")
+
+
+def _row_corp_zone(obj: Model) -> tzinfo:
+    return days.corp_zone(obj.corp_id)
+
+
+def local_time_column(
+    model: type[Model],
+    field: str,
+    *,
+    zone_of: Callable[[Model], tzinfo] = _row_corp_zone,
+) -> Callable[[Model], str]:
+    """A list column showing the datetime `field` (a__b follows relations) at the local time
+    of the row's corp, with the zone's abbreviation, headed by the field's name and sortable
+    by it. The corp's zone comes from scrm.days' table of corps, not a query per row."""
+    names = field.split("__")
+    target = model
+    for name in names[:-1]:
+        target = target._meta.get_field(name).related_model
+    description = target._meta.get_field(names[-1]).verbose_name
+
+    @admin.display(description=description, ordering=field)
+    def column(obj: Model) -> str:
+        value = obj
+        for name in names:
+            value = getattr(value, name, None)
+        return days.local_display(value, zone_of(obj))
+
+    column.__name__ = f"{field}_local"
+    return column
 
 
 class CorpForm(forms.ModelForm):
@@ -47,7 +83,8 @@ class CorpForm(forms.ModelForm):
 @admin.register(Corp)
 class CorpAdmin(admin.ModelAdmin):
     form = CorpForm
-    list_display = ["corp_id", "name", "time_zone", "is_active", "callback_path", "created_at"]
+    list_display = ["corp_id", "name", "time_zone", "is_active", "callback_path",
+                    local_time_column(Corp, "created_at", zone_of=days.zone)]  # fmt: skip
     search_fields = ["corp_id", "name"]
     readonly_fields = ["callback_path", "created_at"]
 
@@ -70,12 +107,12 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 @admin.register(CallbackEvent)
 class CallbackEventAdmin(ReadOnlyAdmin):
     list_display = [
-        "received_at",
+        local_time_column(CallbackEvent, "received_at"),
         "corp",
         "change_type",
         "user_id",
         "external_user_id",
-        "event_time",
+        local_time_column(CallbackEvent, "event_time"),
         "status",
         "attempts",
         "duplicates",
@@ -115,7 +152,7 @@ class CallbackEventAdmin(ReadOnlyAdmin):
 @admin.register(ApiCall)
 class ApiCallAdmin(ReadOnlyAdmin):
     list_display = [
-        "created_at",
+        local_time_column(ApiCall, "created_at"),
         "corp",
         "method",
         "endpoint",

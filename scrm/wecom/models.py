@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from scrm import days
 from scrm.wecom.crypto import aes_key_is_valid
 
 
@@ -101,7 +102,8 @@ class CallbackEvent(models.Model):
         indexes = [models.Index(fields=["status", "received_at"], name="callback_event_status")]
 
     def __str__(self) -> str:
-        return f"{self.change_type or self.event} {self.external_user_id} @ {self.event_time}"
+        when = days.local_display(self.event_time, days.corp_zone(self.corp_id))
+        return f"{self.change_type or self.event} {self.external_user_id} @ {when}"
 
 
 class ApiCall(models.Model):

@@ -213,6 +213,26 @@ def test_todays_adds_are_not_compared(corp, sandbox_corp):
 
 
 @pytest.mark.django_db
+def test_a_corp_outside_china_is_compared_by_wecoms_days(corp, sandbox_corp, post_event):
+    # 2026-12-06 09:00 UTC: 17:00 in Shanghai, 01:00 in Los Angeles (PST), both on Dec 6.
+    corp.time_zone = "America/Los_Angeles"
+    corp.save(update_fields=["time_zone"])
+    with time_machine.travel(dt.datetime(2026, 12, 6, 9, tzinfo=dt.UTC), tick=False):
+        # Dec 3, 00:30 in Shanghai is Dec 2, 08:30 in Los Angeles: the days differ.
+        stamp = int(dt.datetime(2026, 12, 3, 0, 30, tzinfo=CST).timestamp())
+        customer, follow, _code = sandbox_customer_add(
+            corp=sandbox_corp, userid="staff01", rng=random.Random(1), state="pyq_0012",
+            create_time=stamp,
+        )  # fmt: skip
+        _deliver(post_event, customer, follow)
+        run = calibrate(corp=corp, backfill=False)
+    # Counted by Los Angeles days ours would be on Dec 2 and WeCom's on Dec 3: two deviations.
+    assert (run.status, run.since, run.deviations) == (
+        CalibrationRun.Status.DONE, dt.date(2026, 11, 29), 0,
+    )  # fmt: skip
+
+
+@pytest.mark.django_db
 def test_long_ranges_are_asked_in_windows_of_at_most_30_days(corp, sandbox_corp):
     _sandbox_add(sandbox_corp, "staff01", days_ago=40)
     run = calibrate(corp=corp, since=_noon(45).date(), backfill=False)
