@@ -45,6 +45,7 @@ class RelationRecorded:
     relation: FollowRelation
     event: RelationEvent
     created: bool  # the event is new to the history
+    changed: bool  # the history changed: a new event, or an add's add_way learned
 
 
 def _same_add(history: list[RelationEvent], occurred_at: datetime) -> RelationEvent | None:
@@ -135,7 +136,8 @@ def relation_event_record(
             known.add_way = add_way
             known.save(update_fields=["add_way"])
             follow_relation_project(relation=relation, history=history)
-        return RelationRecorded(relation, known, False)
+            return RelationRecorded(relation, known, created=False, changed=True)
+        return RelationRecorded(relation, known, created=False, changed=False)
     event = RelationEvent.objects.create(
         corp=corp,
         follow_relation=relation,
@@ -149,7 +151,7 @@ def relation_event_record(
         backfilled=backfilled,
     )
     follow_relation_project(relation=relation, history=[*history, event])
-    return RelationRecorded(relation, event, True)
+    return RelationRecorded(relation, event, created=True, changed=True)
 
 
 def first_source_project(*, contact: ExternalContact) -> FirstSource | None:

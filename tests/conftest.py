@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
@@ -46,6 +47,21 @@ def _fast_and_isolated(request: pytest.FixtureRequest, settings) -> None:
     celery_app.conf.task_always_eager = eager
     yield
     celery_app.conf.task_always_eager = previous
+
+
+@pytest.fixture(autouse=True)
+def _live_server_quiet_at_teardown(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A live-server request answers before the work it queued on commit is done (an inbox
+    drain runs other requests' events too): wait for the server's request threads before the
+    database is flushed, or the flush and that work wait on each other's locks."""
+    yield
+    if "live_server" not in request.fixturenames:
+        return
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(
+        "process_request_thread" in thread.name for thread in threading.enumerate()
+    ):
+        time.sleep(0.05)
 
 
 @pytest.fixture
