@@ -53,8 +53,9 @@ def _customer(sandbox_corp, codes):
 
 def _callback(post_event, customer, codes, key: str) -> None:
     userid, code, create_time = ADDS[key]
+    state = codes[code].state
     response = post_event("add_external_contact", create_time, UserID=userid,
-                          ExternalUserID=customer.external_userid, State=codes[code].state)  # fmt: skip
+                          ExternalUserID=customer.external_userid, State=state)  # fmt: skip
     assert response.status_code == 200
 
 
@@ -66,7 +67,7 @@ def _truth() -> dict:
         "history": sorted(
             RelationEvent.objects.values_list(
                 "kind", "staff__userid", "occurred_at", "state", "add_way"
-            )  # fmt: skip
+            )
         ),
         "attributions": sorted(
             Attribution.objects.values_list(
@@ -76,7 +77,7 @@ def _truth() -> dict:
                 "channel__code",
                 "state_kind",
                 "is_first_touch",
-            )  # fmt: skip
+            )
         ),
         "first_source": (first.staff.userid, first.added_at, first.state, first.add_way),
         "first_is_first_touch": first.add_event_id == first_touch.add_event_id,
@@ -97,13 +98,13 @@ def _expected(codes) -> dict:
                 ("added", "staff01", at["first"], codes["pyq"].state, 1),
                 ("added", "staff02", at["second"], codes["xhs"].state, 3),
             ]
-        ),  # fmt: skip
+        ),
         "attributions": sorted(
             [
                 ("staff01", at["first"], "pyq", "pyq_0012", "native", True),
                 ("staff02", at["second"], "xhs", "xhs_0012", "native", False),
             ]
-        ),  # fmt: skip
+        ),
         "first_source": ("staff01", at["first"], codes["pyq"].state, 1),
         "first_is_first_touch": True,
         "relations": sorted(
@@ -111,7 +112,7 @@ def _expected(codes) -> dict:
                 ("staff01", at["first"], "active", codes["pyq"].state),
                 ("staff02", at["second"], "active", codes["xhs"].state),
             ]
-        ),  # fmt: skip
+        ),
         "timeline_adds": 2,
     }
 
@@ -196,7 +197,7 @@ def test_a_delete_delivered_before_its_add_leaves_the_relation_deleted(
 ):
     codes = _codes(corp)
     customer = _customer(sandbox_corp, codes)
-    userid, code, create_time = ADDS["first"]
+    userid, _code, create_time = ADDS["first"]
     post_event("del_external_contact", create_time + 60, UserID=userid,
                ExternalUserID=customer.external_userid)  # fmt: skip
     relation = FollowRelation.objects.get()

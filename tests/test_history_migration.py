@@ -84,7 +84,7 @@ def test_history_first_sources_and_corps_are_rebuilt_from_the_old_tables():
     assert list(
         attributions.values_list(
             "staff__userid", "add_event__occurred_at", "live_code_id", "is_first_touch"
-        )  # fmt: skip
+        )
     ) == [
         ("staff01", T0, code.pk, True),
         ("staff02", T0 + HOUR, code.pk, False),  # attributed from its state at last

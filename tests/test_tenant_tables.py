@@ -46,7 +46,8 @@ def test_every_tenant_table_carries_its_corp(model):
         return
     corp = next((f for f in model._meta.fields if f.name == "corp"), None)
     assert corp is not None, f"{model._meta.label} has no corp"
-    assert isinstance(corp, models.ForeignKey) and corp.related_model is Corp
+    assert isinstance(corp, models.ForeignKey)
+    assert corp.related_model is Corp
 
 
 @pytest.mark.parametrize("model", _models(), ids=_ids)
