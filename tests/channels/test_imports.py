@@ -20,6 +20,8 @@ from channels_app.services.imports import (
 )
 from channels_app.services.publishing import live_code_publish
 from contacts.models import Staff
+from scrm.wecom.models import ApiCall
+from scrm.wecom.sandbox.models import SandboxContactWay
 
 pytestmark = pytest.mark.django_db
 
@@ -273,3 +275,26 @@ def test_unreachable_wecom_image_is_skipped_not_a_crash(make_code):
     assert skipped == code
     assert reason
     assert export.filenames == []
+
+
+def test_codes_from_csv_are_drafts_whose_pools_reach_wecom_only_when_published(
+    corp, staff, django_capture_on_commit_callbacks
+):
+    # The import creates codes only (a slug already used is a row error, above), so no pool of
+    # a published code changes through it: its pools are written by the pool service, and a
+    # draft is not in WeCom yet.
+    with django_capture_on_commit_callbacks(execute=True):
+        result = live_codes_create_from_csv(corp=corp, file=_csv(
+            "pyq_1,朋友圈,,收银台,native,till,staff01|staff02,5,,,",
+        ))  # fmt: skip
+    assert _errors(result) == []
+    (code,) = result.created
+    assert (code.mode, code.status) == ("native", "draft")
+    assert sorted(code.pool.values_list("staff__userid", "daily_cap")) == [
+        ("staff01", 5), ("staff02", 5),
+    ]  # fmt: skip
+    assert not ApiCall.objects.filter(endpoint__contains="contact_way").exists()
+    published = live_code_publish(live_code=code)
+    assert sorted(SandboxContactWay.objects.get(config_id=published.config_id).users) == [
+        "staff01", "staff02",
+    ]  # fmt: skip
