@@ -518,7 +518,3 @@ def live_codes_export(*, live_codes: Iterable[LiveCode], kind: QrKind, base_url:
         files.append((_unique("skipped.txt", used), ("\r\n".join(lines) + "\r\n").encode()))
     names = [name for name, _image in files if name.endswith(".png")]
     return QrExport(content=qr.zip_of(files), filenames=names, skipped=skipped)
-
-
-def live_codes_zip(*, live_codes: Iterable[LiveCode], kind: QrKind, base_url: str) -> bytes:
-    return live_codes_export(live_codes=live_codes, kind=kind, base_url=base_url).content
