@@ -55,7 +55,8 @@ class ImportRejected(Exception):
 
     def __init__(self, errors: Iterable[RowError]) -> None:
         self.errors = list(errors)
-        super().__init__(f"{len(self.errors)} errors")
+        more = f" (and {len(self.errors) - 3} more)" if len(self.errors) > 3 else ""
+        super().__init__("; ".join(error.message for error in self.errors[:3]) + more)
 
     def as_list(self) -> list[dict[str, Any]]:
         return [error.as_dict() for error in self.errors]
