@@ -46,15 +46,21 @@ from channels_app.models import (
 )
 from channels_app.selectors import channels_with_today, live_codes_with_today, referrer_leaderboard
 from channels_app.services import imports
+from channels_app.services.live_codes import (
+    WECOM_OWNED,
+    live_code_create,
+    live_code_staffing_changed,
+    live_code_update,
+)
 from channels_app.services.publishing import (
     PublishError,
     live_code_publish,
-    live_code_request_sync,
     live_codes_import,
     live_codes_status_set,
 )
 from channels_app.services.referrals import referral_code_get_or_create, referral_link
 from scrm import days
+from scrm.csv_import import csv_template
 from scrm.wecom.admin import ReadOnlyAdmin, local_time_column
 from scrm.wecom.client import WeComError
 
@@ -156,7 +162,7 @@ class ChannelAdmin(admin.ModelAdmin):
         selected = list(Channel.objects.filter(pk__in=ids).order_by("code"))
         if request.GET.get("template"):
             rows = "".join(f"{channel.code},,,,CNY,\r\n" for channel in selected)
-            return _csv_download(imports.csv_template(imports.COST_COLUMNS) + rows, "costs.csv")
+            return _csv_download(csv_template(imports.COST_COLUMNS) + rows, "costs.csv")
         form = CsvUploadForm(request.POST or None, request.FILES or None)
         result = None
         if request.method == "POST" and form.is_valid():
@@ -231,10 +237,6 @@ class StoreInline(PoolScopedInline):
     fields = ["code", "name", "region", "members"]
 
 
-WECOM_OWNED = ["config_id", "qr_code", "state", "published_users", "published_skip_verify",
-               "published_at", "sync_error", "imported"]  # fmt: skip
-
-
 @admin.register(LiveCode)
 class LiveCodeAdmin(admin.ModelAdmin):
     list_display = ["name", "channel", "mode", "status", scans_today, adds_today,
@@ -267,13 +269,28 @@ class LiveCodeAdmin(admin.ModelAdmin):
         fixed = ["corp", "mode"] if obj is not None and obj.published_at else []
         return [*super().get_readonly_fields(request, obj), *fixed]
 
+    def save_model(self, request: HttpRequest, obj: LiveCode, form: forms.ModelForm,
+                   change: bool) -> None:  # fmt: skip
+        if change:
+            changes = {name: form.cleaned_data[name] for name in form.changed_data}
+            live_code_update(live_code=obj, changes=changes)
+            return
+        created = live_code_create(**form.cleaned_data)
+        # The inline formsets were built on `obj`: it takes the new row's identity.
+        obj.pk, obj.created_at, obj.updated_at = created.pk, created.created_at, created.updated_at
+        obj._state.adding, obj._state.db = False, created._state.db
+
     def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets: list,
                      change: bool) -> None:  # fmt: skip
+        # The pool inline saves through live_code_pool_set (PoolMemberFormSet.save), which
+        # re-syncs an active native code's WeCom list when the pool changed; shifts and special
+        # dates change who is on duty too, under the same rule.
         super().save_related(request, form, formsets, change)
         live_code = form.instance
+        schedules = [f for f in formsets if not isinstance(f, PoolMemberFormSet)]
+        if change and any(formset.has_changed() for formset in schedules):
+            live_code_staffing_changed(live_code=live_code)
         if change and live_code.status == LiveCode.Status.ACTIVE:
-            if live_code.mode == LiveCode.Mode.NATIVE:
-                live_code_request_sync(live_code_id=live_code.pk)  # the pool may have changed
             text = gettext("Publish the code again to send other changes to WeCom.")
             self.message_user(request, text, messages.INFO)
 
@@ -419,7 +436,7 @@ class LiveCodeAdmin(admin.ModelAdmin):
         if not self.has_add_permission(request):
             raise PermissionDenied
         if request.GET.get("template"):
-            return _csv_download(imports.csv_template(imports.LIVE_CODE_COLUMNS), "live-codes.csv")
+            return _csv_download(csv_template(imports.LIVE_CODE_COLUMNS), "live-codes.csv")
         form = CsvUploadForm(request.POST or None, request.FILES or None)
         result = None
         if request.method == "POST" and form.is_valid():

@@ -10,9 +10,12 @@ from __future__ import annotations
 import copy
 import re
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, models, transaction
 from django.db.models import Exists, OuterRef, Prefetch, ProtectedError, QuerySet
@@ -49,6 +52,7 @@ from channels_app.selectors import (
     live_codes_with_today,
     referrer_leaderboard,
 )
+from channels_app.services.live_codes import live_code_create, live_code_update
 from channels_app.services.publishing import (
     PublishError,
     errcode_message,
@@ -57,6 +61,7 @@ from channels_app.services.publishing import (
 )
 from channels_app.services.referrals import referral_code_get_or_create, referral_link
 from contacts.models import ExternalContact, Staff
+from scrm.csv_import import RowError
 from scrm.wecom.client import WeComError
 from scrm.wecom.models import Corp
 
@@ -108,6 +113,18 @@ def _check_corp_unchanged(serializer: serializers.Serializer, corp: Corp | None)
     instance = serializer.instance
     if instance is not None and corp is not None and corp.pk != instance.corp_id:
         raise ValidationError({"corp": [_("A row cannot move to another corp.")]})
+
+
+@contextmanager
+def service_errors() -> Iterator[None]:
+    """A service's ValidationError answered as the serializer's own (400, errors by field)."""
+    try:
+        yield
+    except DjangoValidationError as exc:
+        detail = serializers.as_serializer_error(exc)
+        if NON_FIELD_ERRORS in detail:
+            detail[api_settings.NON_FIELD_ERRORS_KEY] = detail.pop(NON_FIELD_ERRORS)
+        raise ValidationError(detail) from exc
 
 
 class ModelPermissions(permissions.DjangoModelPermissions):
@@ -276,9 +293,9 @@ class ChannelCostSerializer(ModelSerializer):
 
 def row_errors(errors: dict | list) -> list[dict]:
     """A ListSerializer's errors ({row index: that row's errors}, or {non_field_errors: [...]}
-    for the batch itself) as a flat list of {row, field, message}, in input order, as
-    /api/v1/conversions/ answers: `row` is the 0-based index in the list sent (None for the
-    request as a whole), `field` is non_field_errors for a whole row or the request."""
+    for the batch itself) as a flat list of RowError dicts {row, field, message}, in input
+    order, as /api/v1/conversions/ answers: `row` is the 0-based index in the list sent (None
+    for the request as a whole), `field` is non_field_errors for a whole row or the request."""
     if isinstance(errors, list):  # DRF's older format, one entry per input row
         errors = dict(enumerate(errors))
     flat = []
@@ -287,7 +304,7 @@ def row_errors(errors: dict | list) -> list[dict]:
         for field, messages in detail.items() if isinstance(detail, dict) else [(key, detail)]:
             field = field if isinstance(field, str) else api_settings.NON_FIELD_ERRORS_KEY
             for message in messages if isinstance(messages, list) else [messages]:
-                flat.append({"row": row, "field": field, "message": message})
+                flat.append(RowError(row, field, message).as_dict())
     return flat
 
 
@@ -336,31 +353,6 @@ class ScheduleRuleSerializer(ModelSerializer):
 
     def get_members(self, rule: ScheduleRule) -> list[str]:
         return [member.staff.userid for member in rule.members.all()]
-
-
-def _pool_set(live_code: LiveCode, rows: list[dict]) -> None:
-    """Make the pool match `rows`, keeping the rows of staff who stay: their shifts, stores
-    and special dates hang on the PoolMember row. A field left out keeps its value."""
-    existing = {m.staff_id: m for m in PoolMember.objects.filter(live_code=live_code)}
-    created, updated, fields = [], [], set()
-    for row in rows:
-        values = {name: value for name, value in row.items() if name != "staff"}
-        member = existing.pop(row["staff"].pk, None)
-        if member is None:
-            created.append(
-                PoolMember(
-                    corp_id=live_code.corp_id, live_code=live_code, staff=row["staff"], **values
-                )
-            )
-            continue
-        for name, value in values.items():
-            setattr(member, name, value)
-        fields |= set(values)
-        updated.append(member)
-    PoolMember.objects.filter(pk__in=[m.pk for m in existing.values()]).delete()
-    PoolMember.objects.bulk_create(created)
-    if updated and fields:
-        PoolMember.objects.bulk_update(updated, sorted(fields))
 
 
 class LiveCodeSerializer(ModelSerializer):
@@ -414,41 +406,26 @@ class LiveCodeSerializer(ModelSerializer):
             row["staff"] = staff[row["staff"]["userid"]]
 
     def validate(self, attrs: dict) -> dict:
+        """The pool's UserIDs become staff of the code's corp; the services check the rest (at
+        most 9 attachments, a channel of the same corp, both window ends, a published code's
+        mode) and their errors are answered as this serializer's."""
         instance: LiveCode | None = self.instance
         _check_corp_unchanged(self, attrs.get("corp"))
-        moved = instance is not None and attrs.get("mode", instance.mode) != instance.mode
-        if moved and instance.published_at is not None:
-            raise ValidationError({"mode": [_("A published code keeps its mode.")]})
         if "pool" in attrs:
             self._resolve_pool(attrs.get("corp") or instance.corp, attrs["pool"])
-        candidate = copy.copy(instance) if instance is not None else LiveCode()
-        for name, value in attrs.items():
-            if name != "pool":
-                setattr(candidate, name, value)
-        try:
-            candidate.clean()  # at most 9 attachments, channel of the same corp, both window ends
-        except DjangoValidationError as exc:
-            raise ValidationError(serializers.as_serializer_error(exc)) from exc
         return attrs
 
-    @transaction.atomic
     def create(self, validated_data: dict) -> LiveCode:
         pool = validated_data.pop("pool", [])
-        live_code = super().create(validated_data)
-        _pool_set(live_code, pool)
-        return live_code
+        with service_errors():
+            return live_code_create(**validated_data, pool=pool)
 
-    @transaction.atomic
     def update(self, instance: LiveCode, validated_data: dict) -> LiveCode:
-        """Saves the edited fields only: a publish finishing meanwhile keeps its config_id and
-        QR. Editing never republishes; publishing is an explicit action."""
+        """Saves the edited fields only (a publish finishing meanwhile keeps its config_id and
+        QR) and never republishes; a pool change re-syncs an active native code's WeCom list."""
         pool = validated_data.pop("pool", None)
-        for name, value in validated_data.items():
-            setattr(instance, name, value)
-        instance.save(update_fields=[*validated_data, "updated_at"])
-        if pool is not None:
-            _pool_set(instance, pool)
-        return instance
+        with service_errors():
+            return live_code_update(live_code=instance, changes=validated_data, pool=pool)
 
 
 class PNGRenderer(renderers.BaseRenderer):

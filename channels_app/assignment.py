@@ -145,13 +145,3 @@ def members_on_duty(
     if not shifts:
         return None
     return frozenset().union(*(s.member_ids for s in shifts if s.covers(local_now)))
-
-
-def next_edges(shifts: Sequence[Shift], special_dates: Sequence[SpecialDate]) -> set[time]:
-    """Clock times at which the on-duty set may change (for the beat task's window edges)."""
-    edges = {time(0, 0)}  # daily caps reset at local midnight
-    for item in [*shifts, *special_dates]:
-        for value in (item.start, item.end):
-            if value is not None:
-                edges.add(value)
-    return edges

@@ -11,7 +11,8 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
 from channels_app.models import PoolMember, ReferralCode
-from channels_app.services.imports import MAX_BYTES
+from channels_app.services.live_codes import POOL_FIELDS, PoolRow, live_code_pool_set
+from scrm.csv_import import MAX_BYTES
 from scrm.wecom.models import Corp
 
 
@@ -82,6 +83,10 @@ class ReferralCodeForm(forms.ModelForm):
 
 
 class PoolMemberFormSet(BaseInlineFormSet):
+    """The admin's pool inline, saved through live_code_pool_set as the API and the CSV import
+    are: a member who stays keeps the row (and the shifts on it); a pool change re-syncs an
+    active native code's WeCom user list."""
+
     def clean(self) -> None:
         super().clean()
         corp_id = self.instance.corp_id
@@ -89,6 +94,28 @@ class PoolMemberFormSet(BaseInlineFormSet):
             staff = form.cleaned_data.get("staff") if hasattr(form, "cleaned_data") else None
             if staff is not None and corp_id and staff.corp_id != corp_id:
                 form.add_error("staff", _("This member belongs to another corp."))
+
+    def pool_rows(self) -> list[PoolRow]:
+        """The pool as the valid formset lists it: one row per form with a member, less the
+        forms ticked for deletion and the empty extra forms."""
+        rows: list[PoolRow] = []
+        for form in self.forms:
+            data = getattr(form, "cleaned_data", None) or {}
+            if data.get("staff") is None or (self.can_delete and data.get("DELETE")):
+                continue
+            values = {name: data[name] for name in POOL_FIELDS if name in data}
+            rows.append(PoolRow(staff=data["staff"], **values))
+        return rows
+
+    def save(self, commit: bool = True) -> list[PoolMember]:
+        if not commit:
+            raise ValueError("the pool is saved by its service, at once")
+        change = live_code_pool_set(live_code=self.instance, rows=self.pool_rows())
+        # What the admin's history message reads from a saved formset.
+        self.new_objects = change.created
+        self.changed_objects = change.updated
+        self.deleted_objects = change.deleted
+        return [*change.created, *(member for member, _fields in change.updated)]
 
 
 def pool_member_choices(field: forms.Field, live_code_id: int | None) -> forms.Field:

@@ -3,10 +3,7 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from django import forms
@@ -22,12 +19,10 @@ from django.utils.translation import gettext_lazy
 from contacts.compliance import contact_erase, contact_export, external_contact_find
 from contacts.conversions import (
     FIELDS,
-    NON_FIELD,
+    MAX_ROWS_PER_CSV,
     ConversionImportError,
-    RowError,
-    conversions_import,
+    conversions_import_csv,
 )
-from contacts.csv_files import CsvFileError, csv_text_decode
 from contacts.models import (
     AuditLog,
     ConversionEvent,
@@ -38,66 +33,6 @@ from contacts.models import (
 from scrm import days
 from scrm.wecom.admin import ReadOnlyAdmin, local_time_column
 from scrm.wecom.models import CallbackEvent, Corp
-
-# A month of orders; 10,000 validated rows hold a few MB in memory during the import.
-MAX_ROWS_PER_CSV = 10_000
-MAX_CSV_BYTES = 5 * 1024 * 1024
-REQUIRED_COLUMNS = ("corp_id", "external_id", "kind", "occurred_at")
-
-
-# -- CSV ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CsvRows:
-    rows: list[dict[str, str]]
-    lines: list[int]  # the file line of each row, for error messages
-
-
-def _csv_error(message: str, field: str = NON_FIELD) -> ConversionImportError:
-    return ConversionImportError([RowError(None, field, message)])
-
-
-def _decode(data: bytes) -> str:
-    try:
-        return csv_text_decode(data)
-    except CsvFileError as exc:
-        raise _csv_error(exc.message) from None
-
-
-def conversion_rows_from_csv(data: bytes) -> CsvRows:
-    """Rows with the API's columns from a CSV file (UTF-8, UTF-8 with BOM, or GBK). Raises
-    ConversionImportError (row None) for a file that cannot be read as such."""
-    if len(data) > MAX_CSV_BYTES:
-        raise _csv_error(_("The file is larger than 5 MB; split it."))
-    reader = csv.reader(io.StringIO(_decode(data), newline=""))
-    try:
-        first = next(values for values in reader if any(value.strip() for value in values))
-        header = [column.strip().lower() for column in first]
-    except StopIteration:
-        raise _csv_error(_("The file is empty.")) from None
-    except csv.Error as exc:
-        raise _csv_error(str(exc)) from None
-    errors = [RowError(None, c or "?", _("Unknown column.")) for c in header if c not in FIELDS]
-    errors += [RowError(None, c, _("Missing column.")) for c in REQUIRED_COLUMNS if c not in header]
-    if errors:
-        raise ConversionImportError(errors)
-    rows, lines = [], []
-    try:
-        for values in reader:
-            if not any(value.strip() for value in values):
-                continue  # blank lines, or Excel's trailing ",,,,"
-            if any(value.strip() for value in values[len(header) :]):
-                message = _("Line %(n)d has more values than there are columns.")
-                errors.append(RowError(None, NON_FIELD, message % {"n": reader.line_num}))
-            rows.append({c: v for c, v in zip(header, values, strict=False) if v.strip()})
-            lines.append(reader.line_num)
-    except csv.Error as exc:
-        message = _("Line %(n)d: %(error)s") % {"n": reader.line_num, "error": exc}
-        raise _csv_error(message) from None
-    if errors:
-        raise ConversionImportError(errors)
-    return CsvRows(rows=rows, lines=lines)
 
 
 class ConversionCsvForm(forms.Form):
@@ -155,18 +90,10 @@ class ConversionEventAdmin(admin.ModelAdmin):
         form = ConversionCsvForm(request.POST or None, request.FILES or None)
         errors: list[dict[str, Any]] = []
         if request.method == "POST" and form.is_valid():
-            lines: list[int] = []
             try:
-                parsed = conversion_rows_from_csv(form.cleaned_data["file"].read())
-                lines = parsed.lines
-                result = conversions_import(
-                    rows=parsed.rows, actor=request.user, source="csv", max_rows=MAX_ROWS_PER_CSV
-                )
+                result = conversions_import_csv(file=form.cleaned_data["file"], actor=request.user)
             except ConversionImportError as exc:
-                errors = [
-                    {**e.as_dict(), "line": None if e.row is None else lines[e.row]}
-                    for e in exc.errors
-                ]
+                errors = [{**e.as_dict(), "line": e.row} for e in exc.errors]
             else:
                 message = _(
                     "%(created)d conversions imported (%(matched)d matched to customers, "

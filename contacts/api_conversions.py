@@ -20,13 +20,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from contacts.conversions import (
-    NON_FIELD,
     ConversionEventFilter,
     ConversionImportError,
     conversion_list,
     conversions_import,
 )
 from contacts.models import ConversionEvent
+from scrm.csv_import import RowError
 
 
 class ConversionSerializer(serializers.ModelSerializer):
@@ -80,8 +80,8 @@ class ConversionListView(generics.ListAPIView):
         try:
             rows = request.data
         except ParseError as exc:
-            error = {"row": None, "field": NON_FIELD, "message": str(exc.detail)}
-            return Response({"errors": [error]}, status=status.HTTP_400_BAD_REQUEST)
+            error = RowError(None, "", str(exc.detail))
+            return Response({"errors": [error.as_dict()]}, status=status.HTTP_400_BAD_REQUEST)
         try:
             result = conversions_import(rows=rows, actor=request.user, source="api")
         except ConversionImportError as exc:

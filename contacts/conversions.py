@@ -2,7 +2,9 @@
 
 Rows arrive as the API's JSON list or the admin's CSV, with the same columns:
 corp_id, external_id, kind, custom_name, amount, currency, occurred_at, external_userid, unionid,
-note. `conversions_import` validates every row and writes all of them or none.
+note. `conversions_import` validates every row and writes all of them or none;
+`conversions_import_csv` reads a CSV file (scrm.csv_import, strict: every column must be one of
+these) and reports problems by the file's row numbers.
 
 - Idempotent by (corp, external_id): a row sent again with the same content is a duplicate and
   writes nothing; the same external_id with different content is a row error.
@@ -20,10 +22,10 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import django_filters
 from django.conf import settings
@@ -35,12 +37,15 @@ from django.utils.translation import gettext_lazy
 
 from contacts.filters import LocalDayFilter
 from contacts.models import AuditLog, ConversionEvent, ExternalContact, TimelineEvent
+from scrm.csv_import import Column, CsvFileError, ImportRejected, RowError, csv_table_read
 from scrm.wecom.models import Corp
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
 MAX_ROWS_PER_REQUEST = 1000
+# A month of orders; 10,000 validated rows hold a few MB in memory during the import.
+MAX_ROWS_PER_CSV = 10_000
 # Rows matched per pass of the beat task: one query for the candidates, two for the customers.
 MATCH_BATCH = 1000
 
@@ -56,34 +61,20 @@ FIELDS = (
     "unionid",
     "note",
 )
+REQUIRED_COLUMNS = ("corp_id", "external_id", "kind", "occurred_at")
+CSV_COLUMNS = tuple(Column(name, required=name in REQUIRED_COLUMNS) for name in FIELDS)
 MAX_LENGTHS = {"external_id": 64, "custom_name": 64, "external_userid": 64, "unionid": 64,
                "note": 255}  # fmt: skip
 AMOUNT_REQUIRED = {ConversionEvent.Kind.ORDER, ConversionEvent.Kind.REFUND}
 AMOUNT_LIMIT = Decimal(10) ** 12  # max_digits=14 with 2 decimal places
 CENT = Decimal("0.01")
 CURRENCY_SYMBOLS = {"CNY": "¥", "USD": "$", "EUR": "€", "GBP": "£", "HKD": "HK$"}
-NON_FIELD = "non_field_errors"
 
 
-@dataclass(frozen=True)
-class RowError:
-    row: int | None  # the row's index in the list sent (0-based); None for the whole request
-    field: str
-    message: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class ConversionImportError(Exception):
-    """Some rows are invalid; nothing was written."""
-
-    def __init__(self, errors: Sequence[RowError]) -> None:
-        super().__init__(f"{len(errors)} errors")
-        self.errors = list(errors)
-
-    def as_list(self) -> list[dict[str, Any]]:
-        return [error.as_dict() for error in self.errors]
+class ConversionImportError(ImportRejected):
+    """Some rows are invalid; nothing was written. Each RowError's row is the row's index in
+    the list sent (0-based; None for the whole request) and its column the field at fault
+    ("" for the row as a whole, answered as non_field_errors)."""
 
 
 @dataclass(frozen=True)
@@ -153,7 +144,7 @@ def _amount(row: _Row, kind: str) -> Decimal | None:
 def _occurred_at(row: _Row, corp: Corp | None) -> datetime | None:
     text = row.text("occurred_at")
     if not text:
-        if not any(e.field == "occurred_at" for e in row.errors):
+        if not any(e.column == "occurred_at" for e in row.errors):
             row.error("occurred_at", _("This field is required."))
         return None
     try:
@@ -170,7 +161,7 @@ def _occurred_at(row: _Row, corp: Corp | None) -> datetime | None:
 
 def _clean_row(index: int, raw: object, corps: dict[str, Corp]) -> tuple[dict | None, list]:
     if not isinstance(raw, dict):
-        return None, [RowError(index, NON_FIELD, _("Each row must be an object."))]
+        return None, [RowError(index, "", _("Each row must be an object."))]
     row = _Row(index, raw)
     for field in sorted(set(raw) - set(FIELDS), key=str):
         row.error(str(field), _("Unknown field."))
@@ -181,7 +172,7 @@ def _clean_row(index: int, raw: object, corps: dict[str, Corp]) -> tuple[dict | 
     elif corp is None:
         row.error("corp_id", _("Unknown corp."))
     external_id = row.text("external_id")
-    if not external_id and not any(e.field == "external_id" for e in row.errors):
+    if not external_id and not any(e.column == "external_id" for e in row.errors):
         row.error("external_id", _("This field is required."))
     kind = row.text("kind")
     if kind not in ConversionEvent.Kind.values:
@@ -244,15 +235,33 @@ def conversions_import(
         return _import(rows, max_rows, actor, source)
 
 
+def conversions_import_csv(*, file: IO[bytes] | bytes, actor: User | None = None) -> ImportResult:
+    """conversions_import of a CSV file's rows (the admin's upload): the first row names the
+    columns, every one of FIELDS; at most MAX_ROWS_PER_CSV rows. Raises ConversionImportError
+    whose rows are the file's row numbers (the header is row 1; None for the file as a whole).
+    """
+    try:
+        table = csv_table_read(file, columns=CSV_COLUMNS, max_rows=MAX_ROWS_PER_CSV, strict=True)
+    except CsvFileError as exc:
+        raise ConversionImportError(exc.errors) from None
+    numbers = [number for number, _cells in table.rows]
+    rows = [{key: value for key, value in cells.items() if value} for _number, cells in table.rows]
+    try:
+        return conversions_import(rows=rows, actor=actor, source="csv", max_rows=MAX_ROWS_PER_CSV)
+    except ConversionImportError as exc:
+        errors = [e if e.row is None else replace(e, row=numbers[e.row]) for e in exc.errors]
+        raise ConversionImportError(errors) from None
+
+
 @transaction.atomic
 def _import(rows: object, max_rows: int, actor: User | None, source: str) -> ImportResult:
     if not isinstance(rows, list):
-        raise ConversionImportError([RowError(None, NON_FIELD, _("Send a JSON list of rows."))])
+        raise ConversionImportError([RowError(None, "", _("Send a JSON list of rows."))])
     if not rows:
-        raise ConversionImportError([RowError(None, NON_FIELD, _("Send at least one row."))])
+        raise ConversionImportError([RowError(None, "", _("Send at least one row."))])
     if len(rows) > max_rows:
         message = _("At most %(n)d rows at a time; split the rows.") % {"n": max_rows}
-        raise ConversionImportError([RowError(None, NON_FIELD, message)])
+        raise ConversionImportError([RowError(None, "", message)])
     corp_ids = {str(r.get("corp_id") or "").strip() for r in rows if isinstance(r, dict)}
     corps = {c.corp_id: c for c in Corp.objects.filter(corp_id__in=corp_ids)}
 

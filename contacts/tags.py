@@ -251,14 +251,6 @@ def tags_delete(
         return emptied.update(deleted=True), tag_count
 
 
-def tag_delete(*, tag: Tag) -> None:
-    tags_delete(corp=tag.corp, tags=[tag])
-
-
-def tag_group_delete(*, group: TagGroup) -> None:
-    tags_delete(corp=group.corp, groups=[group])
-
-
 def tag_library_mark_deleted(*, corp_id: int, tag_type: str, wecom_id: str) -> int:
     """A change_external_tag delete names what went: mark it deleted at once (a group takes
     its tags along), so the resync's empty answer after the last tag is gone needs no trust."""

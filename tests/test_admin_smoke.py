@@ -63,6 +63,7 @@ def _channel_and_lifecycle_rows(corp: Corp) -> None:
     """One row of every channels and lifecycle model, built directly (their flows have their
     own tests); enough for each admin change page to open."""
     from channels_app import models as ch
+    from channels_app.services.live_codes import live_code_create
     from contacts import models as co
 
     customer = ExternalContact.objects.first()
@@ -71,8 +72,8 @@ def _channel_and_lifecycle_rows(corp: Corp) -> None:
     channel = ch.Channel.objects.create(corp=corp, name="朋友圈广告", code="pyq_0012")
     ch.ChannelCost.objects.create(corp=corp, channel=channel, start_date=dt.date(2026, 6, 1),
                                   end_date=dt.date(2026, 6, 30), amount=1000)  # fmt: skip
-    code = ch.LiveCode.objects.create(corp=corp, channel=channel, name="618 海报", slug="smoke")
-    ch.PoolMember.objects.create(live_code=code, staff=staff, daily_cap=10)
+    code = live_code_create(corp=corp, channel=channel, name="618 海报", slug="smoke",
+                            pool=[{"staff": staff, "daily_cap": 10}])  # fmt: skip
     scan = ch.Scan.objects.create(corp=corp, live_code=code, device="mobile", staff=staff)
     ch.DailyCounter.objects.create(corp=corp, live_code=code, staff=staff,
                                    day=dt.date(2026, 6, 1), assigned=1, added=1)  # fmt: skip

@@ -64,17 +64,15 @@ def test_simulate_needs_a_sandbox_corp(db):
 
 
 def test_simulated_scans_and_adds_through_a_landing_code_join_exactly(corp, live_server):
-    from channels_app.models import Attribution, Channel, LiveCode, PoolMember, Scan
+    from channels_app.models import Attribution, Channel, LiveCode, Scan
+    from channels_app.services.live_codes import live_code_create
     from channels_app.services.publishing import live_code_publish
     from contacts.services import staff_get_or_create
 
     channel = Channel.objects.create(corp=corp, name="小红书", code="xhs_618")
-    code = LiveCode.objects.create(corp=corp, channel=channel, name="618", slug="xhs618",
-                                   mode=LiveCode.Mode.LANDING)  # fmt: skip
-    for userid in ("staff01", "staff02", "staff03"):
-        PoolMember.objects.create(
-            live_code=code, staff=staff_get_or_create(corp=corp, userid=userid)
-        )
+    pool = [{"staff": staff_get_or_create(corp=corp, userid=f"staff0{n}")} for n in (1, 2, 3)]
+    code = live_code_create(corp=corp, channel=channel, name="618", slug="xhs618",
+                            mode=LiveCode.Mode.LANDING, pool=pool)  # fmt: skip
     live_code_publish(live_code=code)
     out = io.StringIO()
     call_command(

@@ -1,27 +1,33 @@
 """scrm.db.GroupInsert: rows submitted by concurrent threads share one INSERT and one commit.
 
-The batching tests hold the first batch's write at a gate so that other threads queue behind
-it: which rows share a statement is then deterministic, and writes never overlap (SQLite's
-shared in-memory test database refuses concurrent writers). The overlap of real concurrent
-batches from two processes is the PostgreSQL test at the end.
+Batches are observed as the database receives them: an execute wrapper (Django's public hook
+on a connection) records every INSERT into the inbox as the dedup keys of its rows, and holds
+the first one at a gate so that other threads queue behind it; writes never overlap (SQLite's
+shared in-memory test database refuses concurrent writers). A thread queues within
+microseconds of being started, so each follower is given a generous moment to do so before
+the next starts and before the gate opens. The overlap of real concurrent batches from two
+processes is the PostgreSQL test at the end.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import re
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 
-from scrm import db as scrm_db
 from scrm.db import GroupInsert
 from scrm.wecom.models import CallbackEvent, Corp
 
 WAIT = 10  # seconds; a test that waits this long has failed
+SETTLE = 0.3  # seconds for a started thread to queue its row (it needs well under 1 ms)
+INSERT_RE = re.compile(r'^INSERT INTO "?(\w+)"? \(([^)]*)\)')
 
 
 @pytest.fixture
@@ -42,31 +48,49 @@ def row(corp: Corp, key: str, **extra) -> dict:
     }
 
 
-class Gate:
-    """Wraps GroupInsert._write: records each batch's keys and holds the first write until
-    released, so that other threads can queue behind it; `inserter` is the one under test."""
+def inserter_for_the_inbox() -> GroupInsert:
+    return GroupInsert(CallbackEvent, conflict_fields=("corp", "dedup_key"))
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.inserter = GroupInsert(CallbackEvent, conflict_fields=("corp", "dedup_key"))
+
+class Statements:
+    """Execute wrapper: the INSERTs into the inbox in the order the database receives them,
+    each as the sorted dedup keys of its rows; the first is held until `release` is set."""
+
+    def __init__(self) -> None:
         self.batches: list[list[str]] = []
-        self.writing = threading.Event()
+        self.lock = threading.Lock()
+        self.writing = threading.Event()  # the first INSERT has reached the gate
         self.release = threading.Event()
-        original = GroupInsert._write
 
-        def write(inserter, batch, conn):
-            self.batches.append([pending.key[1] for pending in batch])  # (corp, dedup_key)
-            if len(self.batches) == 1:
+    def __call__(self, execute, sql, params, many, context):
+        match = INSERT_RE.match(sql)
+        if match and match.group(1) == CallbackEvent._meta.db_table:
+            columns = [name.strip().strip('"') for name in match.group(2).split(",")]
+            at = columns.index("dedup_key")
+            keys = sorted(params[at :: len(columns)])
+            with self.lock:
+                self.batches.append(keys)
+                first = len(self.batches) == 1
+            if first:
                 self.writing.set()
                 assert self.release.wait(WAIT)
-            return original(inserter, batch, conn)
-
-        monkeypatch.setattr(GroupInsert, "_write", write)
+        return execute(sql, params, many, context)
 
 
-def in_thread(results: dict, name: str, call: Callable[[], object]) -> threading.Thread:
+@pytest.fixture
+def statements() -> Statements:
+    return Statements()
+
+
+def in_thread(results: dict, name: str, call: Callable[[], object],
+              statements: Statements) -> threading.Thread:  # fmt: skip
+    """Run `call` in a thread of its own (its own connection, observed); {name: its result or
+    the exception it raised}."""
+
     def run():
         try:
-            results[name] = call()
+            with connection.execute_wrapper(statements):
+                results[name] = call()
         except Exception as exc:  # recorded for the assertion
             results[name] = exc
         finally:
@@ -77,128 +101,132 @@ def in_thread(results: dict, name: str, call: Callable[[], object]) -> threading
     return thread
 
 
-def queued(inserter: GroupInsert, count: int) -> bool:
-    for _ in range(WAIT * 100):
-        with inserter._lock:
-            if len(inserter._queued) >= count:
-                return True
-        threading.Event().wait(0.01)
-    return False
-
-
-@pytest.fixture
-def gate(corp, monkeypatch) -> Gate:
-    return Gate(monkeypatch)
-
-
-def behind_gate(gate: Gate, lead: tuple[str, dict], *followers: tuple[str, dict]) -> dict:
-    """Insert `lead` and hold its write at the gate; queue the followers behind it one by one
-    (so their order in the next batch is known); release; {name: pk, None or the error}."""
-    inserter = gate.inserter
+def behind_gate(statements: Statements, inserter: GroupInsert, lead: tuple[str, dict],
+                *followers: tuple[str, dict]) -> dict:  # fmt: skip
+    """Insert `lead` and hold its write at the gate; submit the followers one after the other
+    (so the order they wait in is known); release; {name: pk, None or the error}."""
     results: dict = {}
     name, values = lead
-    threads = [in_thread(results, name, lambda: inserter.insert(values))]
-    assert gate.writing.wait(WAIT)
-    for count, (name, values) in enumerate(followers, start=1):
-        threads.append(in_thread(results, name, lambda values=values: inserter.insert(values)))
-        assert queued(inserter, count)
-    gate.release.set()
+    threads = [in_thread(results, name, lambda: inserter.insert(values), statements)]
+    assert statements.writing.wait(WAIT)
+    for name, values in followers:
+        call = lambda values=values: inserter.insert(values)  # noqa: E731
+        threads.append(in_thread(results, name, call, statements))
+        time.sleep(SETTLE)
+    statements.release.set()
     for thread in threads:
         thread.join(WAIT)
+        assert not thread.is_alive()
     return results
 
 
-def test_rows_submitted_while_a_batch_is_written_share_the_next_statement(corp, gate):
-    inserter = gate.inserter
-    results = behind_gate(gate, ("a", row(corp, "a")), *((key, row(corp, key)) for key in "cbd"))
+def assert_idle(inserter: GroupInsert, corp: Corp, statements: Statements) -> None:
+    """The inserter is not left writing nor with rows queued: a new row is written at once,
+    in a statement of its own."""
+    statements.release.set()
+    results: dict = {}
+    in_thread(results, "next", lambda: inserter.insert(row(corp, "next")), statements).join(WAIT)
+    assert results.get("next") == CallbackEvent.objects.get(dedup_key="next").pk
+    assert statements.batches[-1] == ["next"]
 
-    assert gate.batches == [["a"], ["c", "b", "d"]]  # the waiting rows: one statement
+
+def test_rows_submitted_while_a_batch_is_written_share_the_next_statement(corp, statements):
+    inserter = inserter_for_the_inbox()
+    followers = [(key, row(corp, key)) for key in "cbd"]
+    results = behind_gate(statements, inserter, ("a", row(corp, "a")), *followers)
+
+    assert statements.batches == [["a"], ["b", "c", "d"]]  # the waiting rows: one statement
     stored = dict(CallbackEvent.objects.values_list("dedup_key", "pk"))
     assert results == stored  # each caller gets its own row's pk, committed
-    assert not inserter._writing
-    assert not inserter._queued
+    assert_idle(inserter, corp, statements)
 
 
-def test_of_two_rows_with_one_key_in_a_batch_the_second_is_the_duplicate(corp, gate):
-    inserter = gate.inserter
+def test_of_two_rows_with_one_key_in_a_batch_the_first_is_written_the_second_is_the_duplicate(
+    corp, statements
+):
+    inserter = inserter_for_the_inbox()
     results = behind_gate(
-        gate,
+        statements,
+        inserter,
         ("first", row(corp, "x")),
         ("again", row(corp, "dup")),
         ("twice", row(corp, "dup")),
     )
 
-    assert gate.batches == [["x"], ["dup", "dup"]]
+    assert statements.batches == [["x"], ["dup"]]  # the database sees the key once
     assert results["again"] == CallbackEvent.objects.get(dedup_key="dup").pk
     assert results["twice"] is None
     assert inserter.insert(row(corp, "x")) is None  # an existing row, alone
     assert CallbackEvent.objects.count() == 2
 
 
-def test_a_failing_batch_is_written_again_row_by_row_and_fails_only_the_bad_row(corp, gate):
-    inserter = gate.inserter
+def test_a_failing_batch_is_written_again_row_by_row_and_fails_only_the_bad_row(corp, statements):
+    inserter = inserter_for_the_inbox()
     # attempts is a PositiveIntegerField: its CHECK constraint refuses the whole statement.
     results = behind_gate(
-        gate,
+        statements,
+        inserter,
         ("lead", row(corp, "lead")),
         ("bad", row(corp, "bad", attempts=-1)),
         ("good", row(corp, "good")),
     )
 
-    assert gate.batches[:2] == [["lead"], ["bad", "good"]]
+    assert statements.batches[:2] == [["lead"], ["bad", "good"]]
+    assert sorted(statements.batches[2:]) == [["bad"], ["good"]]  # again, each alone
     assert isinstance(results["bad"], IntegrityError)
     assert results["good"] == CallbackEvent.objects.get(dedup_key="good").pk
     assert sorted(CallbackEvent.objects.values_list("dedup_key", flat=True)) == ["good", "lead"]
-    assert not inserter._writing
-    assert not inserter._queued
+    assert_idle(inserter, corp, statements)
 
 
-def test_a_batch_failing_on_a_follower_s_row_does_not_fail_its_leader(corp, gate):
-    inserter = gate.inserter
-    results = behind_gate(
-        gate,
-        ("first", row(corp, "first")),
-        ("good", row(corp, "good")),  # waited longest: leads the next batch
-        ("bad", row(corp, "bad", attempts=-1)),
-    )
+@pytest.mark.parametrize("order", ["bad_waits_longest", "good_waits_longest"])
+def test_a_bad_row_fails_only_its_own_request_whoever_leads_its_batch(corp, statements, order):
+    inserter = inserter_for_the_inbox()
+    waiting = [("good", row(corp, "good")), ("bad", row(corp, "bad", attempts=-1))]
+    if order == "bad_waits_longest":  # the one that waited longest leads the next batch
+        waiting.reverse()
+    results = behind_gate(statements, inserter, ("first", row(corp, "first")), *waiting)
 
-    assert gate.batches[:2] == [["first"], ["good", "bad"]]
+    assert statements.batches[:2] == [["first"], ["bad", "good"]]
     assert results["good"] == CallbackEvent.objects.get(dedup_key="good").pk
     assert isinstance(results["bad"], IntegrityError)
-    assert not inserter._writing
+    assert_idle(inserter, corp, statements)
 
 
-def test_a_failing_leader_hands_the_lead_on(corp, gate):
+def test_a_failing_leader_hands_the_lead_on(corp, statements):
+    inserter = inserter_for_the_inbox()
     results = behind_gate(
-        gate, ("lead", row(corp, "lead", attempts=-1)), ("late", row(corp, "late"))
+        statements,
+        inserter,
+        ("lead", row(corp, "lead", attempts=-1)),
+        ("late", row(corp, "late")),
     )
 
-    assert gate.batches == [["lead"], ["late"]]
+    assert statements.batches == [["lead"], ["late"]]
     assert isinstance(results["lead"], IntegrityError)
     assert results["late"] == CallbackEvent.objects.get().pk
+    assert_idle(inserter, corp, statements)
 
 
-@pytest.mark.django_db
-def test_inside_a_transaction_a_row_is_written_alone_and_rolled_back_with_it():
-    corp = Corp.objects.create(
-        corp_id="wwatomic", name="atomic", callback_token="t", encoding_aes_key="a" * 43
-    )
-    inserter = GroupInsert(CallbackEvent, conflict_fields=("corp", "dedup_key"))
+def test_inside_a_transaction_a_row_is_written_alone_and_rolled_back_with_it(corp, statements):
+    inserter = inserter_for_the_inbox()
     seen: list[int | None] = []
 
     def write_and_fail() -> None:
-        with transaction.atomic():
+        with connection.execute_wrapper(statements), transaction.atomic():
             pk = inserter.insert(row(corp, "k"))
             seen.append(pk)
             seen.append(CallbackEvent.objects.get().pk)
             raise RuntimeError("roll back")
 
+    statements.release.set()
     with pytest.raises(RuntimeError):
         write_and_fail()
     assert seen[0] is not None
     assert seen[0] == seen[1]  # visible inside the transaction
+    assert statements.batches == [["k"]]
     assert not CallbackEvent.objects.exists()
-    assert not inserter._writing
+    assert_idle(inserter, corp, statements)
 
 
 @pytest.mark.django_db
@@ -260,14 +288,13 @@ def test_a_connection_that_died_between_requests_is_replaced_and_the_row_written
             cursor.execute("SELECT pg_terminate_backend(%s)", [dead_pid])
     finally:
         other.close()
-    inserter = GroupInsert(CallbackEvent, conflict_fields=("corp", "dedup_key"))
+    inserter = inserter_for_the_inbox()
 
     pk = inserter.insert(row(corp, "k"))
 
     assert answers == [False]  # asked only after the INSERT failed
     assert connection.connection.info.backend_pid != dead_pid
     assert CallbackEvent.objects.get().pk == pk
-    assert not inserter._writing
 
 
 @pytest.mark.skipif("postgres" not in os.environ.get("DATABASE_URL", ""), reason="needs PostgreSQL")
@@ -307,4 +334,3 @@ def test_two_processes_batches_of_overlapping_keys_store_each_key_once_without_d
     inserted = [(key, pk) for key, pk in outcomes if pk is not None]
     assert sorted(inserted) == sorted(stored.items())  # each key answered new exactly once
     assert len(outcomes) == 16 * 40
-    assert scrm_db._insert_sql  # the statements were cached

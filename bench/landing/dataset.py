@@ -32,7 +32,8 @@ def parse_caps(text: str) -> list[int | None]:
 def setup(caps: list[int | None]) -> dict[str, object]:
     """A sandbox corp with one member per cap, our Corp with its credentials, a channel and a
     landing code whose pool has those caps, published (landing slots in the sandbox)."""
-    from channels_app.models import Channel, LandingSlot, LiveCode, PoolMember
+    from channels_app.models import Channel, LandingSlot, LiveCode
+    from channels_app.services.live_codes import live_code_create
     from channels_app.services.publishing import live_code_publish
     from contacts.services import staff_get_or_create
     from scrm.wecom.sandbox.simulate import sandbox_corp_setup
@@ -56,20 +57,15 @@ def setup(caps: list[int | None]) -> dict[str, object]:
     channel = Channel(corp=corp, channel_type=Channel.Type.AD, **CHANNEL)
     channel.full_clean()
     channel.save()
-    live_code = LiveCode(
+    live_code = live_code_create(
         corp=corp,
         channel=channel,
         name="618 落地页压测",
         slug=SLUG,
         mode=LiveCode.Mode.LANDING,
         strategy=LiveCode.Strategy.LEAST_LOADED,
+        pool=[{"staff": member, "daily_cap": cap} for member, cap in zip(staff, caps, strict=True)],
     )
-    live_code.full_clean()
-    live_code.save()
-    for member, cap in zip(staff, caps, strict=True):
-        pool_member = PoolMember(live_code=live_code, staff=member, daily_cap=cap)
-        pool_member.full_clean()
-        pool_member.save()
     live_code = live_code_publish(live_code=live_code)
     return {
         "corp_id": corp.corp_id,

@@ -1,45 +1,40 @@
 """Bulk work from the admin: live codes and channel costs from CSV files, all or nothing with
-row-level errors, and the QR images or posters of many codes as one ZIP."""
+row-level errors (read and reported by scrm.csv_import), and the QR images or posters of many
+codes as one ZIP."""
 
 from __future__ import annotations
 
-import csv
 import io
 import re
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import IO, Any, Literal
 
-from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
 from channels_app.models import Channel, ChannelCost, LiveCode, PoolMember
-from contacts.csv_files import CsvFileError, csv_text_decode
+from channels_app.services.live_codes import PoolRow, live_code_create
 from contacts.models import Staff
+from scrm.csv_import import (
+    Column,
+    CsvFileError,
+    Report,
+    RowError,
+    Table,
+    csv_table_read,
+    report_validation_error,
+    row_reporter,
+)
 from scrm.wecom.models import Corp
 
 MAX_ROWS = 2000
-# 2,000 rows of a few hundred bytes each; the cap keeps a wrong upload (a video, a dump)
-# from being read into memory whole.
-MAX_BYTES = 5 * 1024 * 1024
 STAFF_SEPARATORS = re.compile(r"[|;；,，\s]+")
 DATE_RE = re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})$")
-
-
-@dataclass(frozen=True)
-class Column:
-    key: str  # the English header, also the name used in code
-    zh: str
-    required: bool = False
-
-    @property
-    def label(self) -> str:
-        return self.zh if self.zh == self.key else f"{self.zh} ({self.key})"
-
 
 UTM_COLUMNS = tuple(
     Column(f"utm_{p}", f"utm_{p}") for p in ("source", "medium", "campaign", "content")
@@ -68,13 +63,6 @@ COST_COLUMNS = (
 
 
 @dataclass
-class RowError:
-    row: int | None  # as numbered in Excel: the header is row 1; None for the whole file
-    column: str
-    message: str
-
-
-@dataclass
 class ImportResult:
     created: list[Any] = field(default_factory=list)
     channels_created: list[Channel] = field(default_factory=list)
@@ -86,104 +74,13 @@ class ImportResult:
         return not self.errors
 
 
-@dataclass
-class Table:
-    rows: list[tuple[int, dict[str, str]]]
-    headers: dict[str, str]  # column key -> the header as written in the file
-
-    def header(self, key: str) -> str:
-        return self.headers.get(key, key)
-
-
-def csv_template(columns: Iterable[Column]) -> str:
-    """A header row operators can fill in (Chinese headers; English ones are accepted too)."""
-    return ",".join(column.zh for column in columns) + "\r\n"
-
-
-# -- reading a CSV file ------------------------------------------------------------------------
-
-
-def _column_of(header: str, columns: Iterable[Column]) -> Column | None:
-    text = header.strip().lstrip("\ufeff").strip()
-    for column in columns:
-        if text == column.zh or text.lower().replace(" ", "_") == column.key:
-            return column
-    return None
-
-
-def _dialect_of(first_line: str, columns: tuple[Column, ...]) -> str:
-    """Comma, or tab or semicolon when that is what makes the header row make sense."""
-
-    def known(delimiter: str) -> int:
-        cells = next(csv.reader([first_line], delimiter=delimiter), [])
-        return sum(1 for cell in cells if _column_of(cell, columns))
-
-    return max((",", "\t", ";"), key=known)
-
-
-def _read_table(file: IO[bytes], columns: tuple[Column, ...], max_rows: int) -> Table:
-    raw = file.read(MAX_BYTES + 1)
-    if len(raw) > MAX_BYTES:
-        raise CsvFileError(_("The file is larger than 5 MB."))
-    text = csv_text_decode(raw)
-    delimiter = _dialect_of(text.lstrip("\ufeff").split("\n", 1)[0], columns)
+def _read(file: IO[bytes], columns: tuple[Column, ...], max_rows: int,
+          result: ImportResult) -> Table | None:  # fmt: skip
     try:
-        records = list(csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""),
-                                  delimiter=delimiter))  # fmt: skip
-    except csv.Error as exc:
-        raise CsvFileError(_("The file is not valid CSV: %(error)s") % {"error": exc}) from exc
-    if not records:
-        raise CsvFileError(_("The file is empty."))
-    headers: dict[str, str] = {}
-    positions: dict[str, int] = {}
-    for position, header in enumerate(records[0]):
-        column = _column_of(header, columns)
-        if column is None:
-            continue
-        if column.key in positions:
-            raise CsvFileError(_("The column %(column)s appears twice.") % {"column": header})
-        headers[column.key], positions[column.key] = header.strip().lstrip("\ufeff"), position
-    missing = [column.label for column in columns if column.required and column.key not in headers]
-    if missing:
-        raise CsvFileError(
-            _("Missing columns: %(columns)s. The first row must name the columns.")
-            % {"columns": ", ".join(missing)}
-        )
-    rows = []
-    for number, record in enumerate(records[1:], start=2):
-        if not any(cell.strip() for cell in record):
-            continue  # blank lines, often left at the end by Excel
-        cells = {
-            key: (record[p].strip() if p < len(record) else "") for key, p in positions.items()
-        }
-        rows.append((number, cells))
-    if not rows:
-        raise CsvFileError(_("The file has a header row but no data rows."))
-    if len(rows) > max_rows:
-        raise CsvFileError(
-            _("The file has %(count)d rows; at most %(max)d can be imported at once.")
-            % {"count": len(rows), "max": max_rows}
-        )
-    return Table(rows=rows, headers=headers)
-
-
-Report = Callable[[str, str], None]
-
-
-def _reporter(result: ImportResult, table: Table, number: int) -> Report:
-    def report(key: str, message: str) -> None:
-        column = table.header(key) if key else ""
-        result.errors.append(RowError(number, column, message))
-
-    return report
-
-
-def _add_model_errors(report: Report, exc: ValidationError, columns: dict[str, str]) -> None:
-    """Model field errors, reported under the CSV column the field came from."""
-    for name, messages in exc.message_dict.items():
-        column = columns.get(name, "") if name != NON_FIELD_ERRORS else ""
-        for message in messages:
-            report(column, message)
+        return csv_table_read(file, columns=columns, max_rows=max_rows)
+    except CsvFileError as exc:
+        result.errors.extend(exc.errors)
+        return None
 
 
 # -- live codes --------------------------------------------------------------------------------
@@ -199,9 +96,10 @@ LIVE_CODE_FIELD_COLUMNS = {f: f for f in ("name", "slug", "mode", "strategy", "w
 
 @dataclass
 class _PlannedCode:
-    live_code: LiveCode
+    number: int  # the row of the file
+    live_code: LiveCode  # validated, not saved: live_code_create writes it with its pool
     channel: Channel
-    members: list[PoolMember]
+    pool: list[PoolRow]
 
 
 class _LiveCodePlanner:
@@ -228,7 +126,7 @@ class _LiveCodePlanner:
         planned = []
         for number, row in self.table.rows:
             errors_before = len(self.result.errors)
-            code = self._row(number, row, _reporter(self.result, self.table, number))
+            code = self._row(number, row, row_reporter(self.result.errors, number, self.table))
             if code is not None and len(self.result.errors) == errors_before:
                 planned.append(code)
         self._regenerate_taken_slugs(planned)
@@ -255,9 +153,9 @@ class _LiveCodePlanner:
             live_code.full_clean(exclude=["corp", "channel"], validate_unique=False,
                                  validate_constraints=False)  # fmt: skip
         except ValidationError as exc:
-            _add_model_errors(report, exc, LIVE_CODE_FIELD_COLUMNS)
-        members = self._members(row, report)
-        return _PlannedCode(live_code, channel, members) if channel is not None else None
+            report_validation_error(report, exc, LIVE_CODE_FIELD_COLUMNS)
+        pool = self._pool(row, report)
+        return _PlannedCode(number, live_code, channel, pool) if channel is not None else None
 
     def _channel(self, row: dict[str, str], report: Report) -> Channel | None:
         code = row["channel_code"].lower()
@@ -290,7 +188,7 @@ class _LiveCodePlanner:
         try:
             channel.full_clean(exclude=exclude, validate_unique=False, validate_constraints=False)
         except ValidationError as exc:
-            _add_model_errors(report, exc, CHANNEL_FIELD_COLUMNS)
+            report_validation_error(report, exc, CHANNEL_FIELD_COLUMNS)
         self.new_channels[code] = channel
         return channel
 
@@ -328,17 +226,21 @@ class _LiveCodePlanner:
                 renamed.append(item.live_code.slug)
             taken = set(LiveCode.objects.filter(slug__in=renamed).values_list("slug", flat=True))
 
-    def _members(self, row: dict[str, str], report: Report) -> list[PoolMember]:
+    def _pool(self, row: dict[str, str], report: Report) -> list[PoolRow]:
         cap: int | None = None
         if row.get("daily_cap"):
             if not row["daily_cap"].isdigit():
                 report("daily_cap", _("Give a whole number, 0 or more, or leave it empty."))
             else:
-                cap = int(row["daily_cap"])
+                try:  # the model field's own range, without a PoolMember to hang it on
+                    cap = PoolMember._meta.get_field("daily_cap").clean(int(row["daily_cap"]), None)
+                except ValidationError as exc:
+                    for message in exc.messages:
+                        report("daily_cap", message)
         userids = list(dict.fromkeys(u for u in STAFF_SEPARATORS.split(row["staff"]) if u))
         if not userids:
             report("staff", _("List at least one member's UserID."))
-        members = []
+        pool: list[PoolRow] = []
         for userid in userids:
             staff = self.staff.get(userid) or self.staff.get(userid.lower())
             if staff is None:
@@ -346,14 +248,8 @@ class _LiveCodePlanner:
             elif staff.status != Staff.Status.ACTIVE:
                 report("staff", _("%(staff)s has left or is disabled.") % {"staff": staff})
             else:
-                member = PoolMember(corp=self.corp, staff=staff, daily_cap=cap)
-                try:
-                    member.full_clean(exclude=["live_code", "staff"], validate_unique=False,
-                                      validate_constraints=False)  # fmt: skip
-                except ValidationError as exc:
-                    _add_model_errors(report, exc, {"daily_cap": "daily_cap"})
-                members.append(member)
-        return members
+                pool.append({"staff": staff, "daily_cap": cap})
+        return pool
 
 
 def live_codes_create_from_csv(
@@ -365,10 +261,8 @@ def live_codes_create_from_csv(
     (row, column, message). Otherwise everything is created in one transaction. Publishing to
     WeCom is a separate step."""
     result = ImportResult()
-    try:
-        table = _read_table(file, LIVE_CODE_COLUMNS, max_rows)
-    except CsvFileError as exc:
-        result.errors.append(RowError(None, "", exc.message))
+    table = _read(file, LIVE_CODE_COLUMNS, max_rows, result)
+    if table is None:
         return result
     planner = _LiveCodePlanner(corp, table, result)
     planned = planner.plan()
@@ -378,22 +272,38 @@ def live_codes_create_from_csv(
         with transaction.atomic():
             for channel in planner.new_channels.values():
                 channel.save()
-            members = []
-            for item in planned:
-                item.live_code.channel = item.channel  # now saved: sets channel_id
-                item.live_code.save()
-                for member in item.members:
-                    member.live_code, member.corp_id = item.live_code, item.live_code.corp_id
-                    members.append(member)
-            PoolMember.objects.bulk_create(members)
+            result.created = _live_codes_create(corp, planned, table, result)
+            if result.errors:
+                transaction.set_rollback(True)
     except IntegrityError:
         # Someone created the same slug or channel code between validation and insert.
         message = _("A code or channel in the file was created meanwhile; nothing was imported.")
         result.errors.append(RowError(None, "", message))
+    if result.errors:
+        result.created = []
         return result
     result.channels_created = list(planner.new_channels.values())
-    result.created = [item.live_code for item in planned]
     return result
+
+
+def _live_codes_create(corp: Corp, planned: list[_PlannedCode], table: Table,
+                       result: ImportResult) -> list[LiveCode]:  # fmt: skip
+    """The planned codes with their pools, through the service every interface uses; stops at
+    the first row the service refuses (a slug taken meanwhile), its errors under that row."""
+    created = []
+    for item in planned:
+        code = item.live_code
+        try:
+            created.append(
+                live_code_create(corp=corp, channel=item.channel, name=code.name, slug=code.slug,
+                                 mode=code.mode, strategy=code.strategy,
+                                 welcome_text=code.welcome_text, pool=item.pool)
+            )  # fmt: skip
+        except ValidationError as exc:
+            report = row_reporter(result.errors, item.number, table)
+            report_validation_error(report, exc, {**LIVE_CODE_FIELD_COLUMNS, "pool": "staff"})
+            break
+    return created
 
 
 # -- channel costs -----------------------------------------------------------------------------
@@ -445,7 +355,7 @@ def _cost_row(
     try:
         cost.full_clean(exclude=["corp", "channel"])
     except ValidationError as exc:
-        _add_model_errors(report, exc, COST_FIELD_COLUMNS)
+        report_validation_error(report, exc, COST_FIELD_COLUMNS)
         return None
     return cost
 
@@ -455,16 +365,14 @@ def channel_costs_import_csv(
 ) -> ImportResult:
     """Channel costs from a CSV file, all or nothing, like live_codes_create_from_csv."""
     result = ImportResult()
-    try:
-        table = _read_table(file, COST_COLUMNS, max_rows)
-    except CsvFileError as exc:
-        result.errors.append(RowError(None, "", exc.message))
+    table = _read(file, COST_COLUMNS, max_rows, result)
+    if table is None:
         return result
     codes = {row["channel_code"].lower() for _number, row in table.rows}
     channels = {c.code: c for c in Channel.objects.filter(corp=corp, code__in=codes)}
     costs = []
     for number, row in table.rows:
-        cost = _cost_row(corp, row, channels, _reporter(result, table, number))
+        cost = _cost_row(corp, row, channels, row_reporter(result.errors, number, table))
         if cost is not None:
             costs.append(cost)
     if result.errors:
@@ -610,7 +518,3 @@ def live_codes_export(*, live_codes: Iterable[LiveCode], kind: QrKind, base_url:
         files.append((_unique("skipped.txt", used), ("\r\n".join(lines) + "\r\n").encode()))
     names = [name for name, _image in files if name.endswith(".png")]
     return QrExport(content=qr.zip_of(files), filenames=names, skipped=skipped)
-
-
-def live_codes_zip(*, live_codes: Iterable[LiveCode], kind: QrKind, base_url: str) -> bytes:
-    return live_codes_export(live_codes=live_codes, kind=kind, base_url=base_url).content

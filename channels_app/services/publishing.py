@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from channels_app.models import Channel, LandingSlot, LiveCode, PoolMember
+from channels_app.models import Channel, LandingSlot, LiveCode
 from channels_app.services.assignment import local_now, native_userids
 from channels_app.state import encode_state
 from contacts.models import Staff
@@ -286,9 +286,14 @@ def live_codes_import(*, corp: Corp, days: int = 3650, page_size: int = 1000) ->
 
 @transaction.atomic
 def _adopt(corp: Corp, way: dict) -> LiveCode:
+    """An active native code for the contact way, its pool the way's users (already WeCom's
+    list: nothing to sync)."""
     import secrets
 
-    live_code = LiveCode.objects.create(
+    from channels_app.services.live_codes import live_code_create  # it syncs through this module
+
+    users = list(way.get("user") or [])
+    return live_code_create(
         corp=corp,
         channel=imported_channel(corp),
         name=(way.get("remark") or way["config_id"])[:64],
@@ -300,13 +305,9 @@ def _adopt(corp: Corp, way: dict) -> LiveCode:
         config_id=way["config_id"],
         qr_code=way.get("qr_code") or "",
         state=(way.get("state") or "")[:30],
-        published_users=list(way.get("user") or []),
+        published_users=users,
         published_skip_verify=bool(way.get("skip_verify", True)),
         published_at=timezone.now(),
         imported=True,
+        pool=[{"staff": staff_get_or_create(corp=corp, userid=u)} for u in dict.fromkeys(users)],
     )
-    for userid in way.get("user") or []:
-        PoolMember.objects.create(
-            live_code=live_code, staff=staff_get_or_create(corp=corp, userid=userid)
-        )
-    return live_code

@@ -1,6 +1,7 @@
 import pytest
 
-from channels_app.models import Channel, LiveCode, PoolMember
+from channels_app.models import Channel, LiveCode
+from channels_app.services.live_codes import live_code_create
 from contacts.services import staff_get_or_create
 
 
@@ -19,14 +20,12 @@ def staff(corp):
 @pytest.fixture
 def make_code(corp, channel, staff):
     def make(mode="landing", caps=(None, None, None), strategy="least_loaded", **fields):
-        code = LiveCode.objects.create(
+        caps = list(caps) + [None] * (len(staff) - len(caps))
+        pool = [{"staff": s, "daily_cap": cap} for s, cap in zip(staff, caps, strict=True)]
+        return live_code_create(
             corp=corp, channel=channel, name=fields.pop("name", "618 海报"),
             slug=fields.pop("slug", f"{mode}-{LiveCode.objects.count() + 1}"),
-            mode=mode, strategy=strategy, **fields,
+            mode=mode, strategy=strategy, pool=pool, **fields,
         )  # fmt: skip
-        caps = list(caps) + [None] * (len(staff) - len(caps))
-        for member, cap in zip(staff, caps, strict=True):
-            PoolMember.objects.create(live_code=code, staff=member, daily_cap=cap)
-        return code
 
     return make

@@ -11,6 +11,7 @@ import zipfile
 
 import pytest
 from django.contrib import admin
+from django.contrib.admin.models import LogEntry
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -26,6 +27,7 @@ from channels_app.models import (
 )
 from channels_app.services.publishing import live_code_publish
 from channels_app.services.referrals import referral_code_get_or_create
+from scrm.wecom.models import ApiCall
 from scrm.wecom.sandbox.models import SandboxContactWay, SandboxMember
 from scrm.wecom.sandbox.simulate import sandbox_customer_add
 
@@ -170,6 +172,87 @@ def test_pool_member_of_another_corp_is_refused(admin_client, corp, channel, sta
     assert response.status_code == 200
     assert "staff" in response.context["inline_admin_formsets"][0].formset.forms[1].errors
     assert not LiveCode.objects.exists()
+
+
+def _change_form(code, pool: list[dict]) -> dict:
+    """The change form of a published code as the browser posts it: `pool` lists the rows
+    shown (an existing row by its member's id), with delete ticked where asked."""
+    data = {
+        "channel": code.channel_id, "name": code.name, "slug": code.slug,
+        "strategy": code.strategy, "skip_verify": "on", "tag_ids": "[]",
+        "welcome_attachments": "[]", "welcome_text": code.welcome_text,
+    }  # fmt: skip
+    for prefix in ("schedules", "overrides", "stores"):
+        data |= {f"{prefix}-TOTAL_FORMS": 0, f"{prefix}-INITIAL_FORMS": 0}
+    existing = [row for row in pool if row.get("id")]
+    data |= {"pool-TOTAL_FORMS": len(pool), "pool-INITIAL_FORMS": len(existing)}
+    for index, row in enumerate(pool):
+        data |= {f"pool-{index}-{name}": value for name, value in row.items()
+                 if value is not None}  # fmt: skip
+        data[f"pool-{index}-live_code"] = code.pk
+    return data
+
+
+def _pool_rows(code, **changes: dict) -> list[dict]:
+    """The code's pool rows as the inline shows them, with `changes` by userid."""
+    rows = []
+    for member in code.pool.select_related("staff").order_by("pk"):
+        row = {
+            "id": member.pk,
+            "staff": member.staff_id,
+            "weight": member.weight,
+            "daily_cap": member.daily_cap,
+            "is_enabled": "on" if member.is_enabled else None,
+        }
+        rows.append(row | changes.get(member.staff.userid, {}))  # fmt: skip
+    return rows
+
+
+def test_a_pool_change_in_the_admin_resyncs_a_published_native_code_once(
+    admin_client, make_code, sandbox_corp, django_capture_on_commit_callbacks
+):
+    code = live_code_publish(live_code=make_code(mode="native"))
+    kept = code.pool.get(staff__userid="staff01").pk
+    pool = _pool_rows(code, staff02={"is_enabled": None}, staff03={"DELETE": "on"})
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(_url(LiveCode, "change", code.pk), _change_form(code, pool))
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert SandboxContactWay.objects.get().users == ["staff01"]
+    assert ApiCall.objects.filter(endpoint="externalcontact/update_contact_way").count() == 1
+    assert code.pool.get(staff__userid="staff01").pk == kept  # shifts hang on this row
+    assert sorted(code.pool.values_list("staff__userid", "is_enabled")) == [
+        ("staff01", True), ("staff02", False),
+    ]  # fmt: skip
+    history = LogEntry.objects.get(object_id=str(code.pk)).get_change_message()
+    assert "staff03" in history
+
+
+def test_an_admin_save_that_leaves_the_pool_as_it_was_calls_no_wecom(
+    admin_client, make_code, sandbox_corp, django_capture_on_commit_callbacks
+):
+    code = live_code_publish(live_code=make_code(mode="native"))
+    form = _change_form(code, _pool_rows(code)) | {"name": "新名字"}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(_url(LiveCode, "change", code.pk), form)
+    assert response.status_code == 302
+    assert LiveCode.objects.get(pk=code.pk).name == "新名字"
+    assert not ApiCall.objects.filter(endpoint="externalcontact/update_contact_way").exists()
+    assert SandboxContactWay.objects.get().remark == "618 海报"  # saved, not republished
+
+
+def test_a_shift_added_in_the_admin_resyncs_who_is_on_duty(
+    admin_client, make_code, sandbox_corp, django_capture_on_commit_callbacks
+):
+    code = live_code_publish(live_code=make_code(mode="native"))
+    form = _change_form(code, _pool_rows(code)) | {
+        "schedules-TOTAL_FORMS": 1, "schedules-0-name": "全天", "schedules-0-weekdays": "1234567",
+        "schedules-0-start_time": "00:00", "schedules-0-end_time": "00:00",
+        "schedules-0-members": [code.pool.get(staff__userid="staff02").pk],
+    }  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(_url(LiveCode, "change", code.pk), form)
+    assert response.status_code == 302, response.context["inline_admin_formsets"]
+    assert SandboxContactWay.objects.get().users == ["staff02"]
 
 
 # -- publishing and status actions -------------------------------------------------------------

@@ -25,6 +25,7 @@ from channels_app.models import (
 )
 from channels_app.services.publishing import live_code_publish
 from contacts.models import Staff
+from scrm.wecom.models import ApiCall
 from scrm.wecom.sandbox.models import SandboxContactWay, SandboxFault
 from scrm.wecom.sandbox.simulate import random_aes_key, sandbox_customer_add
 from scrm.wecom.services import corp_create
@@ -393,7 +394,9 @@ def test_channel_of_another_corp_is_refused(api, channel, other_corp):
     assert api.post("/api/v1/live-codes/", {**body, "channel": 10**30}).status_code == 400
 
 
-def test_editing_an_active_code_keeps_its_printed_qr(api, make_code, sandbox_corp, staff):
+def test_editing_an_active_code_keeps_its_printed_qr_and_resyncs_its_pool(
+    api, make_code, sandbox_corp, staff, django_capture_on_commit_callbacks
+):
     code = make_code(mode="native", slug="counter")
     shift = ScheduleRule.objects.create(live_code=code, start_time=dt.time(0), end_time=dt.time(0))
     shift.members.set(code.pool.all())
@@ -402,8 +405,9 @@ def test_editing_an_active_code_keeps_its_printed_qr(api, make_code, sandbox_cor
     assert published["config_id"]
     kept = code.pool.get(staff=staff[0]).pk
     pool = [{"staff": "staff01", "weight": 5}, {"staff": "staff02", "is_enabled": False}]
-    response = api.patch(f"/api/v1/live-codes/{code.pk}/",
-                         {"name": "改名的海报", "pool": pool}, format="json")  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.patch(f"/api/v1/live-codes/{code.pk}/",
+                             {"name": "改名的海报", "pool": pool}, format="json")  # fmt: skip
     assert response.status_code == 200, response.content
     row = response.json()
     assert (row["config_id"], row["qr_code"]) == (published["config_id"], published["qr_code"])
@@ -413,8 +417,12 @@ def test_editing_an_active_code_keeps_its_printed_qr(api, make_code, sandbox_cor
     ]  # fmt: skip
     assert row["schedules"][0]["members"] == ["staff01", "staff02"]
     assert code.pool.get(staff=staff[0]).pk == kept  # its shifts hang on the same row
-    way = SandboxContactWay.objects.get()  # saved, not republished
-    assert (way.remark, sorted(way.users)) == ("618 海报", ["staff01", "staff02", "staff03"])
+    # Saved, not republished (the remark is the old name), but the pool change re-synced
+    # WeCom's user list once: staff02 is disabled and staff03 left the pool.
+    way = SandboxContactWay.objects.get()
+    assert (way.remark, way.users) == ("618 海报", ["staff01"])
+    assert ApiCall.objects.filter(endpoint="externalcontact/update_contact_way").count() == 1
+    assert LiveCode.objects.get(pk=code.pk).published_users == ["staff01"]
     assert api.patch(f"/api/v1/live-codes/{code.pk}/", {"mode": "landing"}).status_code == 400
     republished = api.post(f"/api/v1/live-codes/{code.pk}/publish/").json()
     assert republished["config_id"] == published["config_id"]

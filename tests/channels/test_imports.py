@@ -16,10 +16,11 @@ from channels_app.services.imports import (
     channel_costs_import_csv,
     live_codes_create_from_csv,
     live_codes_export,
-    live_codes_zip,
 )
 from channels_app.services.publishing import live_code_publish
 from contacts.models import Staff
+from scrm.wecom.models import ApiCall
+from scrm.wecom.sandbox.models import SandboxContactWay
 
 pytestmark = pytest.mark.django_db
 
@@ -230,9 +231,9 @@ def _zip_names(content: bytes) -> dict[str, bytes]:
 @pytest.mark.parametrize("kind", ["png", "poster"])
 def test_zip_has_one_image_per_landing_code_with_unique_names(make_code, kind):
     codes = [make_code(name="618 海报"), make_code(name="618 海报"), make_code(name="a/b:c*?")]
-    content = live_codes_zip(live_codes=LiveCode.objects.filter(pk__in=[c.pk for c in codes]),
-                             kind=kind, base_url="https://scrm.example.com/")  # fmt: skip
-    files = _zip_names(content)
+    export = live_codes_export(live_codes=LiveCode.objects.filter(pk__in=[c.pk for c in codes]),
+                               kind=kind, base_url="https://scrm.example.com/")  # fmt: skip
+    files = _zip_names(export.content)
     assert len(files) == 3
     assert len({name.lower() for name in files}) == 3
     for name, image in files.items():
@@ -273,3 +274,26 @@ def test_unreachable_wecom_image_is_skipped_not_a_crash(make_code):
     assert skipped == code
     assert reason
     assert export.filenames == []
+
+
+def test_codes_from_csv_are_drafts_whose_pools_reach_wecom_only_when_published(
+    corp, staff, django_capture_on_commit_callbacks
+):
+    # The import creates codes only (a slug already used is a row error, above), so no pool of
+    # a published code changes through it: its pools are written by the pool service, and a
+    # draft is not in WeCom yet.
+    with django_capture_on_commit_callbacks(execute=True):
+        result = live_codes_create_from_csv(corp=corp, file=_csv(
+            "pyq_1,朋友圈,,收银台,native,till,staff01|staff02,5,,,",
+        ))  # fmt: skip
+    assert _errors(result) == []
+    (code,) = result.created
+    assert (code.mode, code.status) == ("native", "draft")
+    assert sorted(code.pool.values_list("staff__userid", "daily_cap")) == [
+        ("staff01", 5), ("staff02", 5),
+    ]  # fmt: skip
+    assert not ApiCall.objects.filter(endpoint__contains="contact_way").exists()
+    published = live_code_publish(live_code=code)
+    assert sorted(SandboxContactWay.objects.get(config_id=published.config_id).users) == [
+        "staff01", "staff02",
+    ]  # fmt: skip

@@ -255,13 +255,19 @@ def test_sending_needs_the_add_permission_reading_a_login(django_user_model, cor
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=reader).key}")
     assert client.post(URL, [_row(corp)], format="json").status_code == 403
-    assert client.get(URL).status_code == 200
+    assert ConversionEvent.objects.count() == 0
+    ConversionEvent.objects.create(corp=corp, external_id="seen", kind="consult",
+                                   occurred_at=dt.datetime(2024, 6, 18, tzinfo=dt.UTC))  # fmt: skip
+    response = client.get(URL)
+    assert response.status_code == 200
+    assert [row["external_id"] for row in response.json()["results"]] == ["seen"]
 
 
 def test_session_login_can_send(sender, corp):
     client = APIClient(enforce_csrf_checks=False)
     client.force_login(sender)
     assert client.post(URL, [_row(corp)], format="json").status_code == 201
+    assert ConversionEvent.objects.get().external_id == "order-1"
 
 
 # -- reading -----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from channels_app.models import Channel, LiveCode, PoolMember
+from channels_app.services.live_codes import live_code_create
 from channels_app.services.publishing import live_code_publish
 from channels_app.services.staff_changes import pools_remove_staff
 from contacts.models import AuditLog, Staff
@@ -38,10 +39,9 @@ def codes(corp, sandbox_corp):
     staff_sync(corp=corp)
     made = []
     for mode in (LiveCode.Mode.NATIVE, LiveCode.Mode.LANDING):
-        code = LiveCode.objects.create(corp=corp, channel=channel, name=f"{mode} 码",
-                                       slug=f"dt-{mode}", mode=mode)  # fmt: skip
-        for staff in Staff.objects.filter(corp=corp):
-            PoolMember.objects.create(live_code=code, staff=staff)
+        pool = [{"staff": staff} for staff in Staff.objects.filter(corp=corp)]
+        code = live_code_create(corp=corp, channel=channel, name=f"{mode} 码",
+                                slug=f"dt-{mode}", mode=mode, pool=pool)  # fmt: skip
         made.append(live_code_publish(live_code=code))
     return made
 

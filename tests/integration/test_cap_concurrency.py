@@ -7,7 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from channels_app.models import Channel, DailyCounter, LiveCode, PoolMember, Scan
+from channels_app.models import Channel, DailyCounter, LiveCode, Scan
+from channels_app.services.live_codes import live_code_create
 from channels_app.services.publishing import live_code_publish
 from contacts.services import staff_get_or_create
 from tests.integration.conftest import requires_postgres
@@ -23,12 +24,10 @@ CAPS = {"staff01": 5, "staff02": 7, "staff03": 10}
 @pytest.mark.parametrize("strategy", ["least_loaded", "round_robin", "weighted"])
 def test_64_concurrent_scans_never_exceed_daily_caps(corp, sandbox_corp, live_server, strategy):
     channel = Channel.objects.create(corp=corp, name="抖音信息流", code="dy_ad_07")
-    code = LiveCode.objects.create(corp=corp, channel=channel, name="冲刺", slug="dy07",
-                                   mode=LiveCode.Mode.LANDING, strategy=strategy)  # fmt: skip
-    for userid, cap in CAPS.items():
-        PoolMember.objects.create(
-            live_code=code, staff=staff_get_or_create(corp=corp, userid=userid), daily_cap=cap
-        )
+    pool = [{"staff": staff_get_or_create(corp=corp, userid=userid), "daily_cap": cap}
+            for userid, cap in CAPS.items()]  # fmt: skip
+    code = live_code_create(corp=corp, channel=channel, name="冲刺", slug="dy07",
+                            mode=LiveCode.Mode.LANDING, strategy=strategy, pool=pool)  # fmt: skip
     live_code_publish(live_code=code)
 
     def scan(index: int) -> int:

@@ -1,5 +1,8 @@
 """A burst of 200 adds on the real services: every welcome message goes out inside its
-welcome_code's 20 seconds; the sandbox records when each code was issued and used."""
+welcome_code's 20 seconds; the sandbox records when each code was issued and used.
+
+A timing SLA, not a correctness test: marked `sla`, left out of `make test` and run by
+`make test-sla` against PostgreSQL, Redis and Celery workers (see the README)."""
 
 import datetime as dt
 
@@ -11,7 +14,7 @@ from scrm.wecom.sandbox.models import SandboxWelcomeCode
 from scrm.wecom.sandbox.simulate import simulate_adds
 from tests.integration.conftest import WORKER_LOG, requires_broker, wait_for
 
-pytestmark = [pytest.mark.integration, requires_broker]
+pytestmark = [pytest.mark.integration, pytest.mark.sla, requires_broker]
 BURST = 200
 
 

@@ -7,7 +7,8 @@ import pytest
 import requests
 
 from channels_app.landing_redis import STREAM
-from channels_app.models import Channel, DailyCounter, LiveCode, PoolMember, Scan
+from channels_app.models import Channel, DailyCounter, LiveCode, Scan
+from channels_app.services.live_codes import live_code_create
 from channels_app.services.publishing import live_code_publish
 from contacts.models import ExternalContact, FirstSource
 from contacts.services import staff_get_or_create
@@ -50,12 +51,10 @@ def test_landing_scans_buffered_in_redis_reach_the_database_through_the_worker(
     corp, sandbox_corp, live_server, redis_path, celery_worker_process
 ):
     channel = Channel.objects.create(corp=corp, name="小红书", code="xhs_1111")
-    code = LiveCode.objects.create(corp=corp, channel=channel, name="双十一", slug="xhs1111",
-                                   mode=LiveCode.Mode.LANDING)  # fmt: skip
-    for userid in ("staff01", "staff02"):
-        PoolMember.objects.create(
-            live_code=code, staff=staff_get_or_create(corp=corp, userid=userid), daily_cap=50
-        )
+    pool = [{"staff": staff_get_or_create(corp=corp, userid=userid), "daily_cap": 50}
+            for userid in ("staff01", "staff02")]  # fmt: skip
+    code = live_code_create(corp=corp, channel=channel, name="双十一", slug="xhs1111",
+                            mode=LiveCode.Mode.LANDING, pool=pool)  # fmt: skip
     live_code_publish(live_code=code)
     for index in range(12):
         headers = {"User-Agent": f"Mozilla/5.0 (iPhone) MicroMessenger/8.0 device/{index}"}

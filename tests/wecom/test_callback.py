@@ -614,7 +614,6 @@ def test_a_transient_wecom_error_is_recorded_and_re_raised_for_the_task_to_retry
     event.refresh_from_db()
     assert event.status == CallbackEvent.Status.FAILED
     assert "system busy" in event.last_error
-    assert tasks.callback_event_process_task.autoretry_for == services.TRANSIENT_ERRORS
     # A failed row under the attempt limit is swept again.
     queued: list[int] = []
     monkeypatch.setattr(tasks.callback_event_process_task, "delay", queued.append)
@@ -739,15 +738,41 @@ def pipeline_deadlocks_once(event: CallbackEvent) -> bool:
     return True
 
 
-def test_a_deadlocked_processing_is_retried_by_the_task_and_then_processed(
-    corp, crypto, client, settings
+def pipeline_busy_once(event: CallbackEvent) -> bool:
+    handled.append(event.pk)
+    if len(handled) == 1:
+        raise WeComTransientError(-1, "system busy", "externalcontact/get")
+    return True
+
+
+def pipeline_fails_once(event: CallbackEvent) -> bool:
+    handled.append(event.pk)
+    if len(handled) == 1:
+        raise ValueError("not transient")
+    return True
+
+
+@pytest.mark.parametrize("pipeline", ["pipeline_deadlocks_once", "pipeline_busy_once"])
+def test_a_transient_failure_is_retried_by_the_task_and_then_processed(
+    corp, crypto, client, settings, pipeline
 ):
     _post_event(client, corp, crypto, _event(corp))  # on_commit not run: still pending
     event = CallbackEvent.objects.get()
-    settings.WECOM_EVENT_PIPELINE = PIPELINE + "pipeline_deadlocks_once"
+    settings.WECOM_EVENT_PIPELINE = PIPELINE + pipeline
     handled.clear()
     result = tasks.callback_event_process_task.apply((event.pk,))
     assert result.state == "SUCCESS"
     event.refresh_from_db()
     assert handled == [event.pk, event.pk]
     assert (event.status, event.attempts) == (CallbackEvent.Status.PROCESSED, 2)
+
+
+def test_a_failure_that_is_not_transient_is_not_retried_by_the_task(corp, crypto, client, settings):
+    _post_event(client, corp, crypto, _event(corp))  # on_commit not run: still pending
+    event = CallbackEvent.objects.get()
+    settings.WECOM_EVENT_PIPELINE = PIPELINE + "pipeline_fails_once"
+    handled.clear()
+    tasks.callback_event_process_task.apply((event.pk,))
+    event.refresh_from_db()
+    assert handled == [event.pk]  # left FAILED for the sweeper and the admin's retry action
+    assert (event.status, event.attempts) == (CallbackEvent.Status.FAILED, 1)

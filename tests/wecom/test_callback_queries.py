@@ -5,13 +5,14 @@ import time
 import pytest
 
 from scrm.wecom import services
+from scrm.wecom.models import CallbackEvent
 from scrm.wecom.sandbox.simulate import event_xml
 
 pytestmark = pytest.mark.django_db
 
 
 def test_callback_stores_an_event_in_a_fixed_number_of_queries(
-    corp, crypto, client, monkeypatch, django_assert_num_queries
+    corp, crypto, client, monkeypatch, django_assert_num_queries, django_capture_on_commit_callbacks
 ):
     queued = []
     monkeypatch.setattr(
@@ -26,9 +27,15 @@ def test_callback_stores_an_event_in_a_fixed_number_of_queries(
         url = f"/wecom/callback/{corp.corp_id}/?{query}"
         # The first request reads the corp (then cached in-process for a minute); then an event
         # is one INSERT ... ON CONFLICT DO NOTHING, with no savepoint even inside a transaction.
-        with django_assert_num_queries(2 if index == 0 else 1):
+        with (
+            django_capture_on_commit_callbacks(execute=True),
+            django_assert_num_queries(2 if index == 0 else 1),
+        ):
             response = client.post(url, data=body, content_type="text/xml")
         assert response.status_code == 200
+    stored = CallbackEvent.objects.order_by("pk")
+    assert [event.external_user_id for event in stored] == ["wm0", "wm1", "wm2"]
+    assert queued == [event.pk for event in stored]
 
 
 def test_a_rotated_callback_token_takes_effect_at_once(corp, crypto, post_event):

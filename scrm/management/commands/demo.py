@@ -9,7 +9,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
-from channels_app.models import Channel, LiveCode, PoolMember
+from channels_app.models import Channel, LiveCode
+from channels_app.services.live_codes import live_code_create
 from channels_app.services.publishing import live_code_publish
 from contacts.models import Staff
 from contacts.services import staff_get_or_create
@@ -103,15 +104,14 @@ class Command(BaseCommand):
                 defaults={"name": name, "channel_type": kind, "utm_source": utm},
             )  # fmt: skip
             for index, (code_name, slug, mode, caps) in enumerate(codes):
-                live_code, created = LiveCode.objects.get_or_create(
-                    slug=slug,
-                    defaults={"corp": corp, "channel": channel, "name": code_name, "mode": mode,
-                              "welcome_text": DEMO_WELCOME},
-                )  # fmt: skip
-                if created:
+                live_code = LiveCode.objects.filter(slug=slug).first()
+                if live_code is None:
                     chosen = staff[index : index + len(caps)] if mode == "native" else staff[2:5]
-                    for member, cap in zip(chosen, caps, strict=False):
-                        PoolMember.objects.create(live_code=live_code, staff=member, daily_cap=cap)
+                    pool = [{"staff": s, "daily_cap": cap}
+                            for s, cap in zip(chosen, caps, strict=False)]  # fmt: skip
+                    live_code = live_code_create(corp=corp, channel=channel, name=code_name,
+                                                 slug=slug, mode=mode, welcome_text=DEMO_WELCOME,
+                                                 pool=pool)  # fmt: skip
                 if live_code.status != LiveCode.Status.ACTIVE:
                     live_code = live_code_publish(live_code=live_code)
                 if mode == "landing":
