@@ -287,7 +287,8 @@ class TimelineEvent(models.Model):
         TRANSFERRED = "transferred", _("transferred")
         TRANSFER_FAILED = "transfer_failed", _("transfer failed")
         CONVERSION = "conversion", _("conversion")
-        BACKFILLED = "backfilled", _("backfilled by calibration")
+        # An add no callback announced, found by calibration or in a customer's details.
+        BACKFILLED = "backfilled", _("added (found in WeCom's data)")
         ERASED = "erased", _("personal data erased")
 
     corp = models.ForeignKey(
