@@ -243,8 +243,11 @@ def _count(queryset: QuerySet, field: str = "pk") -> Subquery:
 
 def live_codes_with_today(*, day: date | None = None, tz: ZoneInfo | None = None) -> QuerySet:
     """Live codes with today's scans, adds, assigned and total daily cap (None: a member has
-    no cap, so neither has the code). `cap_used_today` is what the caps count: scans assigned
-    for a landing code, adds for a native one (its contact way rotates on adds).
+    no cap, so neither has the code). `assigned_today` counts the scans given a member (a
+    returning device's excluded: it keeps its member), not DailyCounter.assigned, which is
+    capacity taken and includes what the landing page's Redis store reserved but has not
+    spent. `cap_used_today` is what the caps count: assignments for a landing code, adds for
+    a native one (its contact way rotates on adds).
     `day` is a local day in `tz` (default: today in settings.TIME_ZONE)."""
     tz = tz or ZoneInfo(settings.TIME_ZONE)
     day = day or today(tz)
@@ -279,7 +282,9 @@ def live_codes_with_today(*, day: date | None = None, tz: ZoneInfo | None = None
         .annotate(
             scans_today=_count(scans.values("live_code"), "live_code"),
             adds_today=_count(adds.values("live_code"), "live_code"),
-            assigned_today=counter_sum("assigned"),
+            assigned_today=_count(
+                scans.filter(staff__isnull=False, reused=False).values("live_code"), "live_code"
+            ),
             cap_used_today=Case(
                 When(mode=LiveCode.Mode.NATIVE, then=counter_sum("added")),
                 default=F("assigned_today"),

@@ -90,7 +90,7 @@ def verify() -> dict[str, object]:
     from django.db.models.functions import TruncDate
 
     from channels_app.models import DailyCounter, LiveCode, Scan
-    from channels_app.services.landing import landing_scans_flush
+    from channels_app.services.landing_scans import landing_scans_flush
 
     # On the Redis path, scans the server buffered after its last flush (no worker runs in the
     # bench) are written now, as the beat's flush would.
