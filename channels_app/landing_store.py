@@ -46,7 +46,7 @@ from channels_app.assignment import Candidate
 from channels_app.models import LandingSlot, LiveCode, PoolMember
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # built on every visit: a frozen dataclass's __init__ costs more
 class VisitRequest:
     """One visit as the rules prepared it; the same for every attempt and every store."""
 
@@ -67,7 +67,7 @@ class VisitRequest:
         return [m.staff_id for m in self.members]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Outcome:
     kind: str  # "claim", "renew", "busy" or "rerank" (see the module docstring)
     staff_id: int | None = None

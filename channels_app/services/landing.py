@@ -217,7 +217,9 @@ def _top_up_if_short(
 ) -> None:
     """After commit (outside the counter's lock): when the member claimed is short of free
     slots, queue a top-up (checked at most once per member every TOP_UP_DEBOUNCE_SECONDS).
-    `free` is the store's count after the visit when it had it at hand."""
+    `free` is the store's count after the visit when it had it at hand. Not through
+    transaction.on_commit outside a transaction: it opens a database connection (and with
+    CONN_HEALTH_CHECKS runs a query), which a Redis-store visit must not."""
     if free is not None and free >= SLOTS_PER_STAFF - 1:
         return
 
@@ -231,7 +233,10 @@ def _top_up_if_short(
         if count < SLOTS_PER_STAFF - 1:
             _top_up_queue(live_code_id, staff_id)
 
-    transaction.on_commit(top_up_if_short)
+    if transaction.get_connection().in_atomic_block:
+        transaction.on_commit(top_up_if_short)
+    else:
+        top_up_if_short()
 
 
 def _top_up_queue(live_code_id: int, staff_id: int) -> None:
