@@ -112,9 +112,10 @@ end
 # KEYS: loads, grants, device, stream. ARGV: slots prefix, hold prefix, last prefix, device
 # key, now, lease seconds, return window seconds, keep ms, scan JSON, ",keepers,", "1" to
 # record a busy scan, the ranked members as "staff id:cap or -1,..." (one argument: cheaper).
-# Returns {kind, staff, slot, free slots left or -1, stream id, loads as "staff:n,..."}: the
-# ranked members' loads after a claim, every member's on "busy" (one string: far cheaper for
-# the client to parse than a nested reply).
+# Returns {kind, staff, slot, free slots left or -1, stream id, loads as "staff:n,..."}: every
+# member's load after a claim or on "busy", not only the ranked ones' (a member this process
+# stopped ranking at its cap may be granted more since), as one string (far cheaper for the
+# client to parse than a nested reply).
 _VISIT = (
     _PRELUDE
     + """
@@ -162,8 +163,7 @@ for i = 1, #members do
   local left, granted_cap = grant_of(grants[i])
   if granted_cap ~= caps[i] or left == 0 then return {'refill', members[i], '', -1, '', ''} end
   if left > 0 then
-    grants[i] = (left - 1) .. ':' .. caps[i]
-    redis.call('HSET', KEYS[2], members[i], grants[i])
+    redis.call('HSET', KEYS[2], members[i], (left - 1) .. ':' .. caps[i])
     chosen = i
     break
   end
@@ -174,7 +174,7 @@ end
 local staff, slot, free = '', '', -1
 if chosen > 0 then
   staff = members[chosen]
-  loads[chosen] = redis.call('HINCRBY', KEYS[1], staff, 1)
+  redis.call('HINCRBY', KEYS[1], staff, 1)
   local first = redis.call('ZRANGE', ARGV[1] .. staff, 0, 0)
   if first[1] then
     slot = first[1]
@@ -182,10 +182,7 @@ if chosen > 0 then
     free = redis.call('ZCOUNT', ARGV[1] .. staff, '-inf', now)
   end
 end
-local id = record(staff, slot, '0')
-local ranked_loads = {}
-for i = 1, #members do ranked_loads[i] = members[i] .. ':' .. load_of(loads[i], grants[i]) end
-return {'claim', staff, slot, free, id, table.concat(ranked_loads, ',')}
+return {'claim', staff, slot, free, record(staff, slot, '0'), all_loads(KEYS[1], KEYS[2])}
 """
 )
 
@@ -275,9 +272,9 @@ class RedisStore:
         self._grant = self.client.register_script(_GRANT)
         self._seed_slots_script = self.client.register_script(_SEED_SLOTS)
         self._slot_scans = self.client.register_script(_SLOT_SCANS)
-        # (code id, day) -> loads as the last script call of this process returned them:
-        # slightly stale under concurrency, which only nudges the balance (the script checks
-        # what the ranking may not know: grants, refusals, missing loads).
+        # (code id, day) -> every member's load as the last script call of this process
+        # returned them: slightly stale under concurrency, which only nudges the balance (the
+        # script checks what the ranking may not know: grants, refusals, missing loads).
         self._loads: LRU[tuple, dict[int, int]] = LRU(LOADS_CACHED)
         self._slots_seeded: LRU[int, object] = LRU(SLOTS_CACHED)
 
@@ -321,13 +318,11 @@ class RedisStore:
                 continue
             if kind == b"seed":
                 return Outcome("rerank", loads=self._seed_loads(visit))
-            loads = _unpack(packed)
-            if kind == b"busy":
+            if kind != b"renew":  # every member's load ("renew" takes none)
+                loads = _unpack(packed)
                 self._loads[(live_code_id, visit.day)] = loads
-                return Outcome("busy", loads=loads)
-            if loads:
-                key = (live_code_id, visit.day)
-                self._loads[key] = {**(self._loads.get(key) or {}), **loads}
+                if kind == b"busy":
+                    return Outcome("busy", loads=loads)
             _flush_soon()
             return Outcome(kind.decode(), staff_id=int(staff) if staff else None,
                            slot_id=int(slot) if slot else None,

@@ -137,3 +137,30 @@ def test_an_add_is_attributed_when_redis_cannot_be_read(
     recorded = Attribution.objects.get()
     assert (recorded.live_code, recorded.channel, recorded.scan) == (code, code.channel, None)
     assert "not read from Redis" in caplog.text
+
+
+def test_a_grant_that_lands_after_a_refusal_is_still_spent(make_code, sandbox_corp, staff,
+                                                           redis_path):  # fmt: skip
+    from channels_app.lock_objects import daily_counter_grant
+    from channels_app.selectors import landing_config
+    from channels_app.services.landing import landing_visit
+
+    code = live_code_publish(live_code=make_code(caps=(2, None, 0), strategy="weighted"))
+
+    def visit(ip: str):
+        return landing_visit(config=landing_config(code.slug), params={}, user_agent=PHONE,
+                             referrer_url="", ip=ip).staff  # fmt: skip
+
+    assert visit("10.0.0.1") == staff[0]  # granted 1 of its cap of 2, and spent it
+    day = Scan.objects.get().created_at.astimezone(code.corp.tzinfo).date()
+    grants = redis_path.grants_key(code.pk, day)
+    # Another process takes the last unit from the database; before its grant reaches Redis,
+    # this one is refused and marks staff01 full; its next visit sees staff01 at its cap.
+    key = {"corp_id": code.corp_id, "live_code_id": code.pk, "staff_id": staff[0].pk}
+    assert daily_counter_grant(**key, day=day, cap=2, chunk=1) == 1
+    redis_path._grant(keys=[grants], args=[staff[0].pk, 0, 2, 60])
+    assert visit("10.0.0.2") == staff[1]
+    redis_path._grant(keys=[grants], args=[staff[0].pk, 1, 2, 60])  # the other's grant lands
+    assert staff[0] in [visit(f"10.0.1.{index}") for index in range(3)]
+    assert Scan.objects.filter(staff=staff[0]).count() == 2
+    assert DailyCounter.objects.get(staff=staff[0]).assigned == 2
