@@ -85,7 +85,8 @@ def setup(caps: list[int | None]) -> dict[str, object]:
 
 def verify() -> dict[str, object]:
     """What the run left in the database: scans per staff member and local day next to the
-    DailyCounter the assignment bumped under its row lock, and the member's cap."""
+    DailyCounter's capacity taken (the database path's claims and the Redis store's grants),
+    and the member's cap."""
     from django.db.models import Count, Q
     from django.db.models.functions import TruncDate
 
@@ -104,8 +105,8 @@ def verify() -> dict[str, object]:
         reused=Count("pk", filter=Q(reused=True)),
         without_slot=Count("pk", filter=Q(staff__isnull=False, slot__isnull=True)),
     )
-    # DailyCounter.assigned counts new assignments only: a returning device keeps its staff
-    # member without a bump, so it is compared with the scans that were not reused.
+    # DailyCounter.assigned covers new assignments only: a returning device keeps its staff
+    # member and takes no capacity, so it is compared with the scans that were not reused.
     per_day = (
         scans.filter(staff__isnull=False, reused=False)
         .annotate(day=TruncDate("created_at", tzinfo=live_code.corp.tzinfo))
