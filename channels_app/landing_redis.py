@@ -36,6 +36,7 @@ import json
 import logging
 import threading
 from collections.abc import Sequence
+from datetime import date, datetime
 
 import redis
 from django.conf import settings
@@ -279,11 +280,11 @@ class RedisStore:
         self._slots_seeded: LRU[int, object] = LRU(SLOTS_CACHED)
 
     @staticmethod
-    def loads_key(live_code_id: int, day: object) -> str:
+    def loads_key(live_code_id: int, day: date) -> str:
         return f"{PREFIX}n:{live_code_id}:{day}"
 
     @staticmethod
-    def grants_key(live_code_id: int, day: object) -> str:
+    def grants_key(live_code_id: int, day: date) -> str:
         return f"{PREFIX}g:{live_code_id}:{day}"
 
     @staticmethod
@@ -329,7 +330,7 @@ class RedisStore:
                            free_slots=int(free) if int(free) >= 0 else None)  # fmt: skip
         raise RedisError("landing visit did not settle on Redis's grants")
 
-    def free_slots(self, *, live_code_id: int, staff_id: int, now: object) -> int:
+    def free_slots(self, *, live_code_id: int, staff_id: int, now: datetime) -> int:
         return self.client.zcount(self.slots_key(live_code_id, staff_id), "-inf", now.timestamp())
 
     def _refill(self, visit: VisitRequest, staff_id: int, cap: int) -> None:
