@@ -1,135 +1,234 @@
-"""The landing page's Redis path: daily counters, slot leases and returning devices kept in
-Redis, and scans appended to a Redis stream that services.landing.landing_scans_flush writes to
-the database in batches. A visit is then one Redis round trip (a Lua script) and no database
-statement, so a burst behind a Moments ad is limited by Python, not by row locks and commits.
+"""The landing store on Redis (the fast path; see landing_store for the contract): a visit is
+one Lua script that checks the returning device, claims a member, leases the slot and appends
+the scan to a stream, so a burst behind a Moments ad costs no database statement. A task
+(services.landing_scans.landing_scans_flush) writes the stream to the database in batches.
 
 Enabled by LANDING_REDIS_URL (a standalone Redis, not a cluster: the scripts derive key names;
 its data should survive a restart: appendonly or RDB). Without it, or when Redis fails, visits
-take the database path (lock_objects and services.assignment), whose DailyCounter rows stay
-the day's record either way: the flush raises them to Redis's counts, and Redis's counters
-start from them. (The one gap: after a Redis outage in the middle of a day, Redis's count is
-raised to the database's, which misses the visits the database path took while Redis still
-held claims not yet flushed; a member may take that many visits over its cap.)
+take the database store.
+
+Caps: Redis keeps no cap counter of its own. A capped member's capacity is *granted* from its
+DailyCounter (the one authority) in chunks (lock_objects.daily_counter_grant), and the script
+spends the grant one visit at a time. When the first ranked member with possible room has no
+grant left, the script does nothing and answers "refill": Python reserves the next chunk and
+calls it again; a member the database refuses is full for the day at that cap (a raised cap
+asks again). So Redis can only spend what the database gave, and a visit on the database path
+(a Redis outage) only takes what is left: together they never exceed a cap. What a grant
+leaves unspent (Redis lost its data, a cap lowered mid-day) is never assigned that day.
 
 Keys, all under `scrm:landing:`:
-  cnt:<code>:<day>      hash staff id -> visits assigned that local day (the cap's counter)
+  n:<code>:<day>        hash staff id -> the day's new assignments (the ranking's loads; seeded
+                        from DailyCounter.assigned for members it lacks)
+  g:<code>:<day>        hash staff id -> "left:cap": grant not yet spent, and the cap it was
+                        granted under; left -1: the database refused more at that cap
   slots:<code>:<staff>  sorted set slot id -> end of its lease (epoch seconds, 0 = never leased)
-  hold:<slot>           the device key holding the slot's lease (expires with the lease)
-  dev:<code>:<device>   "staff|slot" of the device's last visit (expires after RETURN_WINDOW)
+  hold:<slot>           the device key of the slot's last lease
+  last:<slot>           the stream id of the slot's last scan (landing_scan_for_slot reads it)
+  dev:<code>:<device>   "staff|slot|time" of the device's last visit with a slot
   scans                 stream of scans not yet in the database
+The lease and the return window are compared with the visit's own clock, never with Redis's
+expiry: TTLs only clear keys nobody needs any more.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 import redis
 from django.conf import settings
+from redis.exceptions import RedisError
+
+from channels_app.assignment import Candidate
+from channels_app.landing_store import Outcome, VisitRequest
+from channels_app.lock_objects import daily_counter_grant
+from channels_app.services.assignment import counters_ensure, daily_counters_read
+from scrm.debounce import QueueWindow
+from scrm.lru import LRU
+
+logger = logging.getLogger(__name__)
 
 PREFIX = "scrm:landing:"
 STREAM = PREFIX + "scans"
-COUNTER_TTL_SECONDS = 3 * 24 * 3600
+DAY_TTL_SECONDS = 3 * 24 * 3600  # a day's loads and grants outlive the day
+KEEP_MARGIN_SECONDS = 60  # device, hold and last keys outlive the lease and the return window
+# Capacity reserved from a capped member's DailyCounter per grant: a tenth of its cap, at most
+# GRANT_CHUNK_MAX, at least 1. A busy member then costs one UPDATE (and one more script call)
+# every `chunk` visits instead of a statement per visit, while what a grant can leave unspent
+# (a Redis outage or restart, a cap lowered mid-day) stays within a tenth of the cap.
+GRANT_CHUNK_MAX = 10
+# Script calls one visit may make: each "refill" either grants capacity or marks a member
+# full, so a visit settles within a few; only concurrent visits spending each new grant
+# first make it call again. Past this it takes the database store.
+CALLS_PER_VISIT = 24
+# Per process: loads of recent (code, day)s, and the slots each code last gave Redis.
+LOADS_CACHED = 1024
+SLOTS_CACHED = 1024
+SLOT_SCANS_WALKED = 4  # landing_scan_for_slot: the slot's last buffered scans, newest first
 
-# One visit, all or nothing, so a cap holds under any concurrency and no assignment goes
-# without its scan:
-# 1. a returning device whose slot is still its own (and whose member may still take visitors)
-#    keeps member and slot: the lease is renewed;
-# 2. else, when a ranked member has no counter yet, nothing is done: the caller seeds the
-#    day's counters from the database and calls again;
-# 3. else the first ranked member below its cap is counted and its slot leased longest ago is
-#    leased; when every ranked member is capped, nothing is done unless the busy scan is to be
-#    recorded (the caller first re-ranks with the counters returned);
-# then the device is remembered and the scan appended to the stream.
-# KEYS: cnt, dev, stream. ARGV: slots prefix, hold prefix, device key, now, lease seconds,
-# return window seconds, scan JSON, ",staff ids a returning device may keep,", "1" to record
-# a busy scan, the ranked members as "staff id:cap or -1,..." (one argument: cheaper to send).
-# Returns {kind, staff, slot, free slots left or -1, stream id, counts as "staff:n,..."}: the
-# ranked members' counts after a claim, the whole day's on "busy" (one string: far cheaper for
-# the client to parse than a nested reply).
-_VISIT = """
-local function counters(key)
-  local flat, parts = redis.call('HGETALL', key), {}
-  for i = 1, #flat, 2 do parts[#parts + 1] = flat[i] .. ':' .. flat[i + 1] end
+
+def grant_chunk(cap: int) -> int:
+    return max(1, min(GRANT_CHUNK_MAX, cap // 10))
+
+
+# Shared by the scripts: a grant "left:cap" (none: 0 left), and a member's load as the ranking
+# should see it (a member the database refused counts as at least at its cap).
+_PRELUDE = """
+local function grant_of(value)
+  if not value then return 0, -1 end
+  local left, cap = string.match(value, '^(-?%d+):(%d+)$')
+  return tonumber(left), tonumber(cap)
+end
+local function load_of(n, grant)
+  local left, cap = grant_of(grant)
+  n = tonumber(n)
+  if left < 0 and cap > n then return cap end
+  return n
+end
+local function all_loads(loads_key, grants_key)
+  local flat, g, grants, parts = redis.call('HGETALL', loads_key),
+                                 redis.call('HGETALL', grants_key), {}, {}
+  for i = 1, #g, 2 do grants[g[i]] = g[i + 1] end
+  for i = 1, #flat, 2 do
+    parts[#parts + 1] = flat[i] .. ':' .. load_of(flat[i + 1], grants[flat[i]])
+  end
   return table.concat(parts, ',')
 end
-local now, lease = tonumber(ARGV[4]), tonumber(ARGV[5])
-local lease_ms, window_ms = math.floor(lease * 1000), math.floor(tonumber(ARGV[6]) * 1000)
-local previous = redis.call('GET', KEYS[2])
+"""
+
+# One visit, all or nothing (the contract of landing_store):
+# 1. a returning device whose slot is still its own (no later lease), within the return
+#    window, whose member may keep visitors, renews the lease;
+# 2. else, when a ranked member has no load yet, nothing is done: "seed";
+# 3. else the first ranked member that is uncapped or has grant left at its cap is claimed
+#    (its load counted, its grant spent) and its slot leased longest ago (never-leased first)
+#    is leased; a member with no grant left, or one granted under another cap, stops the
+#    visit: "refill"; a member refused at this cap is skipped. When nobody can be claimed,
+#    nothing is done ("busy", with every member's load) unless the busy scan is to be recorded;
+# then the scan is appended to the stream (with the slot's previous entry id) and the device,
+# hold and last keys set.
+# KEYS: loads, grants, device, stream. ARGV: slots prefix, hold prefix, last prefix, device
+# key, now, lease seconds, return window seconds, keep ms, scan JSON, ",keepers,", "1" to
+# record a busy scan, the ranked members as "staff id:cap or -1,..." (one argument: cheaper).
+# Returns {kind, staff, slot, free slots left or -1, stream id, loads as "staff:n,..."}: every
+# member's load after a claim or on "busy", not only the ranked ones' (a member this process
+# stopped ranking at its cap may be granted more since), as one string (far cheaper for the
+# client to parse than a nested reply).
+_VISIT = (
+    _PRELUDE
+    + """
+local now, lease = tonumber(ARGV[5]), tonumber(ARGV[6])
+local window, keep_ms = tonumber(ARGV[7]), tonumber(ARGV[8])
+local function record(staff, slot, reused)
+  local prev = ''
+  if slot ~= '' then prev = redis.call('GET', ARGV[3] .. slot) or '' end
+  local id = redis.call('XADD', KEYS[4], '*', 'scan', ARGV[9], 'staff', staff, 'slot', slot,
+                        'reused', reused, 'prev', prev)
+  if slot ~= '' then
+    redis.call('SET', ARGV[3] .. slot, id, 'PX', keep_ms)
+    redis.call('SET', ARGV[2] .. slot, ARGV[4], 'PX', keep_ms)
+    redis.call('SET', KEYS[3], staff .. '|' .. slot .. '|' .. ARGV[5], 'PX', keep_ms)
+  end
+  return id
+end
+local previous = redis.call('GET', KEYS[3])
 if previous then
-  local staff, slot = string.match(previous, '^([^|]*)|([^|]*)$')
-  if staff and string.find(ARGV[8], ',' .. staff .. ',', 1, true)
-      and redis.call('GET', ARGV[2] .. slot) == ARGV[3]
+  local staff, slot, at = string.match(previous, '^(%d+)|(%d+)|(.+)$')
+  if staff and now - tonumber(at) <= window
+      and string.find(ARGV[10], ',' .. staff .. ',', 1, true)
+      and redis.call('GET', ARGV[2] .. slot) == ARGV[4]
       and redis.call('ZSCORE', ARGV[1] .. staff, slot) then
     redis.call('ZADD', ARGV[1] .. staff, now + lease, slot)
-    redis.call('PEXPIRE', ARGV[2] .. slot, lease_ms)
-    redis.call('PEXPIRE', KEYS[2], window_ms)
-    local id = redis.call('XADD', KEYS[3], '*', 'scan', ARGV[7], 'staff', staff, 'slot', slot,
-                          'reused', '1')
-    return {'renew', staff, slot, -1, id, ''}
+    return {'renew', staff, slot, -1, record(staff, slot, '1'), ''}
   end
 end
 local members, caps = {}, {}
-for member, cap in string.gmatch(ARGV[10], '(%d+):(-?%d+)') do
+for member, cap in string.gmatch(ARGV[12], '(%d+):(-?%d+)') do
   members[#members + 1] = member
   caps[#caps + 1] = tonumber(cap)
 end
-local counts = {}
-if #members > 0 then counts = redis.call('HMGET', KEYS[1], unpack(members)) end
-for i = 1, #members do
-  if not counts[i] then return {'seed', '', '', -1, '', ''} end
+local loads, grants = {}, {}
+if #members > 0 then
+  loads = redis.call('HMGET', KEYS[1], unpack(members))
+  grants = redis.call('HMGET', KEYS[2], unpack(members))
 end
-local staff = ''
 for i = 1, #members do
-  local n = tonumber(counts[i])
-  if caps[i] < 0 or n < caps[i] then
-    redis.call('HINCRBY', KEYS[1], members[i], 1)
-    counts[i] = n + 1
-    staff = members[i]
+  if not loads[i] then return {'seed', '', '', -1, '', ''} end
+end
+local chosen = 0
+for i = 1, #members do
+  if caps[i] < 0 then chosen = i break end
+  local left, granted_cap = grant_of(grants[i])
+  if granted_cap ~= caps[i] or left == 0 then return {'refill', members[i], '', -1, '', ''} end
+  if left > 0 then
+    redis.call('HSET', KEYS[2], members[i], (left - 1) .. ':' .. caps[i])
+    chosen = i
     break
   end
 end
-if staff == '' and ARGV[9] ~= '1' then
-  return {'busy', '', '', -1, '', counters(KEYS[1])}
+if chosen == 0 and ARGV[11] ~= '1' then
+  return {'busy', '', '', -1, '', all_loads(KEYS[1], KEYS[2])}
 end
-local slot, free = '', -1
-if staff ~= '' then
+local staff, slot, free = '', '', -1
+if chosen > 0 then
+  staff = members[chosen]
+  redis.call('HINCRBY', KEYS[1], staff, 1)
   local first = redis.call('ZRANGE', ARGV[1] .. staff, 0, 0)
   if first[1] then
     slot = first[1]
     redis.call('ZADD', ARGV[1] .. staff, now + lease, slot)
-    redis.call('SET', ARGV[2] .. slot, ARGV[3], 'PX', lease_ms)
-    redis.call('SET', KEYS[2], staff .. '|' .. slot, 'PX', window_ms)
     free = redis.call('ZCOUNT', ARGV[1] .. staff, '-inf', now)
   end
 end
-local id = redis.call('XADD', KEYS[3], '*', 'scan', ARGV[7], 'staff', staff, 'slot', slot,
-                      'reused', '0')
-local ranked_counts = {}
-for i = 1, #members do ranked_counts[i] = members[i] .. ':' .. counts[i] end
-return {'claim', staff, slot, free, id, table.concat(ranked_counts, ',')}
+return {'claim', staff, slot, free, record(staff, slot, '0'), all_loads(KEYS[1], KEYS[2])}
 """
+)
 
-# Counters for members Redis does not know yet, from the database: never lowers a count.
-# KEYS: cnt. ARGV: ttl, then (staff id, count) pairs.
-_SEED_COUNTERS = """
+# Loads for members Redis does not know yet, from the database: never lowers a load.
+# KEYS: loads, grants. ARGV: ttl, then (staff id, load) pairs. Returns every member's load.
+_SEED_LOADS = (
+    _PRELUDE
+    + """
 for i = 2, #ARGV, 2 do
   local known = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '-1')
   if known < tonumber(ARGV[i + 1]) then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+return all_loads(KEYS[1], KEYS[2])
+"""
+)
+
+# What the database granted a member: added to the grant left (capacity granted under another
+# cap is still counted in the database, so it stays); 0 granted marks the member refused at
+# this cap, unless a concurrent refill's grant is still there to spend.
+# KEYS: grants. ARGV: staff id, granted, cap, ttl.
+_GRANT = (
+    _PRELUDE
+    + """
+local value = redis.call('HGET', KEYS[1], ARGV[1])
+local left, cap = grant_of(value)
+local granted = tonumber(ARGV[2])
+if granted > 0 then
+  if left < 0 then left = 0 end
+  redis.call('HSET', KEYS[1], ARGV[1], (left + granted) .. ':' .. ARGV[3])
+elseif not (cap == tonumber(ARGV[3]) and left > 0) then
+  redis.call('HSET', KEYS[1], ARGV[1], '-1:' .. ARGV[3])
+end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
 return 1
 """
+)
 
-# A member's slots as published: new ones added with their lease, gone ones removed.
-# KEYS: slots. ARGV: (slot id, lease end) pairs.
+# A member's slots as published: new ones added, a later lease end (the database path's, in
+# an outage) adopted, gone ones removed. KEYS: slots. ARGV: (lease end, slot id) pairs.
 _SEED_SLOTS = """
 local keep = {}
 for i = 1, #ARGV, 2 do
-  keep[ARGV[i]] = true
-  redis.call('ZADD', KEYS[1], 'NX', ARGV[i + 1], ARGV[i])
+  keep[ARGV[i + 1]] = true
+  redis.call('ZADD', KEYS[1], 'GT', ARGV[i], ARGV[i + 1])
 end
 for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   if not keep[member] then redis.call('ZREM', KEYS[1], member) end
@@ -137,115 +236,202 @@ end
 return 1
 """
 
+# The slot's last scans still in the stream, newest first, following each entry's `prev`.
+# KEYS: stream. ARGV: the slot's last key, how many at most.
+_SLOT_SCANS = """
+local found, id = {}, redis.call('GET', ARGV[1])
+for _ = 1, tonumber(ARGV[2]) do
+  if not id or id == '' then break end
+  local entry = redis.call('XRANGE', KEYS[1], id, id)[1]
+  if not entry then break end
+  found[#found + 1] = entry
+  id = nil
+  for i = 1, #entry[2], 2 do
+    if entry[2][i] == 'prev' then id = entry[2][i + 1] end
+  end
+end
+return found
+"""
 
-@dataclass(frozen=True)
-class Visit:
-    # "claim" (also a recorded busy visit: no staff), "renew" (a returning device), or, with
-    # nothing done, "seed" (counters missing) or "busy" (every ranked member capped)
-    kind: str
-    staff_id: int | None
-    slot_id: int | None
-    free_slots: int  # the member's slots not leased after this visit's; -1 when not known
-    visit_id: str  # the scan's stream entry id
-    counters: dict[int, int]  # assignments by staff id: the ranked members' (claim), all (busy)
+
+def _unpack(packed: bytes) -> dict[int, int]:
+    loads = {}
+    for item in packed.split(b",") if packed else ():
+        staff_id, load = item.split(b":")
+        loads[int(staff_id)] = int(load)
+    return loads
 
 
-def _pair(item: bytes) -> tuple[int, int]:
-    staff_id, count = item.split(b":")
-    return int(staff_id), int(count)
-
-
-class LandingRedis:
-    """The scripts bound to one Redis client (thread-safe: redis-py pools connections)."""
+class RedisStore:
+    """The scripts bound to one Redis client (thread-safe: redis-py pools connections), and
+    this process's last-seen loads (the ranking's input between two visits)."""
 
     def __init__(self, url: str) -> None:
         self.client = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
         self._visit = self.client.register_script(_VISIT)
-        self._seed_counters = self.client.register_script(_SEED_COUNTERS)
-        self._seed_slots = self.client.register_script(_SEED_SLOTS)
+        self._seed_loads_script = self.client.register_script(_SEED_LOADS)
+        self._grant = self.client.register_script(_GRANT)
+        self._seed_slots_script = self.client.register_script(_SEED_SLOTS)
+        self._slot_scans = self.client.register_script(_SLOT_SCANS)
+        # (code id, day) -> every member's load as the last script call of this process
+        # returned them: slightly stale under concurrency, which only nudges the balance (the
+        # script checks what the ranking may not know: grants, refusals, missing loads).
+        self._loads: LRU[tuple, dict[int, int]] = LRU(LOADS_CACHED)
+        self._slots_seeded: LRU[int, object] = LRU(SLOTS_CACHED)
 
     @staticmethod
-    def counter_key(live_code_id: int, day: date) -> str:
-        return f"{PREFIX}cnt:{live_code_id}:{day.isoformat()}"
+    def loads_key(live_code_id: int, day: date) -> str:
+        return f"{PREFIX}n:{live_code_id}:{day}"
+
+    @staticmethod
+    def grants_key(live_code_id: int, day: date) -> str:
+        return f"{PREFIX}g:{live_code_id}:{day}"
 
     @staticmethod
     def slots_key(live_code_id: int, staff_id: int) -> str:
         return f"{PREFIX}slots:{live_code_id}:{staff_id}"
 
-    @staticmethod
-    def device_key(live_code_id: int, device: str) -> str:
-        return f"{PREFIX}dev:{live_code_id}:{device}"
+    def loads(self, visit: VisitRequest) -> dict[int, int]:
+        return self._loads.get((visit.live_code.pk, visit.day)) or {}
 
-    def visit(
-        self,
-        *,
-        live_code_id: int,
-        day: date,
-        device: str,
-        now: float,
-        lease_seconds: float,
-        return_seconds: float,
-        scan_json: str,
-        keepers: Sequence[int],
-        ranked: list[tuple[int, int | None]],
-        record_busy: bool,
-    ) -> Visit:
-        """One landing visit in one round trip (see _VISIT). `keepers`: the members a returning
-        device may keep; `ranked`: (staff id, daily cap) in the order the strategy tries them."""
-        keeper_set = "," + ",".join(map(str, keepers)) + ","
-        packed_ranked = ",".join(f"{s}:{-1 if cap is None else cap}" for s, cap in ranked)
-        args = [f"{PREFIX}slots:{live_code_id}:", PREFIX + "hold:", device, now, lease_seconds,
-                return_seconds, scan_json, keeper_set, "1" if record_busy else "0",
+    def attempt(
+        self, visit: VisitRequest, ranked: list[Candidate], *, record_busy: bool
+    ) -> Outcome:
+        live_code_id = visit.live_code.pk
+        self._seed_slots(visit)
+        caps = {c.staff_id: c.cap for c in ranked}
+        packed_ranked = ",".join(f"{c.staff_id}:{-1 if c.cap is None else c.cap}" for c in ranked)
+        keep_ms = int((max(visit.lease, visit.return_window).total_seconds()
+                       + KEEP_MARGIN_SECONDS) * 1000)  # fmt: skip
+        scan_json = json.dumps({**visit.scan, "created_at": visit.now.isoformat()},
+                               separators=(",", ":"))  # fmt: skip
+        keys = [self.loads_key(live_code_id, visit.day), self.grants_key(live_code_id, visit.day),
+                f"{PREFIX}dev:{live_code_id}:{visit.device_key}", STREAM]  # fmt: skip
+        args = [f"{PREFIX}slots:{live_code_id}:", PREFIX + "hold:", PREFIX + "last:",
+                visit.device_key, visit.now.timestamp(), visit.lease.total_seconds(),
+                visit.return_window.total_seconds(), keep_ms, scan_json,
+                "," + ",".join(map(str, visit.keepers)) + ",", "1" if record_busy else "0",
                 packed_ranked]  # fmt: skip
-        keys = [self.counter_key(live_code_id, day), self.device_key(live_code_id, device), STREAM]
-        kind, staff, slot, free, visit_id, packed = self._visit(keys=keys, args=args)
-        return Visit(
-            kind=kind.decode(),
-            staff_id=int(staff) if staff else None,
-            slot_id=int(slot) if slot else None,
-            free_slots=int(free),
-            visit_id=visit_id.decode(),
-            counters=dict(_pair(item) for item in packed.split(b",")) if packed else {},
-        )
+        for _call in range(CALLS_PER_VISIT):
+            kind, staff, slot, free, _id, packed = self._visit(keys=keys, args=args)
+            if kind == b"refill":
+                self._refill(visit, int(staff), caps[int(staff)])
+                continue
+            if kind == b"seed":
+                return Outcome("rerank", loads=self._seed_loads(visit))
+            if kind != b"renew":  # every member's load ("renew" takes none)
+                loads = _unpack(packed)
+                self._loads[(live_code_id, visit.day)] = loads
+                if kind == b"busy":
+                    return Outcome("busy", loads=loads)
+            _flush_soon()
+            return Outcome(kind.decode(), staff_id=int(staff) if staff else None,
+                           slot_id=int(slot) if slot else None,
+                           free_slots=int(free) if int(free) >= 0 else None)  # fmt: skip
+        raise RedisError("landing visit did not settle on Redis's grants")
 
-    def seed_counters(self, *, live_code_id: int, day: date, counts: dict[int, int]) -> None:
-        args: list = [COUNTER_TTL_SECONDS]
-        for staff_id, count in counts.items():
-            args += [staff_id, count]
-        self._seed_counters(keys=[self.counter_key(live_code_id, day)], args=args)
+    def free_slots(self, *, live_code_id: int, staff_id: int, now: datetime) -> int:
+        return self.client.zcount(self.slots_key(live_code_id, staff_id), "-inf", now.timestamp())
 
-    def seed_slots(
-        self, *, live_code_id: int, slots_by_staff: dict[int, list[tuple[int, float]]]
-    ) -> None:
+    def _refill(self, visit: VisitRequest, staff_id: int, cap: int) -> None:
+        """Reserve the member's next chunk from its DailyCounter and hand it to the script (0
+        granted: refused at this cap)."""
+        live_code = visit.live_code
+        key = {"corp_id": live_code.corp_id, "live_code_id": live_code.pk, "staff_id": staff_id,
+               "day": visit.day}  # fmt: skip
+        granted = daily_counter_grant(**key, cap=cap, chunk=grant_chunk(cap))
+        if not granted:  # refused, or the member joined the pool since the day was seeded
+            counters_ensure(live_code=live_code, day=visit.day, staff_ids=[staff_id])
+            granted = daily_counter_grant(**key, cap=cap, chunk=grant_chunk(cap))
+        self._grant(keys=[self.grants_key(live_code.pk, visit.day)],
+                    args=[staff_id, granted, cap, DAY_TTL_SECONDS])  # fmt: skip
+
+    def _seed_loads(self, visit: VisitRequest) -> dict[int, int]:
+        """Give Redis the day's loads it lacks from the database (DailyCounter.assigned, rows
+        created when missing), and read every member's back."""
+        live_code_id = visit.live_code.pk
+        counters = daily_counters_read(live_code=visit.live_code, members=visit.members,
+                                       day=visit.day)  # fmt: skip
+        args: list = [DAY_TTL_SECONDS]
+        for staff_id, counter in counters.items():
+            args += [staff_id, counter.assigned]
+        keys = [self.loads_key(live_code_id, visit.day), self.grants_key(live_code_id, visit.day)]
+        packed = self._seed_loads_script(keys=keys, args=args)
+        loads = _unpack(packed)
+        self._loads[(live_code_id, visit.day)] = loads
+        return loads
+
+    def _seed_slots(self, visit: VisitRequest) -> None:
+        """Give Redis the code's published slots once per config read: new slots join the
+        lease rotation, gone ones leave it; leases Redis holds are kept (a later end from the
+        database is adopted)."""
+        live_code_id = visit.live_code.pk
+        if self._slots_seeded.get(live_code_id) is visit.slots:
+            return
+        by_staff: dict[int, list[float]] = {m.staff_id: [] for m in visit.members}
+        for slot in visit.slots.values():
+            if slot.staff_id in by_staff:
+                lease_end = slot.leased_until.timestamp() if slot.leased_until else 0.0
+                by_staff[slot.staff_id] += [lease_end, slot.pk]
         pipe = self.client.pipeline(transaction=False)
-        for staff_id, slots in slots_by_staff.items():
+        for staff_id, pairs in by_staff.items():
             key = self.slots_key(live_code_id, staff_id)
-            if slots:
-                self._seed_slots(keys=[key], args=[v for pair in slots for v in pair], client=pipe)
+            if pairs:
+                self._seed_slots_script(keys=[key], args=pairs, client=pipe)
             else:
                 pipe.delete(key)
         pipe.execute()
+        self._slots_seeded[live_code_id] = visit.slots
 
-    def counters(self, *, live_code_id: int, day: date) -> dict[int, int]:
-        flat = self.client.hgetall(self.counter_key(live_code_id, day))
-        return {int(k): int(v) for k, v in flat.items()}
+    # -- the buffer ---------------------------------------------------------------------------
 
     def pending_scans(self, count: int) -> list[tuple[str, dict[bytes, bytes]]]:
         return [(entry_id.decode(), fields) for entry_id, fields in
                 self.client.xrange(STREAM, count=count)]  # fmt: skip
 
-    def forget_scans(self, visit_ids: list[str]) -> None:
+    def forget_scans(self, visit_ids: Sequence[str]) -> None:
         if visit_ids:
             self.client.xdel(STREAM, *visit_ids)
 
+    def slot_scans(self, slot_id: int) -> list[tuple[str, dict[bytes, bytes]]]:
+        """The slot's last scans still in the buffer (not yet written), newest first: one
+        round trip, whatever else the buffer holds."""
+        found = self._slot_scans(keys=[STREAM], args=[f"{PREFIX}last:{slot_id}",
+                                                      SLOT_SCANS_WALKED])  # fmt: skip
+        return [(entry_id.decode(), dict(zip(flat[::2], flat[1::2], strict=True)))
+                for entry_id, flat in found]  # fmt: skip
 
-_instance: LandingRedis | None = None
+    def process_state_clear(self) -> None:
+        self._loads.clear()
+        self._slots_seeded.clear()
+
+
+# One flush of buffered scans per process and LANDING_FLUSH_DELAY.
+flush_window = QueueWindow()
+
+
+def _flush_soon() -> None:
+    """Queue a flush of the buffered scans (debounced per process); with Celery eager (the
+    embedded default, tests), flush now."""
+    from channels_app.services.landing_scans import landing_scans_flush
+    from channels_app.tasks import landing_scans_flush_task
+
+    try:
+        if landing_scans_flush_task.app.conf.task_always_eager:
+            landing_scans_flush()
+        else:
+            flush_window.queue(landing_scans_flush_task, settings.LANDING_FLUSH_DELAY)
+    except Exception:  # the broker or the flush failed: the scans wait in Redis for the beat
+        logger.warning("could not flush landing scans now; the beat flush will", exc_info=True)
+
+
+_instance: RedisStore | None = None
 _instance_url = ""
 _instance_lock = threading.Lock()
 
 
-def landing_redis() -> LandingRedis | None:
-    """The process's LandingRedis, or None when LANDING_REDIS_URL is not set."""
+def landing_redis() -> RedisStore | None:
+    """The process's RedisStore, or None when LANDING_REDIS_URL is not set."""
     global _instance, _instance_url
     url = settings.LANDING_REDIS_URL
     if not url:
@@ -253,5 +439,5 @@ def landing_redis() -> LandingRedis | None:
     if _instance is None or _instance_url != url:
         with _instance_lock:
             if _instance is None or _instance_url != url:
-                _instance, _instance_url = LandingRedis(url), url
+                _instance, _instance_url = RedisStore(url), url
     return _instance

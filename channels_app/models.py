@@ -332,8 +332,10 @@ class Store(LiveCodePart):
 
 
 class DailyCounter(models.Model):
-    """Per live code, staff member and local day: customers assigned (landing scans) and
-    added. Bumped with atomic updates under a row lock, so caps hold under concurrency."""
+    """Per live code, staff member and local day: the cap's capacity taken (`assigned`: landing
+    visits claimed on the database path, and capacity granted to the landing page's Redis
+    store, which may not all be spent yet; see channels_app.landing_store) and customers
+    added. Changed only by conditional atomic updates, so caps hold under concurrency."""
 
     corp = models.ForeignKey(
         Corp, on_delete=models.CASCADE, related_name="+", verbose_name=_("corp")

@@ -3,11 +3,15 @@ computed in the database (annotations over indexed columns), never in a Python l
 
 from __future__ import annotations
 
+import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import date, timedelta, tzinfo
 from time import monotonic
-from typing import Any
+from typing import Any, NamedTuple
 
+from django.core.cache import cache
+from django.db import transaction
 from django.db.models import (
     Case,
     Count,
@@ -41,7 +45,10 @@ from channels_app.models import (
 )
 from contacts.models import Staff
 from scrm import days
+from scrm.lru import LRU
 from scrm.wecom.models import Corp
+
+logger = logging.getLogger(__name__)
 
 
 def live_code_for_landing(slug: str) -> LiveCode | None:
@@ -104,33 +111,92 @@ class LandingConfig:
     slots: dict[int, LandingSlot] = field(default_factory=dict)
     # Derived from members, once per config instead of on every visit:
     staff_by_id: dict[int, Staff] = field(default_factory=dict)
-    active_staff_ids: tuple[int, ...] = ()  # members who may keep taking visitors
+    active_staff_ids: frozenset[int] = frozenset()  # members who may keep taking visitors
     # Rendered landing pages, filled by the view: a campaign serves the same few pages.
-    pages: dict[tuple, str] = field(default_factory=dict)
+    pages: LRU[tuple, str] = field(default_factory=lambda: LRU(PAGES_PER_CONFIG))
 
 
-# Per process, for a few seconds: the landing page is the hottest read path, and the code and
-# its pool change rarely. Saving any of the models they come from clears the cache (see
-# channels_app.apps); changes that bypass save() (queryset updates) show within the TTL. Caps
-# are never read from here: the counter claim checks them on the counter itself.
+# Rendered pages kept per config (language x member x slot x status), ~5 kB each; a config
+# lives seconds, so only the codes visited right now hold pages.
+PAGES_PER_CONFIG = 256
+
+# Per process: the landing page is the hottest read path, and the code and its pool change
+# rarely. Saving any of the models they come from (channels_app.apps) clears this process's
+# cache at once and, on commit, bumps the code's version in the shared cache (CACHE_URL),
+# which every process compares at most every LANDING_CONFIG_CHECK_SECONDS: a cache GET costs
+# about a quarter of a Redis-path visit, so it is not paid per visit. Changes that bypass save()
+# (queryset updates) show within LANDING_CONFIG_SECONDS.
 LANDING_CONFIG_SECONDS = 5.0
-_landing_configs: dict[str, tuple[float, LandingConfig]] = {}
+LANDING_CONFIG_CHECK_SECONDS = 0.5
+LANDING_CONFIGS_CACHED = 512  # codes per process
+VERSION_KEY = "landing-config:v"  # + ":<live code id>"; plain: every code's (channel, staff, corp)
+
+
+class _Cached(NamedTuple):
+    config: LandingConfig
+    version: tuple
+    expires: float  # monotonic: reload whatever the version
+    check: float  # monotonic: compare the version again
+
+
+_landing_configs: LRU[str, _Cached] = LRU(LANDING_CONFIGS_CACHED)
 
 
 def landing_config_cache_clear(**_: Any) -> None:
+    """Forget this process's landing configs (tests; and the saving process at once)."""
     _landing_configs.clear()
 
 
+def landing_config_changed(*, live_code_id: int | None) -> None:
+    """A model a landing config is read from changed: this process reloads at once, every
+    process once the transaction committed and its next check is due. `live_code_id` None:
+    every code's (a channel, staff member or corp)."""
+    _landing_configs.clear()
+
+    def bump() -> None:
+        key = VERSION_KEY if live_code_id is None else f"{VERSION_KEY}:{live_code_id}"
+        try:
+            cache.set(key, uuid.uuid4().hex, timeout=None)
+        except Exception:  # the shared cache is down: other processes reload on their TTL
+            logger.warning("landing config version not bumped", exc_info=True)
+        _landing_configs.clear()
+
+    transaction.on_commit(bump)
+
+
+def _landing_version(live_code_id: int) -> tuple:
+    """The shared versions a config of this code depends on: one cache round trip."""
+    keys = [VERSION_KEY, f"{VERSION_KEY}:{live_code_id}"]
+    try:
+        found = cache.get_many(keys)
+    except Exception:  # the shared cache is down: keep what we have until its TTL
+        logger.warning("landing config version not read", exc_info=True)
+        return ("unknown",)
+    return tuple(found.get(key) for key in keys)
+
+
 def landing_config(slug: str) -> LandingConfig | None:
-    """The landing code behind `slug` and what its visits read, from this process's cache when
-    it is fresh (three to five queries when it is not); None for an unknown slug."""
+    """The landing code behind `slug` and what its visits read, from this process's cache
+    while it is fresh (three to five queries when it is not); None for an unknown slug."""
+    now = monotonic()
     cached = _landing_configs.get(slug)
-    if cached is not None and cached[0] > monotonic():
-        return cached[1]
+    version = None
+    if cached is not None:
+        if cached.expires > now and cached.check > now:
+            return cached.config
+        # Read before the rows: a change committed after this read bumps past it.
+        version = _landing_version(cached.config.live_code.pk)
+        if cached.expires > now and version == cached.version:
+            _landing_configs[slug] = cached._replace(check=now + LANDING_CONFIG_CHECK_SECONDS)
+            return cached.config
     live_code = live_code_for_landing(slug)
     if live_code is None:
         _landing_configs.pop(slug, None)
         return None
+    if cached is None or cached.config.live_code.pk != live_code.pk:
+        # A code not cached yet: its id names the key, so the version is read after its row
+        # (a change to that row in between shows within LANDING_CONFIG_SECONDS).
+        version = _landing_version(live_code.pk)
     members = tuple(live_code.pool.filter(is_enabled=True).select_related("staff").order_by("pk"))
     shifts, specials = [], []
     if live_code.has_schedule:
@@ -139,12 +205,14 @@ def landing_config(slug: str) -> LandingConfig | None:
     slots = {}
     if live_code.mode == LiveCode.Mode.LANDING:
         slots = {slot.pk: slot for slot in live_code.slots.exclude(config_id="").order_by("pk")}
-    active = tuple(m.staff_id for m in members if m.staff.status == Staff.Status.ACTIVE)
+    active = frozenset(m.staff_id for m in members if m.staff.status == Staff.Status.ACTIVE)
     config = LandingConfig(
         live_code, members, tuple(shifts), tuple(specials), slots,
         staff_by_id={m.staff_id: m.staff for m in members}, active_staff_ids=active,
     )  # fmt: skip
-    _landing_configs[slug] = (monotonic() + LANDING_CONFIG_SECONDS, config)
+    now = monotonic()
+    _landing_configs[slug] = _Cached(config, version, now + LANDING_CONFIG_SECONDS,
+                                     now + LANDING_CONFIG_CHECK_SECONDS)  # fmt: skip
     return config
 
 
@@ -185,8 +253,11 @@ def _count(queryset: QuerySet, field: str = "pk") -> Subquery:
 
 def live_codes_with_today(*, day: date | None = None) -> QuerySet:
     """Live codes with today's scans, adds, assigned and total daily cap (None: a member has
-    no cap, so neither has the code). `cap_used_today` is what the caps count: scans assigned
-    for a landing code, adds for a native one (its contact way rotates on adds).
+    no cap, so neither has the code). `assigned_today` counts the scans given a member (a
+    returning device's excluded: it keeps its member), not DailyCounter.assigned, which is
+    capacity taken and includes what the landing page's Redis store reserved but has not
+    spent. `cap_used_today` is what the caps count: assignments for a landing code, adds for
+    a native one (its contact way rotates on adds).
     Each code's figures are for its own corp's local day: `day`, by default its today."""
     start, end = OuterRef("local_day_start"), OuterRef("local_day_end")
     scans = Scan.objects.filter(live_code=OuterRef("pk"), created_at__gte=start,
@@ -219,7 +290,9 @@ def live_codes_with_today(*, day: date | None = None) -> QuerySet:
         .annotate(
             scans_today=_count(scans.values("live_code"), "live_code"),
             adds_today=_count(adds.values("live_code"), "live_code"),
-            assigned_today=counter_sum("assigned"),
+            assigned_today=_count(
+                scans.filter(staff__isnull=False, reused=False).values("live_code"), "live_code"
+            ),
             cap_used_today=Case(
                 When(mode=LiveCode.Mode.NATIVE, then=counter_sum("added")),
                 default=F("assigned_today"),

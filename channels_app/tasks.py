@@ -40,7 +40,7 @@ def landing_slots_top_up_task(live_code_id: int, staff_id: int) -> int:
 def landing_scans_flush_task() -> int:
     """Write the scans the landing page buffered in Redis to the database: queued by the page
     (debounced, LANDING_FLUSH_DELAY) and by the beat every minute as a safety net."""
-    from channels_app.services.landing import landing_scans_flush
+    from channels_app.services.landing_scans import landing_scans_flush
 
     return landing_scans_flush()
 

@@ -33,23 +33,19 @@ def _page(request: HttpRequest, template: str, context: dict, status: int = 200)
     return render(request, f"channels_app/{template}", context, status=status)
 
 
-PAGES_PER_CONFIG = 1000
-
-
 def _landing_page(
     request: HttpRequest, config: LandingConfig, context: dict, status: int = 200
 ) -> HttpResponse:
     """landing.html, rendered once per config (a few seconds at most) for each language,
     member, QR, store and status: every visitor of a campaign gets one of a few pages, and
-    rendering it cost a quarter of a visit. The page depends on nothing else."""
+    rendering it cost a quarter of a visit. The page depends on nothing else. (config.pages
+    keeps the PAGES_PER_CONFIG most recently used.)"""
     staff, store = context["staff"], context["store"]
     key = (get_language(), status, staff.pk if staff else None, context["qr_url"],
            store.pk if store else None)  # fmt: skip
     html = config.pages.get(key)
     if html is None:
         html = render_to_string("channels_app/landing.html", context, request)
-        if len(config.pages) >= PAGES_PER_CONFIG:
-            config.pages.clear()
         config.pages[key] = html
     return HttpResponse(html, status=status)
 

@@ -168,9 +168,10 @@ WECOM_INBOX_DRAIN_DELAY = env.float("WECOM_INBOX_DRAIN_DELAY", default=0.2)
 # PIPL: raw callback bodies are blanked after this many days (parsed fields stay)
 WECOM_RAW_BODY_RETENTION_DAYS = env.int("WECOM_RAW_BODY_RETENTION_DAYS", default=90)
 
-# The landing page's Redis path (channels_app.landing_redis): counters, slot leases and scans in
-# Redis, scans written to the database in batches every LANDING_FLUSH_DELAY seconds. Unset: every
-# visit is written to the database at once (fine for a few hundred visits a second).
+# The landing page's Redis store (channels_app.landing_redis): capacity granted from the daily
+# counters, slot leases and scans in Redis, scans written to the database in batches every
+# LANDING_FLUSH_DELAY seconds. Unset: every visit is written to the database at once (fine for
+# a few hundred visits a second).
 LANDING_REDIS_URL = env("LANDING_REDIS_URL", default="")
 LANDING_FLUSH_DELAY = env.float("LANDING_FLUSH_DELAY", default=0.5)
 

@@ -28,9 +28,10 @@ from django.urls import reverse
 from django.utils import translation
 from rest_framework.test import APIClient
 
+from channels_app.lock_objects import daily_counter_claim
 from channels_app.models import Channel, DailyCounter, LiveCode, PoolMember, Scan
 from channels_app.selectors import channels_with_today, live_codes_with_today, referrer_leaderboard
-from channels_app.services.assignment import staff_assign
+from channels_app.services.assignment import counters_ensure, local_now
 from channels_app.state import encode_state
 from contacts.calibration import WECOM_DAY_TZ, our_new_contact_counts
 from contacts.models import (
@@ -90,7 +91,10 @@ def _scenario(corp: Corp, clock) -> LiveCode:
     PoolMember.objects.create(live_code=code, staff=staff, daily_cap=10)
     for index, moment in enumerate(MOMENTS):
         clock.move_to(moment)
-        assert staff_assign(live_code=code) == staff
+        day = local_now(code).date()  # the corp's day: the counter's
+        counters_ensure(live_code=code, day=day, staff_ids=[staff.pk])
+        assert daily_counter_claim(corp_id=corp.pk, live_code_id=code.pk, staff_id=staff.pk,
+                                   day=day, cap=10, wait=True)  # fmt: skip
         Scan.objects.create(corp=corp, live_code=code, created_at=moment, device="mobile",
                             staff=staff)  # fmt: skip
         add_record(

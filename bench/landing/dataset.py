@@ -81,12 +81,13 @@ def setup(caps: list[int | None]) -> dict[str, object]:
 
 def verify() -> dict[str, object]:
     """What the run left in the database: scans per staff member and local day next to the
-    DailyCounter the assignment bumped under its row lock, and the member's cap."""
+    DailyCounter's capacity taken (the database path's claims and the Redis store's grants),
+    and the member's cap."""
     from django.db.models import Count, Q
     from django.db.models.functions import TruncDate
 
     from channels_app.models import DailyCounter, LiveCode, Scan
-    from channels_app.services.landing import landing_scans_flush
+    from channels_app.services.landing_scans import landing_scans_flush
 
     # On the Redis path, scans the server buffered after its last flush (no worker runs in the
     # bench) are written now, as the beat's flush would.
@@ -100,8 +101,8 @@ def verify() -> dict[str, object]:
         reused=Count("pk", filter=Q(reused=True)),
         without_slot=Count("pk", filter=Q(staff__isnull=False, slot__isnull=True)),
     )
-    # DailyCounter.assigned counts new assignments only: a returning device keeps its staff
-    # member without a bump, so it is compared with the scans that were not reused.
+    # DailyCounter.assigned covers new assignments only: a returning device keeps its staff
+    # member and takes no capacity, so it is compared with the scans that were not reused.
     per_day = (
         scans.filter(staff__isnull=False, reused=False)
         .annotate(day=TruncDate("created_at", tzinfo=live_code.corp.tzinfo))

@@ -39,9 +39,10 @@ DATABASE_URL = "postgres://postgres@127.0.0.1:5432/scrm_bench_landing_profile"
 BROKER_URL = "redis://127.0.0.1:6379/13"
 # The app's steps broken down by callee (regexes on pstats' "file:line(function)").
 STEPS = (
-    r"channels_app/(views|lock_objects|services/landing|services/assignment)\.py:\d+\("
-    r"(landing|landing_visit|staff_assign|members_on_duty_for|_members_with_counters|"
-    r"daily_counter_claim|landing_slot_lease_lock|_lease|_returning|landing_config|daily_counters_read)\)"
+    r"channels_app/(views|selectors|lock_objects|landing_db|landing_redis|services/landing|"
+    r"services/assignment)\.py:\d+\((landing|landing_config|landing_visit|_visit_on|loads|"
+    r"attempt|staff_ranked|daily_counters_read|daily_counter_claim|landing_slot_lease_lock|"
+    r"_claim|_lease|_returning|_record|_refill)\)"
 )
 TOTALS = (
     ("request, through the test client", r"django/test/client\.py:\d+\(request\)"),

@@ -3,23 +3,16 @@ channel, scan or referrer; and the first touch, projected from the earliest add.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-
-from redis.exceptions import RedisError
+from datetime import datetime
 
 from channels_app.models import Attribution, LandingSlot, LiveCode, ReferralCode, Scan
 from channels_app.services.assignment import counter_bump_added
-from channels_app.services.landing import landing_scans_flush
+from channels_app.services.landing_scans import landing_scan_for_slot
 from channels_app.state import parse_state
 from contacts.models import ExternalContact, FirstSource, RelationEvent
 from contacts.services import first_source_project
 from scrm.wecom.models import Corp
-
-logger = logging.getLogger(__name__)
-
-SCAN_CLOCK_SKEW = timedelta(minutes=2)  # WeCom's CreateTime vs our clock
 
 
 @dataclass
@@ -41,22 +34,9 @@ def state_resolve(*, corp: Corp, state: str, added_at: datetime) -> Resolved:
         slot = LandingSlot.objects.filter(
             pk=parsed.second_id, live_code_id=parsed.object_id, corp=corp
         ).first()
-        scan = None
-        if slot is not None:
-            # The slot's lease holder: the latest scan that leased it before the add. The
-            # landing page's Redis path may still hold it: write what it buffered first. With
-            # Redis away the add is still attributed to its code and channel (the state names
-            # them) and the welcome goes out; only the join to the scan is missed.
-            try:
-                landing_scans_flush()
-            except RedisError:
-                logger.warning("landing scans not flushed before joining state %s", state)
-            scan = (
-                Scan.objects.filter(slot=slot, created_at__lte=added_at + SCAN_CLOCK_SKEW)
-                .select_related("referral")
-                .order_by("-created_at")
-                .first()
-            )
+        # The slot's lease holder: the latest scan that leased it before the add (written
+        # from the landing page's Redis buffer if it is still only there).
+        scan = landing_scan_for_slot(slot=slot, added_at=added_at) if slot else None
         return Resolved(
             parsed.kind,
             live_code=codes.filter(pk=parsed.object_id).first(),

@@ -98,8 +98,56 @@ def test_rendered_pages_are_reused_per_member_and_language(make_code, sandbox_co
         for _ in range(2)
     ]  # fmt: skip
     config = selectors.landing_config(code.slug)
-    rendered = dict(config.pages)
+    rendered = config.pages.items()
     assert client.get(f"/l/{code.slug}/", HTTP_USER_AGENT=PHONE, REMOTE_ADDR="10.0.3.0",
                       HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode() == pages[0]  # fmt: skip
     assert again == [pages[0], pages[0]]
-    assert selectors.landing_config(code.slug).pages == rendered  # nothing rendered anew
+    assert selectors.landing_config(code.slug).pages.items() == rendered  # nothing rendered anew
+
+
+def test_a_change_saved_by_another_process_shows_at_its_next_check(
+    make_code, sandbox_corp, monkeypatch
+):
+    from django.core.cache import cache
+
+    code = live_code_publish(live_code=make_code())
+    clock = [100.0]
+    monkeypatch.setattr(selectors, "monotonic", lambda: clock[0])
+    selectors.landing_config_cache_clear()
+    assert selectors.landing_config(code.slug).live_code.status == LiveCode.Status.ACTIVE
+    # Another process pauses the code: its save bumps the code's version in the shared cache
+    # (this process's receivers never ran).
+    LiveCode.objects.filter(pk=code.pk).update(status=LiveCode.Status.PAUSED)
+    cache.set(f"{selectors.VERSION_KEY}:{code.pk}", "another process", timeout=None)
+    assert selectors.landing_config(code.slug).live_code.status == LiveCode.Status.ACTIVE
+    clock[0] += selectors.LANDING_CONFIG_CHECK_SECONDS
+    assert selectors.landing_config(code.slug).live_code.status == LiveCode.Status.PAUSED
+
+
+def test_saving_bumps_the_version_once_committed(
+    make_code, sandbox_corp, staff, django_capture_on_commit_callbacks
+):
+    from django.core.cache import cache
+
+    code = live_code_publish(live_code=make_code())
+    key = f"{selectors.VERSION_KEY}:{code.pk}"
+    before = cache.get(key)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        member = PoolMember.objects.get(live_code=code, staff=staff[0])
+        member.daily_cap = 3
+        member.save()
+    assert cache.get(key) == before  # not before the commit: others would reload old rows
+    for callback in callbacks:
+        callback()
+    assert cache.get(key) not in (None, before)
+    with django_capture_on_commit_callbacks(execute=True):
+        staff[0].save()  # a staff member may be in any code's pool: every code's version
+    assert cache.get(selectors.VERSION_KEY) is not None
+
+
+def test_the_process_keeps_a_bounded_number_of_configs(make_code, sandbox_corp, monkeypatch):
+    monkeypatch.setattr(selectors, "_landing_configs", selectors.LRU(2))
+    codes = [live_code_publish(live_code=make_code(slug=f"c{index}")) for index in range(3)]
+    for code in codes:
+        selectors.landing_config(code.slug)
+    assert list(selectors._landing_configs) == ["c1", "c2"]

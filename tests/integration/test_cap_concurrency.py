@@ -1,5 +1,7 @@
 """Daily caps hold under 64 concurrent landing requests on PostgreSQL (real threads, a live
-threaded server), on both landing paths: row locks in the database, and Redis's scripts."""
+threaded server), on both landing stores: counters claimed in the database, and capacity the
+Redis store was granted from them. (tests/channels/test_landing_store_contract.py runs the
+same on the service without HTTP.)"""
 
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor

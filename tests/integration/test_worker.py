@@ -65,4 +65,8 @@ def test_landing_scans_buffered_in_redis_reach_the_database_through_the_worker(
     assert wait_for(lambda: Scan.objects.count() == 12), WORKER_LOG.read_text()[-3000:]
     assert wait_for(lambda: redis_path.client.xlen(STREAM) == 0)
     assert Scan.objects.filter(utm_source="xhs", staff__isnull=False).count() == 12
-    assert sum(DailyCounter.objects.values_list("assigned", flat=True)) == 12
+    # Capacity comes from DailyCounter in grants (channels_app.landing_redis): it covers the
+    # scans, within the caps.
+    taken = list(DailyCounter.objects.values_list("assigned", flat=True))
+    assert sum(taken) >= 12
+    assert all(n <= 50 for n in taken)
