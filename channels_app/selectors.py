@@ -3,14 +3,11 @@ computed in the database (annotations over indexed columns), never in a Python l
 
 from __future__ import annotations
 
-import logging
-import uuid
 from dataclasses import dataclass, field
 from datetime import date, timedelta, tzinfo
 from time import monotonic
 from typing import Any, NamedTuple
 
-from django.core.cache import cache
 from django.db import transaction
 from django.db.models import (
     Case,
@@ -46,9 +43,8 @@ from channels_app.models import (
 from contacts.models import Staff
 from scrm import days
 from scrm.lru import LRU
+from scrm.shared_version import shared_version_bump, shared_versions
 from scrm.wecom.models import Corp
-
-logger = logging.getLogger(__name__)
 
 
 def live_code_for_landing(slug: str) -> LiveCode | None:
@@ -152,27 +148,13 @@ def landing_config_changed(*, live_code_id: int | None) -> None:
     process once the transaction committed and its next check is due. `live_code_id` None:
     every code's (a channel, staff member or corp)."""
     _landing_configs.clear()
-
-    def bump() -> None:
-        key = VERSION_KEY if live_code_id is None else f"{VERSION_KEY}:{live_code_id}"
-        try:
-            cache.set(key, uuid.uuid4().hex, timeout=None)
-        except Exception:  # the shared cache is down: other processes reload on their TTL
-            logger.warning("landing config version not bumped", exc_info=True)
-        _landing_configs.clear()
-
-    transaction.on_commit(bump)
+    shared_version_bump(VERSION_KEY if live_code_id is None else f"{VERSION_KEY}:{live_code_id}")
+    transaction.on_commit(_landing_configs.clear)
 
 
 def _landing_version(live_code_id: int) -> tuple:
     """The shared versions a config of this code depends on: one cache round trip."""
-    keys = [VERSION_KEY, f"{VERSION_KEY}:{live_code_id}"]
-    try:
-        found = cache.get_many(keys)
-    except Exception:  # the shared cache is down: keep what we have until its TTL
-        logger.warning("landing config version not read", exc_info=True)
-        return ("unknown",)
-    return tuple(found.get(key) for key in keys)
+    return shared_versions(VERSION_KEY, f"{VERSION_KEY}:{live_code_id}")
 
 
 def landing_config(slug: str) -> LandingConfig | None:

@@ -5,21 +5,25 @@ database session's zone (which `__date` lookups would use).
 `where` is a Corp or a tzinfo. Day bounds are UTC and half-open, [start, end), so queries
 compare the stored column with constants and keep its index. Querysets spanning corps (admin
 lists, the API without ?corp=) compare each row with its own corp's day: `corp_days_q` and
-`per_corp` spell that out per time zone in use, read once per process for a minute.
+`per_corp` spell that out per time zone in use, kept per process and read again when a Corp
+changes in any process.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from django.db import transaction
 from django.db.models import Case, Field, Q, Value, When
 from django.db.models.functions import TruncDate
 from django.utils import timezone
+
+from scrm.shared_version import shared_version_bump, shared_versions
 
 if TYPE_CHECKING:
     from scrm.wecom.models import Corp
@@ -83,14 +87,19 @@ def local_day(field: str, where: Corp | tzinfo) -> TruncDate:
 
 # -- querysets spanning corps ---------------------------------------------------------------------
 
-# Time zones change rarely (a corp is created or edited): each process reads them once a minute,
-# and again at once when a Corp is saved or deleted in it (see scrm.wecom.apps).
-CORP_ZONES_SECONDS = 60.0
+# Time zones change rarely (a corp is created or edited): each process keeps them, and reads
+# them again when a Corp was saved or deleted in any process (the shared version below, checked
+# at most every CORP_ZONES_CHECK_SECONDS) and at least every CORP_ZONES_SECONDS.
+CORP_ZONES_SECONDS = 300.0
+CORP_ZONES_CHECK_SECONDS = 1.0
+CORP_ZONES_VERSION_KEY = "corp-zones:v"
 
 
 @dataclass(frozen=True)
 class _Zones:
     expires: float
+    check: float
+    version: tuple
     by_pk: dict[int, str]
     by_corp_id: dict[str, str]
 
@@ -103,22 +112,36 @@ def corp_zones_clear(**_: Any) -> None:
     _zones = None
 
 
-def corp_zones_reload(**_: Any) -> None:
-    """Read the corps' time zones again now (a Corp was saved or deleted in this process)."""
-    _corp_zones(fresh=True)
+def corp_zones_changed(**_: Any) -> None:
+    """A Corp was saved or deleted: this process reads the zones again at once, every other
+    process once the change committed (see scrm.shared_version)."""
+    corp_zones_clear()
+    shared_version_bump(CORP_ZONES_VERSION_KEY)
+    transaction.on_commit(corp_zones_clear)
 
 
 def _corp_zones(*, fresh: bool = False) -> _Zones:
     global _zones
-    if fresh or _zones is None or _zones.expires <= monotonic():
-        from scrm.wecom.models import Corp
+    now = monotonic()
+    zones = _zones
+    if not fresh and zones is not None and zones.expires > now:
+        if zones.check > now:
+            return zones
+        version = shared_versions(CORP_ZONES_VERSION_KEY)
+        if version == zones.version:
+            _zones = replace(zones, check=now + CORP_ZONES_CHECK_SECONDS)
+            return _zones
+    from scrm.wecom.models import Corp
 
-        rows = list(Corp.objects.order_by().values_list("pk", "corp_id", "time_zone"))
-        _zones = _Zones(
-            expires=monotonic() + CORP_ZONES_SECONDS,
-            by_pk={pk: name for pk, _corp_id, name in rows},
-            by_corp_id={corp_id: name for _pk, corp_id, name in rows},
-        )
+    version = shared_versions(CORP_ZONES_VERSION_KEY)  # read before the rows it describes
+    rows = list(Corp.objects.order_by().values_list("pk", "corp_id", "time_zone"))
+    _zones = _Zones(
+        expires=now + CORP_ZONES_SECONDS,
+        check=now + CORP_ZONES_CHECK_SECONDS,
+        version=version,
+        by_pk={pk: name for pk, _corp_id, name in rows},
+        by_corp_id={corp_id: name for _pk, corp_id, name in rows},
+    )
     return _zones
 
 

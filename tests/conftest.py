@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -49,17 +50,30 @@ def _fast_and_isolated(request: pytest.FixtureRequest, settings) -> None:
     celery_app.conf.task_always_eager = previous
 
 
+def _serving_a_request(thread: threading.Thread) -> bool:
+    """Whether a live-server thread is inside a request (wsgiref's ServerHandler.run: the
+    app, the response and its close), not idle on a kept-alive connection."""
+    frame = sys._current_frames().get(thread.ident or 0)
+    while frame is not None:
+        if frame.f_code.co_filename.endswith(os.path.join("wsgiref", "handlers.py")):
+            return True
+        frame = frame.f_back
+    return False
+
+
 @pytest.fixture(autouse=True)
 def _live_server_quiet_at_teardown(request: pytest.FixtureRequest) -> Iterator[None]:
-    """A live-server request answers before the work it queued on commit is done (an inbox
-    drain runs other requests' events too): wait for the server's request threads before the
-    database is flushed, or the flush and that work wait on each other's locks."""
+    """A live-server request can outlive its client (a retried delivery gave up on it) and an
+    inbox drain runs other requests' events too: wait until no request is being served before
+    the database is flushed, or the flush and that work wait on each other's locks."""
     yield
     if "live_server" not in request.fixturenames:
         return
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and any(
-        "process_request_thread" in thread.name for thread in threading.enumerate()
+        _serving_a_request(thread)
+        for thread in threading.enumerate()
+        if "process_request_thread" in thread.name
     ):
         time.sleep(0.05)
 

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
+from django.core.cache import cache
 from django.db.models import Count, DateTimeField
 from django.urls import reverse
 from django.utils import translation
@@ -185,6 +186,16 @@ def test_a_corp_saved_in_this_process_is_seen_at_once(corps):
     assert days.zones_in_use() == [LOS_ANGELES, SHANGHAI]
     _corp("wwdaystokyo00001", "Asia/Tokyo")
     assert days.zones_in_use() == [LOS_ANGELES, SHANGHAI, "Asia/Tokyo"]
+
+
+def test_a_corp_changed_in_another_process_is_seen_once_it_bumps_the_version(corps, monkeypatch):
+    monkeypatch.setattr(days, "CORP_ZONES_CHECK_SECONDS", 0.0)
+    assert days.zones_in_use() == [LOS_ANGELES, SHANGHAI]
+    # Another process writes (no signal in this one) and bumps the shared version on commit.
+    Corp.objects.filter(time_zone=LOS_ANGELES).update(time_zone="Asia/Tokyo")
+    assert days.zones_in_use() == [LOS_ANGELES, SHANGHAI]
+    cache.set(days.CORP_ZONES_VERSION_KEY, "bumped by another process")
+    assert days.zones_in_use() == [SHANGHAI, "Asia/Tokyo"]
 
 
 # -- counters and today figures --------------------------------------------------------------

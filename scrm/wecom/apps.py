@@ -10,13 +10,13 @@ class WecomConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_delete, post_save
 
-        from scrm.days import corp_zones_reload
+        from scrm.days import corp_zones_changed
         from scrm.wecom.models import Corp
         from scrm.wecom.services import corp_cache_clear
 
         def clear(sender: type, instance: Corp, **kwargs: object) -> None:
             corp_cache_clear(instance.corp_id)
-            corp_zones_reload()  # the time zones of the corps (scrm.days)
+            corp_zones_changed()  # the time zones of the corps (scrm.days)
 
         post_save.connect(clear, sender=Corp, dispatch_uid="wecom-corp-cache")
         post_delete.connect(clear, sender=Corp, dispatch_uid="wecom-corp-cache-delete")

@@ -25,6 +25,7 @@ from channels_app.models import (
 )
 from channels_app.services.publishing import live_code_publish
 from contacts.models import Staff
+from scrm import days
 from scrm.wecom.models import ApiCall
 from scrm.wecom.sandbox.models import SandboxContactWay, SandboxFault
 from scrm.wecom.sandbox.simulate import random_aes_key, sandbox_customer_add
@@ -518,6 +519,7 @@ def test_live_code_list_in_constant_queries(api, make_code, staff, django_assert
                                             end_time=dt.time(18))  # fmt: skip
         shift.members.set(code.pool.all())
         _scan(code)
+    days.zones_in_use()  # the corps' time zones: read once per process, not per request
     # session, user, count, page, pool with staff, shifts, shift members with staff
     with django_assert_max_num_queries(7):
         rows = api.get("/api/v1/live-codes/").json()["results"]
