@@ -61,6 +61,10 @@ class Statements:
         self.lock = threading.Lock()
         self.writing = threading.Event()  # the first INSERT has reached the gate
         self.release = threading.Event()
+        # Rows of a failed batch are written again, each by its own thread, at once: on
+        # SQLite's shared in-memory test database a second writer would be refused ("database
+        # table is locked"), so the observed INSERTs run one at a time (each commits itself).
+        self.one_at_a_time = threading.Lock()
 
     def __call__(self, execute, sql, params, many, context):
         match = INSERT_RE.match(sql)
@@ -74,6 +78,8 @@ class Statements:
             if first:
                 self.writing.set()
                 assert self.release.wait(WAIT)
+            with self.one_at_a_time:
+                return execute(sql, params, many, context)
         return execute(sql, params, many, context)
 
 
