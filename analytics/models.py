@@ -1,0 +1,173 @@
+"""Rollups: the report figures per corp-local day, rebuilt from the facts (relation history,
+attributions, first sources, scans, conversions, costs) by analytics.rollups, never counted up
+one event at a time. A rebuild replaces a corp's days in one transaction; reports read these
+tables only. Keys: flow figures by the day they happened, cohort figures by the day of the
+customer's first add (first touch decides channel, live code and staff)."""
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from channels_app.models import Channel, LiveCode
+from contacts.models import Staff
+from scrm.wecom.models import Corp
+
+WINDOWS = (7, 15, 30)  # days after the first add in which revenue, orders and buyers count
+
+
+def _key_fields() -> tuple[models.ForeignKey, ...]:
+    return (
+        models.ForeignKey(Corp, on_delete=models.CASCADE, related_name="+", verbose_name=_("corp")),
+        models.ForeignKey(
+            Channel,
+            on_delete=models.CASCADE,
+            null=True,
+            blank=True,
+            related_name="+",
+            verbose_name=_("channel"),
+        ),
+        models.ForeignKey(
+            LiveCode,
+            on_delete=models.CASCADE,
+            null=True,
+            blank=True,
+            related_name="+",
+            verbose_name=_("live code"),
+        ),
+        models.ForeignKey(
+            Staff,
+            on_delete=models.CASCADE,
+            null=True,
+            blank=True,
+            related_name="+",
+            verbose_name=_("staff member"),
+        ),
+    )
+
+
+class DailyFlow(models.Model):
+    """What happened on one local day, per channel, live code and staff member: scans (landing
+    codes), adds (each add, re-adds included, credited to its own attribution), deletions by
+    the customer and removals by staff (credited to the add they ended)."""
+
+    corp, channel, live_code, staff = _key_fields()
+    day = models.DateField(_("day"))
+    scans = models.PositiveIntegerField(_("scans"), default=0)
+    adds = models.PositiveIntegerField(_("adds"), default=0)
+    lost = models.PositiveIntegerField(_("deleted by customers"), default=0)
+    removed = models.PositiveIntegerField(_("removed by staff"), default=0)
+
+    class Meta:
+        verbose_name = _("daily flow")
+        verbose_name_plural = _("daily flows")
+        indexes = [models.Index(fields=["corp", "day"], name="daily_flow_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.channel_id}/{self.live_code_id}/{self.staff_id}"
+
+
+class DailyVisitor(models.Model):
+    """A device that scanned a live code on a local day (once per day, code and staff member):
+    visitors over a period are the distinct devices of these rows, not a sum of days."""
+
+    corp, channel, live_code, staff = _key_fields()
+    day = models.DateField(_("day"))
+    device_key = models.CharField(_("device key"), max_length=32)
+
+    class Meta:
+        verbose_name = _("daily visitor")
+        verbose_name_plural = _("daily visitors")
+        indexes = [models.Index(fields=["corp", "day"], name="daily_visitor_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.channel_id}/{self.live_code_id}/{self.staff_id}"
+
+
+class DailyCohort(models.Model):
+    """The customers whose first add fell on one local day, per first-touch channel, live code
+    and staff member, and what they did after it: a consult within 72 hours, still a customer
+    30 days on (only for those whose 30 days are over when rebuilt: `mature_30d`), and orders,
+    buyers and revenue within each window. A late conversion changes its cohort's row on the
+    next rebuild of that day."""
+
+    corp, channel, live_code, staff = _key_fields()
+    day = models.DateField(_("first-add day"))
+    new_customers = models.PositiveIntegerField(_("new customers"), default=0)
+    consult_72h = models.PositiveIntegerField(_("consulted within 72 hours"), default=0)
+    mature_30d = models.PositiveIntegerField(_("30 days over"), default=0)
+    retained_30d = models.PositiveIntegerField(_("still customers after 30 days"), default=0)
+    # Per window N: orders minus refunds dated within N days after the first add.
+    revenue_7 = models.DecimalField(
+        _("revenue within 7 days"), max_digits=16, decimal_places=2, default=0
+    )
+    orders_7 = models.PositiveIntegerField(_("orders within 7 days"), default=0)
+    buyers_7 = models.PositiveIntegerField(_("buyers within 7 days"), default=0)
+    repeat_buyers_7 = models.PositiveIntegerField(_("buyers of 2+ orders within 7 days"), default=0)
+    revenue_15 = models.DecimalField(
+        _("revenue within 15 days"), max_digits=16, decimal_places=2, default=0
+    )
+    orders_15 = models.PositiveIntegerField(_("orders within 15 days"), default=0)
+    buyers_15 = models.PositiveIntegerField(_("buyers within 15 days"), default=0)
+    repeat_buyers_15 = models.PositiveIntegerField(
+        _("buyers of 2+ orders within 15 days"), default=0
+    )
+    revenue_30 = models.DecimalField(
+        _("revenue within 30 days"), max_digits=16, decimal_places=2, default=0
+    )
+    orders_30 = models.PositiveIntegerField(_("orders within 30 days"), default=0)
+    buyers_30 = models.PositiveIntegerField(_("buyers within 30 days"), default=0)
+    repeat_buyers_30 = models.PositiveIntegerField(
+        _("buyers of 2+ orders within 30 days"), default=0
+    )
+
+    class Meta:
+        verbose_name = _("daily cohort")
+        verbose_name_plural = _("daily cohorts")
+        indexes = [models.Index(fields=["corp", "day"], name="daily_cohort_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.channel_id}/{self.live_code_id}/{self.staff_id}"
+
+
+class DailyCost(models.Model):
+    """A channel's spend on one local day: each ChannelCost spread evenly over its days (kept
+    to six decimals, so the days of a cost add up to it)."""
+
+    corp = models.ForeignKey(
+        Corp, on_delete=models.CASCADE, related_name="+", verbose_name=_("corp")
+    )
+    channel = models.ForeignKey(
+        Channel, on_delete=models.CASCADE, related_name="+", verbose_name=_("channel")
+    )
+    day = models.DateField(_("day"))
+    amount = models.DecimalField(_("amount"), max_digits=20, decimal_places=6, default=0)
+
+    class Meta:
+        verbose_name = _("daily cost")
+        verbose_name_plural = _("daily costs")
+        indexes = [models.Index(fields=["corp", "day"], name="daily_cost_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.channel_id}: {self.amount}"
+
+
+class RollupDay(models.Model):
+    """When a corp's day was last rebuilt, and whether a change since (a late conversion, a
+    backfilled add, a cost edit) has made it dirty."""
+
+    corp = models.ForeignKey(
+        Corp, on_delete=models.CASCADE, related_name="+", verbose_name=_("corp")
+    )
+    day = models.DateField(_("day"))
+    computed_at = models.DateTimeField(_("computed at"), null=True, blank=True)
+    dirty = models.BooleanField(_("to rebuild"), default=True)
+
+    class Meta:
+        verbose_name = _("rollup day")
+        verbose_name_plural = _("rollup days")
+        ordering = ["corp", "-day"]
+        constraints = [
+            models.UniqueConstraint(fields=["corp", "day"], name="rollup_day_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.corp_id} {self.day}"
