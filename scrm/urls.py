@@ -1,8 +1,10 @@
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from django.utils.translation import gettext_lazy as _
 from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from scrm.wecom import views as wecom_views
 
@@ -16,6 +18,14 @@ urlpatterns = [
     path("wecom/callback/<str:corp_id>/", wecom_views.callback, name="wecom-callback"),
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
+    # The schema needs the API's login (session or token); the docs page, opened in a
+    # browser, sends an anonymous visitor to the admin's login and back.
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path(
+        "api/docs/",
+        login_required(SpectacularSwaggerView.as_view(url_name="schema"), login_url="admin:login"),
+        name="api-docs",
+    ),
     path("api/v1/", include("contacts.urls")),
     path("api/v1/", include("channels_app.urls_api")),
     path("l/", include("channels_app.urls")),
