@@ -6,6 +6,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from scrm.api_root import ApiRootView
 from scrm.wecom import views as wecom_views
 
 # The operators' console is the product's face: our name, not Django's.
@@ -26,6 +27,7 @@ urlpatterns = [
         login_required(SpectacularSwaggerView.as_view(url_name="schema"), login_url="admin:login"),
         name="api-docs",
     ),
+    path("api/v1/", ApiRootView.as_view(), name="api-root"),
     path("api/v1/", include("contacts.urls")),
     path("api/v1/", include("channels_app.urls_api")),
     path("l/", include("channels_app.urls")),
