@@ -22,6 +22,13 @@ from django.db.models import Exists, OuterRef, Prefetch, ProtectedError, QuerySe
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import mixins, permissions, renderers, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -61,6 +68,12 @@ from channels_app.services.publishing import (
 )
 from channels_app.services.referrals import referral_code_get_or_create, referral_link
 from contacts.models import ExternalContact, Staff
+from scrm.api_docs import (
+    DetailSerializer,
+    RowErrorsSerializer,
+    WeComFailureSerializer,
+    one_or_list,
+)
 from scrm.csv_import import RowError
 from scrm.wecom.client import WeComError
 from scrm.wecom.models import Corp
@@ -191,6 +204,8 @@ class ChannelViewSet(ReloadAfterSaveMixin, viewsets.ModelViewSet):
     """渠道 with today's scans and adds (today: the channel's corp's local day) and number of
     live codes."""
 
+    # The model for the schema and the permissions; get_queryset() reads the corps' time zones.
+    queryset = Channel.objects.none()
     permission_classes = [ModelPermissions]
     serializer_class = ChannelSerializer
     filterset_class = ChannelFilter
@@ -319,6 +334,28 @@ class ChannelCostViewSet(viewsets.ModelViewSet):
     def get_queryset(self) -> QuerySet[ChannelCost]:
         return ChannelCost.objects.select_related("corp", "channel").order_by("-start_date", "pk")
 
+    @extend_schema(
+        description=(
+            f"One cost (an object) or up to {BULK_MAX_ROWS:,} at once (a JSON list): a list is "
+            "validated whole and written all or nothing (errors by row). "
+            f"提交一条（对象）或一个列表（JSON，至多 {BULK_MAX_ROWS:,} 条）：列表整体校验，"
+            "全部写入或全部不写。"
+        ),
+        request={
+            "application/json": one_or_list("ChannelCostOneOrList", ChannelCostSerializer),
+            # A form carries one row.
+            "application/x-www-form-urlencoded": ChannelCostSerializer,
+            "multipart/form-data": ChannelCostSerializer,
+        },
+        responses={
+            201: one_or_list("ChannelCostOneOrList", ChannelCostSerializer),
+            400: OpenApiResponse(
+                RowErrorsSerializer,
+                description="A list sent: its errors by row, nothing written. One object sent: "
+                "its errors by field ({field: [message]}), as everywhere else.",
+            ),
+        },
+    )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         if not isinstance(request.data, list):
             return super().create(request, *args, **kwargs)
@@ -443,6 +480,8 @@ class LiveCodeViewSet(ReloadAfterSaveMixin, viewsets.ModelViewSet):
     save only; POST publish/ pushes the code to WeCom (a native code keeps its config_id and
     printed QR), pause/ pauses it."""
 
+    # The model for the schema and the permissions; get_queryset() reads the corps' time zones.
+    queryset = LiveCode.objects.none()
     permission_classes = [ModelPermissions]
     serializer_class = LiveCodeSerializer
     filterset_class = LiveCodeFilter
@@ -460,6 +499,14 @@ class LiveCodeViewSet(ReloadAfterSaveMixin, viewsets.ModelViewSet):
             raise ValidationError({"detail": message})
         instance.delete()
 
+    @extend_schema(
+        request=None,
+        responses={
+            200: LiveCodeSerializer,
+            400: OpenApiResponse(WeComFailureSerializer, description="WeCom refused the code"),
+            502: OpenApiResponse(WeComFailureSerializer, description="WeCom failed"),
+        },
+    )
     @action(detail=True, methods=["post"])
     def publish(self, request: Request, pk: str | None = None) -> Response:
         live_code = self.get_object()
@@ -469,6 +516,13 @@ class LiveCodeViewSet(ReloadAfterSaveMixin, viewsets.ModelViewSet):
             return _publish_failed(exc)
         return Response(self.get_serializer(self.get_queryset().get(pk=live_code.pk)).data)
 
+    @extend_schema(
+        request=None,
+        responses={
+            200: LiveCodeSerializer,
+            400: OpenApiResponse(DetailSerializer, description="The code is not active"),
+        },
+    )
     @action(detail=True, methods=["post"])
     def pause(self, request: Request, pk: str | None = None) -> Response:
         """Stops landing scans and staff-list syncs; publish again to resume. A native code's
@@ -479,6 +533,21 @@ class LiveCodeViewSet(ReloadAfterSaveMixin, viewsets.ModelViewSet):
         live_codes_status_set(live_code_ids=[live_code.pk], status=LiveCode.Status.PAUSED)
         return Response(self.get_serializer(self.get_queryset().get(pk=live_code.pk)).data)
 
+    @extend_schema(
+        operation_id="live_codes_qr_png",
+        # ?format= would only pick how errors are rendered: not a parameter worth offering.
+        parameters=[OpenApiParameter("format", exclude=True)],
+        responses={
+            (200, "image/png"): OpenApiResponse(OpenApiTypes.BINARY, description="The QR image"),
+            302: OpenApiResponse(description="A native code: redirect to WeCom's QR image"),
+            (400, "application/json"): OpenApiResponse(
+                DetailSerializer, description="The link cannot be drawn as a QR code"
+            ),
+            (404, "application/json"): OpenApiResponse(
+                DetailSerializer, description="No such code, or a native code not published"
+            ),
+        },
+    )
     def qr_png(self, request: Request, pk: str | None = None) -> HttpResponse | Response:
         """GET live-codes/<id>/qr.png: a landing code's link as a PNG; for a native code,
         WeCom's own QR image."""
@@ -634,6 +703,17 @@ class ReferralCodeViewSet(
             "-created_at", "-pk"
         )
 
+    @extend_schema(
+        request=ReferralCodeCreateSerializer,
+        responses={
+            201: ReferralCodeSerializer,
+            400: OpenApiResponse(
+                WeComFailureSerializer,
+                description="WeCom refused the referrer's QR (or errors by field)",
+            ),
+            502: OpenApiResponse(WeComFailureSerializer, description="WeCom failed"),
+        },
+    )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         given = ReferralCodeCreateSerializer(data=request.data)
         given.is_valid(raise_exception=True)
@@ -644,6 +724,24 @@ class ReferralCodeViewSet(
         data = self.get_serializer(self.get_queryset().get(pk=referral.pk)).data
         return Response(data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(
+        parameters=[LeaderboardQuerySerializer],
+        responses=inline_serializer(
+            "ReferrerLeaderboard",
+            {
+                "corp": serializers.CharField(),
+                "results": inline_serializer(
+                    "ReferrerLeaderboardRow",
+                    {
+                        "referrer": serializers.CharField(help_text="external UserID"),
+                        "name": serializers.CharField(),
+                        "new_customers": serializers.IntegerField(),
+                    },
+                    many=True,
+                ),
+            },
+        ),
+    )
     @action(detail=False, methods=["get"])
     def leaderboard(self, request: Request) -> Response:
         """?corp=<corp_id>&since=YYYY-MM-DD: referrers by new customers (first adds)."""

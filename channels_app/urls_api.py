@@ -12,7 +12,7 @@ from channels_app.api import (
     ScanViewSet,
 )
 
-# SimpleRouter: the API root page belongs to the router of contacts.urls, mounted first.
+# SimpleRouter: the API root is scrm.api_root, listing every endpoint.
 router = SimpleRouter()
 router.register("channels", ChannelViewSet, basename="channel")
 router.register("channel-costs", ChannelCostViewSet, basename="channel-cost")

@@ -1,3 +1,4 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers, viewsets
 
 from contacts.add_ways import add_way_label
@@ -87,6 +88,7 @@ class ExternalContactSerializer(serializers.ModelSerializer):
             "relations",
         ]
 
+    @extend_schema_field(FirstSourceSerializer(allow_null=True))
     def get_first_source(self, obj: ExternalContact) -> dict | None:
         try:
             return FirstSourceSerializer(obj.first_source).data

@@ -11,6 +11,7 @@ At most 1,000 rows per request; the contacts.add_conversionevent permission is r
 from __future__ import annotations
 
 from django.urls import path
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
@@ -20,12 +21,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from contacts.conversions import (
+    MAX_ROWS_PER_REQUEST,
     ConversionEventFilter,
     ConversionImportError,
     conversion_list,
     conversions_import,
 )
 from contacts.models import ConversionEvent
+from scrm.api_docs import RowErrorsSerializer
 from scrm.csv_import import RowError
 
 
@@ -57,6 +60,34 @@ class ConversionSerializer(serializers.ModelSerializer):
         return obj.external_contact_id is not None
 
 
+class ConversionRowSerializer(serializers.Serializer):
+    """One row sent, for the schema only: conversions_import validates the rows (the same
+    columns as the admin's CSV, contacts.conversions.FIELDS)."""
+
+    corp_id = serializers.CharField()
+    external_id = serializers.CharField(
+        max_length=64, help_text="the row's id in your system: a row sent again is a duplicate"
+    )
+    kind = serializers.ChoiceField(choices=ConversionEvent.Kind.choices)
+    custom_name = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    amount = serializers.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        required=False,
+        allow_null=True,
+        help_text="required for orders and refunds; an order is never negative",
+    )
+    currency = serializers.CharField(max_length=3, required=False, help_text="default CNY")
+    occurred_at = serializers.DateTimeField(
+        help_text="ISO-8601; without an offset, in the corp's time zone"
+    )
+    external_userid = serializers.CharField(
+        max_length=64, required=False, allow_blank=True, help_text="this or unionid, or both"
+    )
+    unionid = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    note = serializers.CharField(max_length=255, required=False, allow_blank=True)
+
+
 class CanSendConversions(BasePermission):
     """Reading needs a login; sending revenue that feeds ROI needs the add permission."""
 
@@ -76,6 +107,27 @@ class ConversionListView(generics.ListAPIView):
         # The filter backend applies ConversionEventFilter to the selector's queryset.
         return conversion_list()
 
+    @extend_schema(
+        description=(
+            f"Up to {MAX_ROWS_PER_REQUEST:,} rows a request, written all or none; a row sent "
+            "again (same corp_id and external_id, same content) is a duplicate. Needs the "
+            "contacts.add_conversionevent permission. "
+            f"一次至多 {MAX_ROWS_PER_REQUEST:,} 行，全部写入或全部不写。"
+        ),
+        request=ConversionRowSerializer(many=True),
+        responses={
+            201: inline_serializer(
+                "ConversionImportResult",
+                {
+                    "created": serializers.IntegerField(),
+                    "duplicates": serializers.IntegerField(),
+                    "matched": serializers.IntegerField(help_text="created and matched at once"),
+                    "unmatched": serializers.IntegerField(),
+                },
+            ),
+            400: OpenApiResponse(RowErrorsSerializer, description="Nothing was written"),
+        },
+    )
     def post(self, request: Request) -> Response:
         try:
             rows = request.data

@@ -9,6 +9,8 @@ from __future__ import annotations
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from django.urls import path
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import generics, serializers
 
 from contacts.models import ExternalContact, TimelineEvent
@@ -34,11 +36,13 @@ class TimelineEventSerializer(serializers.ModelSerializer):
         fields = ["id", "kind", "kind_label", "occurred_at", "staff", "staff_name", "summary",
                   "data"]  # fmt: skip
 
+    @extend_schema_field(OpenApiTypes.DATETIME)
     def get_occurred_at(self, obj: TimelineEvent) -> str:
         return days.local_datetime(obj.occurred_at, obj.corp).isoformat()
 
 
 class ContactTimelineView(generics.ListAPIView):
+    queryset = TimelineEvent.objects.none()  # the model, for the schema: rows need the customer
     serializer_class = TimelineEventSerializer
 
     def get_queryset(self) -> QuerySet[TimelineEvent]:

@@ -1,9 +1,10 @@
 from django.urls import include, path
-from rest_framework.routers import DefaultRouter
+from rest_framework.routers import SimpleRouter
 
 from contacts.api import ExternalContactViewSet
 
-router = DefaultRouter()
+# SimpleRouter: the API root (scrm.api_root) lists every endpoint, not only this router's.
+router = SimpleRouter()
 router.register("contacts", ExternalContactViewSet, basename="contact")
 
 urlpatterns = router.urls
