@@ -171,3 +171,25 @@ class RollupDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.corp_id} {self.day}"
+
+
+class RollupState(models.Model):
+    """Per corp, what the rollups have seen: facts recorded up to `facts_seen_until` (later
+    ones dirty the days they touch) and the costs as they were (`costs_fingerprint`: a cost
+    added, edited or deleted rebuilds the days its ranges cover)."""
+
+    corp = models.ForeignKey(
+        Corp, on_delete=models.CASCADE, related_name="+", verbose_name=_("corp")
+    )
+    facts_seen_until = models.DateTimeField(_("facts seen until"), null=True, blank=True)
+    costs_fingerprint = models.CharField(_("costs fingerprint"), max_length=64, blank=True)
+    cost_first = models.DateField(_("costs from"), null=True, blank=True)
+    cost_last = models.DateField(_("costs to"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("rollup state")
+        verbose_name_plural = _("rollup states")
+        constraints = [models.UniqueConstraint(fields=["corp"], name="rollup_state_once")]
+
+    def __str__(self) -> str:
+        return f"{self.corp_id} {self.facts_seen_until}"

@@ -36,6 +36,7 @@ from django.db.models import (
 from django.db.models.functions import Abs, Coalesce
 from django.utils import timezone
 
+from analytics.lock_objects import rollup_state_lock
 from analytics.models import (
     WINDOWS,
     DailyCohort,
@@ -75,6 +76,7 @@ def rollups_rebuild(*, corp: Corp, first: date, last: date, now: datetime | None
     visitors of those days, cohorts first added on them, costs spread over them) and mark the
     days computed. `now` is the as-of time of the 30-day retention (default: now)."""
     now = now or timezone.now()
+    rollup_state_lock(corp=corp)
     start, end = days.days_bounds(first, last, corp)
     for model in (DailyFlow, DailyVisitor, DailyCohort, DailyCost):
         model.objects.filter(corp=corp, day__gte=first, day__lte=last).delete()

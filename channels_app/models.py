@@ -83,6 +83,7 @@ class ChannelCost(models.Model):
     currency = models.CharField(_("currency"), max_length=3, default="CNY")
     note = models.CharField(_("note"), max_length=255, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
         verbose_name = _("channel cost")

@@ -207,6 +207,8 @@ class RelationEvent(models.Model):
             models.Index(
                 fields=["corp", "external_contact", "occurred_at"], name="relation_event_contact"
             ),
+            # The rollups find what was recorded since they last looked (analytics).
+            models.Index(fields=["corp", "recorded_at"], name="relation_event_recorded"),
         ]
 
     def __str__(self) -> str:
@@ -457,6 +459,7 @@ class ConversionEvent(models.Model):
         indexes = [
             models.Index(fields=["corp", "external_contact", "occurred_at"], name="conv_contact"),
             models.Index(fields=["corp", "matched_at"], name="conv_unmatched"),
+            models.Index(fields=["corp", "created_at"], name="conv_received"),
         ]
 
     def __str__(self) -> str:

@@ -30,6 +30,7 @@ urlpatterns = [
     path("api/v1/", ApiRootView.as_view(), name="api-root"),
     path("api/v1/", include("contacts.urls")),
     path("api/v1/", include("channels_app.urls_api")),
+    path("api/v1/", include("analytics.urls_api")),
     path("l/", include("channels_app.urls")),
 ]
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +30,20 @@ from scrm.wecom.services import corp_cache_clear, corp_create
 
 # Live-server request threads must not keep PostgreSQL connections open past the test run.
 django_settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+if django_settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A database file of this run's own, as in the demo, not SQLite's shared in-memory test
+    # database: its table locks refuse a second concurrent writer at once ("database table is
+    # locked"), where a file database waits out its busy timeout (concurrent writes happen:
+    # live-server threads, group inserts).
+    _test_database_dir = tempfile.mkdtemp(prefix="scrm-test-")
+    atexit.register(shutil.rmtree, _test_database_dir, ignore_errors=True)
+    django_settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = os.path.join(
+        _test_database_dir, "test.sqlite3"
+    )
+    # A throw-away file: no fsync (a crash loses nothing worth keeping), readers beside a writer.
+    django_settings.DATABASES["default"]["OPTIONS"]["init_command"] = (
+        "PRAGMA synchronous=OFF; PRAGMA journal_mode=WAL;"
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -4,10 +4,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from contacts.calibration import CalibrationAlreadyRunning, calibrate
 from contacts.models import CalibrationRun
+from scrm.command_line import ProgressBar, corp_from_argument
 from scrm.wecom.client import WeComError
-from scrm.wecom.models import Corp
 
-BAR_WIDTH = 30
 DEVIATIONS_SHOWN = 20
 
 
@@ -26,14 +25,13 @@ class Command(BaseCommand):
         parser.add_argument("--compare-only", action="store_true", help="do not backfill")
 
     def handle(self, *args: object, **options: object) -> None:
-        corp = self._corp(str(options["corp"]))
-        self._percent = -1
+        corp = corp_from_argument(str(options["corp"]))
         try:
             run = calibrate(
                 corp=corp,
                 since=options["since"],
                 triggered_by="manage.py wecom_calibrate",
-                progress=self._progress,
+                progress=ProgressBar(self.stdout),
                 backfill=not options["compare_only"],
             )
         except CalibrationAlreadyRunning as exc:
@@ -45,25 +43,6 @@ class Command(BaseCommand):
         self._summary(run)
         if run.status == CalibrationRun.Status.FAILED:
             raise CommandError(f"Calibration failed: {run.error}")
-
-    @staticmethod
-    def _corp(value: str) -> Corp:
-        corp = Corp.objects.filter(corp_id=value).first()
-        if corp is None and value.isdigit():
-            corp = Corp.objects.filter(pk=int(value)).first()
-        if corp is None:
-            raise CommandError(f"No corp {value}: see `manage.py wecom_corp list`.")
-        return corp
-
-    def _progress(self, done: int, total: int) -> None:
-        percent = min(100, done * 100 // total) if total else 100
-        if percent == self._percent:
-            return  # at most about a hundred updates, also when written to a log file
-        self._percent = percent
-        filled = BAR_WIDTH * percent // 100
-        bar = "#" * filled + "." * (BAR_WIDTH - filled)
-        self.stdout.write(f"\r[{bar}] {percent:3d}% ({done}/{total})", ending="")
-        self.stdout.flush()
 
     def _summary(self, run: CalibrationRun) -> None:
         self.stdout.write(

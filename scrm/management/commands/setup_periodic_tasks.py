@@ -45,6 +45,14 @@ PERIODIC_TASKS = [
         "scrm.tasks.staff_sync_all_task",
         3600,
     ),
+    # Report rollups: changed days within a minute, today and yesterday every 5 minutes.
+    ("analytics: rebuild changed and recent days", "analytics.tasks.rollups_refresh_all_task", 60),
+    # Hourly: each corp's last 35 days once a night, in the hour its own clock reads 02:00.
+    (
+        "analytics: nightly rebuild of the last 35 days",
+        "analytics.tasks.rollups_nightly_all_task",
+        3600,
+    ),
 ]
 
 

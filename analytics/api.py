@@ -1,0 +1,155 @@
+"""The report API (/api/v1/reports/): the same report classes the pages use, as JSON. Thin: a
+query serializer validates the parameters, the report computes, a serializer renders money as
+decimal strings and rates as numbers in 0..1 (or null)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from analytics.models import WINDOWS
+from analytics.reports import ChannelReport, DailyReport, ReportParams
+from analytics.reports import base as definitions
+from analytics.reports.base import GROUPS, ReportError, ReportResult
+from channels_app.models import Channel
+from scrm.wecom.models import Corp
+
+DEFINITIONS = definitions.__doc__ or ""
+
+
+class ReportQuerySerializer(serializers.Serializer):
+    corp = serializers.SlugRelatedField(
+        slug_field="corp_id", queryset=Corp.objects.all(), help_text=_("the corp's WeCom corp ID")
+    )
+    window = serializers.ChoiceField(
+        choices=WINDOWS, default=30, help_text=_("days after the first add that count")
+    )
+    channel_type = serializers.ChoiceField(choices=Channel.Type.choices, required=False)
+    channel_group = serializers.CharField(max_length=64, required=False, default="")
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # `from` is a Python keyword, so these two cannot be declared as class attributes.
+        return {
+            **super().get_fields(),
+            "from": serializers.DateField(help_text=_("first local day of the period")),
+            "to": serializers.DateField(help_text=_("last local day of the period, included")),
+        }
+
+    def params(self, **extra: Any) -> ReportParams:
+        values: dict[str, Any] = dict(self.validated_data)
+        values["first"], values["last"] = values.pop("from"), values.pop("to")
+        try:
+            params = ReportParams(**values, **extra)
+            params.validate()
+        except ReportError as exc:
+            raise ValidationError({"detail": str(exc)}) from exc
+        return params
+
+
+class ChannelReportQuerySerializer(ReportQuerySerializer):
+    group_by = serializers.ChoiceField(choices=GROUPS, default="channel")
+
+
+class ReportRowSerializer(serializers.Serializer):
+    key = serializers.JSONField(help_text=_("the group's id (channel type, or day); null: none"))
+    name = serializers.CharField()
+    scans = serializers.IntegerField()
+    visitors = serializers.IntegerField()
+    adds = serializers.IntegerField()
+    new_customers = serializers.IntegerField()
+    lost = serializers.IntegerField()
+    removed = serializers.IntegerField()
+    net_adds = serializers.IntegerField()
+    scan_to_add = serializers.DecimalField(max_digits=12, decimal_places=4, allow_null=True,
+                                           coerce_to_string=False)  # fmt: skip
+    consult_72h_rate = serializers.DecimalField(max_digits=12, decimal_places=4, allow_null=True,
+                                                coerce_to_string=False)  # fmt: skip
+    retained_30d_rate = serializers.DecimalField(max_digits=12, decimal_places=4, allow_null=True,
+                                                 coerce_to_string=False)  # fmt: skip
+    pending_30d = serializers.IntegerField()
+    revenue = serializers.DecimalField(max_digits=18, decimal_places=2)
+    orders = serializers.IntegerField()
+    buyers = serializers.IntegerField()
+    repurchase_rate = serializers.DecimalField(max_digits=12, decimal_places=4, allow_null=True,
+                                               coerce_to_string=False)  # fmt: skip
+    cost = serializers.DecimalField(max_digits=18, decimal_places=2, allow_null=True)
+    cost_per_new_customer = serializers.DecimalField(max_digits=18, decimal_places=2,
+                                                     allow_null=True)  # fmt: skip
+    roi = serializers.DecimalField(max_digits=12, decimal_places=4, allow_null=True,
+                                   coerce_to_string=False)  # fmt: skip
+
+    def to_representation(self, instance: dict[str, Any]) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        if isinstance(instance.get("key"), date):
+            data["key"] = instance["key"].isoformat()
+        return data
+
+
+class ReportTotalsSerializer(ReportRowSerializer):
+    key = None
+    name = None
+
+
+class ReportSerializer(serializers.Serializer):
+    computed_at = serializers.DateTimeField(
+        allow_null=True, help_text=_("the oldest rebuild of the period's days; null: never")
+    )
+    days_not_computed = serializers.ListField(child=serializers.DateField())
+    window = serializers.IntegerField()
+    rows = ReportRowSerializer(many=True)
+    totals = ReportTotalsSerializer()
+
+
+def _answer(result: ReportResult) -> Response:
+    return Response(
+        ReportSerializer(
+            {
+                "computed_at": result.computed_at,
+                "days_not_computed": result.days_not_computed,
+                "window": result.params.window,
+                "rows": result.rows,
+                "totals": result.totals,
+            }
+        ).data
+    )
+
+
+@extend_schema(
+    tags=["reports"],
+    parameters=[ChannelReportQuerySerializer],
+    responses=ReportSerializer,
+    description=_(
+        "Channel report: one row per channel, live code, staff member or channel type "
+        "(group_by), with totals."
+    )
+    + "\n\n"
+    + DEFINITIONS,
+)
+class ChannelReportView(APIView):
+    def get(self, request: Request) -> Response:
+        query = ChannelReportQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return _answer(ChannelReport(query.params()).calculate())
+
+
+@extend_schema(
+    tags=["reports"],
+    parameters=[ReportQuerySerializer],
+    responses=ReportSerializer,
+    description=_("Daily trend: the same figures per local day of the period.")
+    + "\n\n"
+    + DEFINITIONS,
+)
+class DailyReportView(APIView):
+    def get(self, request: Request) -> Response:
+        query = ReportQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return _answer(DailyReport(query.params()).calculate())
