@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
-from time import monotonic
 
 from django.conf import settings
 from django.db import transaction
@@ -57,8 +57,8 @@ from scrm.wecom.sandbox.simulate import (
 logger = logging.getLogger(__name__)
 
 ADD_WAY_SCAN = 1  # 扫描二维码: how a contact way's QR is added
-# Adds and deletions a transaction: ~1 s of writes, the longest a live callback waits.
-RELATIONS_PER_COMMIT = 25
+# The history's transactions last about this long: what a live callback or visit may wait.
+TRANSACTION_SECONDS = 0.2
 
 
 @dataclass
@@ -168,11 +168,18 @@ def demo_history_plan(*, corp: Corp, volume: float = 1.0) -> tuple[Plan, _Codes]
 
 
 def demo_history_seed(
-    *, corp: Corp, volume: float = 1.0, progress: Callable[[str], None] | None = None
+    *,
+    corp: Corp,
+    volume: float = 1.0,
+    pause: float = 0.0,
+    progress: Callable[[str], None] | None = None,
 ) -> HistoryReport:
     """Write the demo corp's four weeks of history (a sandbox corp of the same corp_id plays
-    WeCom); `volume` scales the customers per day. Skips what is there already."""
-    started = monotonic()
+    WeCom); `volume` scales the customers per day. Skips what is there already. `pause`:
+    seconds left to other writers after each transaction while a server runs (SQLite's
+    waiting writers retry with back-off up to 100 ms: without a pause this loop, committing
+    and beginning again at once, would starve them)."""
+    started = time.monotonic()
     planned = demo_history_plan(corp=corp, volume=volume)
     anchor = planned[0].anchor if planned else demo_history_anchor(corp=corp) or days.today(corp)
     report = HistoryReport(
@@ -184,9 +191,9 @@ def demo_history_seed(
     sandbox = SandboxCorp.objects.get(corp_id=corp.corp_id)
     report.costs = _costs_write(corp, plan, codes)
     report.scans = _scans_write(corp, plan, codes)
-    _relations_write(corp, sandbox, plan, codes, report, progress)
+    _relations_write(corp, sandbox, plan, codes, report, progress, pause)
     report.conversions = _conversions_import(corp, [c for c in plan.conversions if not c.late])
-    report.seconds = monotonic() - started
+    report.seconds = time.monotonic() - started
     return report
 
 
@@ -269,6 +276,7 @@ def _relations_write(
     codes: _Codes,
     report: HistoryReport,
     progress: Callable[[str], None] | None,
+    pause: float,
 ) -> None:
     """Adds, deletions and removals in time order, each as WeCom then we would know it."""
     seeded = RelationEvent.objects.filter(
@@ -281,31 +289,41 @@ def _relations_write(
     events += plan.endings
     # At the same second an add comes first (as the relation history orders them).
     events.sort(key=lambda e: (e.at, 1) if isinstance(e, Ending) else (e[1].at, 0))
-    new_customers = set()
-    # With the in-process sandbox a details fetch is a function call on this connection, so a
-    # chunk of adds and their fetches shares one commit (on SQLite every commit is a sync to
-    # disk, several milliseconds). Over HTTP (WECOM_API_BASE) each add is committed before its
-    # fetch, as on the live path: the sandbox's view needs the database too.
-    chunk = 1 if settings.WECOM_API_BASE else RELATIONS_PER_COMMIT
-    for start in range(0, len(events), chunk):
+    new_customers: set[str] = set()
+    # With the in-process sandbox a details fetch is a function call on this connection, so
+    # the adds and fetches of a fifth of a second share one transaction and its commit (on
+    # SQLite every commit is a sync to disk, several milliseconds). Over HTTP (WECOM_API_BASE)
+    # each add is committed before its fetch, as on the live path: the sandbox's view needs
+    # the database too.
+    one_by_one = bool(settings.WECOM_API_BASE)
+    position = 0
+    while position < len(events):
+        deadline = time.monotonic() + TRANSACTION_SECONDS
         with transaction.atomic():
-            for event in events[start : start + chunk]:
+            while position < len(events):
+                event = events[position]
+                position += 1
                 if isinstance(event, Ending):
-                    if (event.external_userid, event.userid, event.kind) not in known:
-                        _ending_write(corp, sandbox, event)
-                        if event.kind == RelationEvent.Kind.DELETED_BY_CUSTOMER:
-                            report.deleted_by_customer += 1
-                        else:
-                            report.deleted_by_staff += 1
-                    continue
-                customer, touch = event
-                if (customer.external_userid, touch.userid, RelationEvent.Kind.ADDED) in known:
-                    continue
-                _add_write(corp, sandbox, customer, touch, _state(codes, touch))
-                report.adds += 1
-                new_customers.add(customer.external_userid)
-                if progress and report.adds % 200 == 0:
-                    progress(f"{report.adds} adds written")
+                    if (event.external_userid, event.userid, event.kind) in known:
+                        continue
+                    _ending_write(corp, sandbox, event)
+                    if event.kind == RelationEvent.Kind.DELETED_BY_CUSTOMER:
+                        report.deleted_by_customer += 1
+                    else:
+                        report.deleted_by_staff += 1
+                else:
+                    customer, touch = event
+                    if (customer.external_userid, touch.userid, RelationEvent.Kind.ADDED) in known:
+                        continue
+                    _add_write(corp, sandbox, customer, touch, _state(codes, touch))
+                    report.adds += 1
+                    new_customers.add(customer.external_userid)
+                    if progress and report.adds % 200 == 0:
+                        progress(f"{report.adds} adds written")
+                if one_by_one or time.monotonic() >= deadline:
+                    break
+        if pause:
+            time.sleep(pause)
     report.customers = len(new_customers)
 
 

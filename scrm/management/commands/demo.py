@@ -30,6 +30,8 @@ HISTORY_THREAD = "demo-history"
 # The late orders (dated weeks back) arrive this long after the history: the reports revise
 # those days while the demo runs.
 LATE_ORDERS_AFTER = 60.0
+# Between the history's transactions, the live callbacks and landing visits take their turn.
+HISTORY_PAUSE = 0.1
 # (name, code, type, utm_source, [(code name, slug, mode, daily caps per staff)])
 DEMO_CHANNELS = [
     ("朋友圈广告 0012", "pyq_0012", Channel.Type.AD, "pyq",
@@ -146,8 +148,9 @@ class Command(BaseCommand):
         try:
             self.stdout.write("Demo history: writing four weeks of the past...")
             report = demo_history_seed(
-                corp=corp, progress=lambda text: self.stdout.write(f"Demo history: {text}")
-            )
+                corp=corp, pause=HISTORY_PAUSE,
+                progress=lambda text: self.stdout.write(f"Demo history: {text}"),
+            )  # fmt: skip
             if report.written:
                 self.stdout.write(self.style.SUCCESS(f"Demo history written: {report}"))
             else:
