@@ -25,7 +25,7 @@ from decimal import Decimal
 from scrm.wecom.sandbox.simulate import customer_name
 
 HISTORY_DAYS = 28  # the local days before the anchor day; the anchor day itself is live
-SEED = 20260618
+SEED = 12  # of the seeds tried, one whose 7 weekday alignments all show refunds and removals
 # Seeded customers' external_userid: "wm" as WeCom's, then a mark the sandbox's random ids
 # (lowercase base32, no 0) never contain, even compared case-insensitively (SQLite's LIKE), so
 # a later run finds the history it wrote.
@@ -66,15 +66,15 @@ class ChannelProfile:
 
 PROFILES = (
     ChannelProfile("pyq_0012", 7, 1.2, MOMENTS_HOURS, lost=0.30, removed=0.02, consult=0.25,
-                   buy=0.20, first_order_days=(6, 20), prices=(299, 399, 499), refund=0.12),
+                   buy=0.20, first_order_days=(6, 20), prices=(299, 399, 499), refund=0.15),
     ChannelProfile("xhs_618", 9, 1.4, NOTE_HOURS, lost=0.12, removed=0.01, consult=0.38,
-                   buy=0.18, first_order_days=(1, 10), prices=(299, 399, 599), refund=0.10,
+                   buy=0.18, first_order_days=(1, 10), prices=(299, 399, 599), refund=0.12,
                    scan_to_add=0.55),
     ChannelProfile("dy_ad_07", 9, 1.3, FEED_HOURS, lost=0.42, removed=0.04, consult=0.24,
-                   buy=0.07, first_order_days=(0, 5), prices=(59, 99, 129), refund=0.25,
+                   buy=0.07, first_order_days=(0, 5), prices=(59, 99, 129), refund=0.30,
                    spike=(20, 2.5)),
     ChannelProfile("store_nj01", 3, 1.8, STORE_HOURS, lost=0.05, removed=0.01, consult=0.30,
-                   buy=0.40, first_order_days=(0, 3), prices=(199, 399, 699, 999), refund=0.08),
+                   buy=0.40, first_order_days=(0, 3), prices=(199, 399, 699, 999), refund=0.10),
 )  # fmt: skip
 
 # (channel, first day, last day, amount, note); days relative to the anchor day (0 = the
@@ -331,7 +331,7 @@ class _Planner:
             if order is not None and rng.random() < profile.refund:
                 partial = rng.random() < 0.25
                 part = (price * Decimal("0.4")).quantize(Decimal(1)) if partial else price
-                refunded = ordered + timedelta(days=rng.uniform(1, 10))
+                refunded = ordered + timedelta(days=rng.uniform(1, 7))
                 if self._conversion(customer, "refund", refunded, amount=-part):
                     self.refunded.add(order.external_id)
 
