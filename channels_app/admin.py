@@ -46,6 +46,7 @@ from channels_app.models import (
 )
 from channels_app.selectors import channels_with_today, live_codes_with_today, referrer_leaderboard
 from channels_app.services import imports
+from channels_app.services.costs import channel_cost_create
 from channels_app.services.live_codes import (
     WECOM_OWNED,
     live_code_create,
@@ -108,8 +109,17 @@ live_code_count = _count_column("live_code_count", _("live codes"))
 # -- channels and costs ------------------------------------------------------------------------
 
 
+class ChannelCostFormSet(forms.BaseInlineFormSet):
+    def save_new(self, form: forms.ModelForm, commit: bool = True) -> ChannelCost:
+        cost = super().save_new(form, commit=False)  # the channel set, nothing written
+        return channel_cost_create(channel=cost.channel, start_date=cost.start_date,
+                                   end_date=cost.end_date, amount=cost.amount,
+                                   currency=cost.currency, note=cost.note)  # fmt: skip
+
+
 class ChannelCostInline(admin.TabularInline):
     model = ChannelCost
+    formset = ChannelCostFormSet
     fields = ["start_date", "end_date", "amount", "currency", "note"]
     extra = 0
 
@@ -191,7 +201,15 @@ class ChannelCostAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: ChannelCost, form: forms.ModelForm,
                    change: bool) -> None:  # fmt: skip
         obj.corp_id = obj.channel.corp_id
-        super().save_model(request, obj, form, change)
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        created = channel_cost_create(channel=obj.channel, start_date=obj.start_date,
+                                      end_date=obj.end_date, amount=obj.amount,
+                                      currency=obj.currency, note=obj.note)  # fmt: skip
+        # The admin's history and redirect use `obj`: it takes the new row's identity.
+        obj.pk, obj.created_at = created.pk, created.created_at
+        obj._state.adding, obj._state.db = False, created._state.db
 
 
 # -- live codes --------------------------------------------------------------------------------

@@ -59,6 +59,7 @@ from channels_app.selectors import (
     live_codes_with_today,
     referrer_leaderboard,
 )
+from channels_app.services.costs import channel_cost_create, channel_costs_create
 from channels_app.services.live_codes import live_code_create, live_code_update
 from channels_app.services.publishing import (
     PublishError,
@@ -249,7 +250,7 @@ class ChannelCostListSerializer(serializers.ListSerializer):
         return super().to_internal_value(data)
 
     def create(self, validated_data: list[dict]) -> list[ChannelCost]:
-        return ChannelCost.objects.bulk_create([ChannelCost(**row) for row in validated_data])
+        return channel_costs_create(costs=[ChannelCost(**row) for row in validated_data])
 
 
 class ChannelCostSerializer(ModelSerializer):
@@ -261,6 +262,10 @@ class ChannelCostSerializer(ModelSerializer):
         fields = ["id", "corp", "channel", "start_date", "end_date", "amount", "currency",
                   "note", "created_at"]  # fmt: skip
         list_serializer_class = ChannelCostListSerializer
+
+    def create(self, validated_data: dict) -> ChannelCost:
+        validated_data.pop("corp")  # the channel's own (validate() checked it)
+        return channel_cost_create(**validated_data)
 
     def _corp(self, corp_id: str) -> Corp:
         corps = self.context.get("corps")

@@ -202,6 +202,38 @@ def on_edit(event: CallbackEvent) -> None:
     _refresh_details_after_commit(contact.pk)
 
 
+def relation_change_record(
+    *,
+    corp: Corp,
+    userid: str,
+    external_userid: str,
+    kind: RelationEvent.Kind,
+    occurred_at: datetime,
+    fail_reason: str = "",
+) -> RelationRecorded:
+    """A deletion by the customer, a removal by the staff member, a transfer or a failed one:
+    appended to the relation history (once) with its timeline line. Call inside a transaction
+    (the callback's holds the inbox row)."""
+    recorded = contact_services.relation_event_record(
+        corp=corp,
+        userid=userid,
+        external_userid=external_userid,
+        kind=kind,
+        occurred_at=occurred_at,
+        fail_reason=fail_reason,
+    )
+    relation = recorded.relation
+    timeline_record(
+        contact=relation.external_contact,
+        kind=TimelineEvent.Kind(kind.value),
+        occurred_at=occurred_at,
+        dedup_key=f"{kind.value}:{userid}:{int(occurred_at.timestamp())}",
+        staff=relation.staff,
+        summary=fail_reason,
+    )
+    return recorded
+
+
 def _status_handler(status: FollowRelation.Status) -> Callable[[CallbackEvent], None]:
     def handle(event: CallbackEvent) -> None:
         if status == FollowRelation.Status.DELETED_BY_STAFF and (
@@ -210,22 +242,13 @@ def _status_handler(status: FollowRelation.Status) -> Callable[[CallbackEvent], 
             actual = FollowRelation.Status.TRANSFERRED
         else:
             actual = status
-        reason = str(event.payload.get("FailReason") or "")
-        relation = contact_services.relation_event_record(
+        relation_change_record(
             corp=event.corp,
             userid=event.user_id,
             external_userid=event.external_user_id,
             kind=RelationEvent.Kind(actual.value),
             occurred_at=event.event_time,
-            fail_reason=reason,
-        ).relation
-        timeline_record(
-            contact=relation.external_contact,
-            kind=TimelineEvent.Kind(actual.value),
-            occurred_at=event.event_time,
-            dedup_key=f"{actual.value}:{event.user_id}:{int(event.event_time.timestamp())}",
-            staff=relation.staff,
-            summary=reason,
+            fail_reason=str(event.payload.get("FailReason") or ""),
         )
 
     return handle

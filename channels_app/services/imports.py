@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
 from channels_app.models import Channel, ChannelCost, LiveCode, PoolMember
+from channels_app.services.costs import channel_costs_create
 from channels_app.services.live_codes import PoolRow, live_code_create
 from contacts.models import Staff
 from scrm.csv_import import (
@@ -377,8 +378,7 @@ def channel_costs_import_csv(
             costs.append(cost)
     if result.errors:
         return result
-    with transaction.atomic():
-        result.created = ChannelCost.objects.bulk_create(costs)
+    result.created = channel_costs_create(costs=costs)
     return result
 
 

@@ -1,3 +1,4 @@
+import logging
 import os
 import random
 import socket
@@ -8,12 +9,14 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
+from django.db import connection
 
 from channels_app.models import Channel, LiveCode
 from channels_app.services.live_codes import live_code_create
 from channels_app.services.publishing import live_code_publish
 from contacts.models import Staff
 from contacts.services import staff_get_or_create
+from scrm.demo_history import demo_history_seed, demo_late_orders_import
 from scrm.wecom.models import Corp
 from scrm.wecom.sandbox.models import SandboxMember
 from scrm.wecom.sandbox.simulate import sandbox_corp_setup, simulate_adds, simulate_scans
@@ -23,6 +26,12 @@ DEMO_CORP = "wwdemo5a1b2c3d4e5f"
 DEMO_USER = "operator"
 DEMO_PASSWORD = "scrm-demo-2026"  # noqa: S105 - a local demo login, printed on purpose
 DEMO_WELCOME = "您好 {customer_name}，我是{staff_name}，很高兴为您服务！"
+HISTORY_THREAD = "demo-history"
+# The late orders (dated weeks back) arrive this long after the history: the reports revise
+# those days while the demo runs.
+LATE_ORDERS_AFTER = 60.0
+# Between the history's transactions, the live callbacks and landing visits take their turn.
+HISTORY_PAUSE = 0.1
 # (name, code, type, utm_source, [(code name, slug, mode, daily caps per staff)])
 DEMO_CHANNELS = [
     ("朋友圈广告 0012", "pyq_0012", Channel.Type.AD, "pyq",
@@ -46,6 +55,9 @@ class Command(BaseCommand):
         parser.add_argument("--addr", default="127.0.0.1:8000")
         parser.add_argument("--initial", type=int, default=40, help="customers at start")
         parser.add_argument("--every", type=float, default=8.0, help="seconds between adds")
+        parser.add_argument(
+            "--no-history", action="store_true", help="skip the four weeks of past activity"
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         addr = str(options["addr"])
@@ -57,6 +69,11 @@ class Command(BaseCommand):
         corp = self._corp()
         landing, states = self._channels(corp)
         url = f"http://{addr}/wecom/callback/{DEMO_CORP}/"
+        if not options["no_history"]:
+            threading.Thread(
+                target=self._history, args=(host, int(port), corp), name=HISTORY_THREAD,
+                daemon=True,
+            ).start()  # fmt: skip
         feeder = threading.Thread(
             target=self._feed,
             args=(host, int(port), f"http://{addr}", landing, states,
@@ -120,16 +137,39 @@ class Command(BaseCommand):
                     states.append(live_code.state)
         return landing, states
 
+    def _history(self, host: str, port: int, corp: Corp) -> None:
+        """Once the server answers (the history takes longer than starting it): four weeks of
+        the past through the services (scrm.demo_history), written once per database; a
+        minute later, the orders that reach the business's system late."""
+        _wait_for(host, port)
+        quiet = _QuietThread(HISTORY_THREAD)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(quiet)  # its 1,000 API calls and tasks would drown the console
+        try:
+            self.stdout.write("Demo history: writing four weeks of the past...")
+            report = demo_history_seed(
+                corp=corp, pause=HISTORY_PAUSE,
+                progress=lambda text: self.stdout.write(f"Demo history: {text}"),
+            )  # fmt: skip
+            if report.written:
+                self.stdout.write(self.style.SUCCESS(f"Demo history written: {report}"))
+            else:
+                self.stdout.write(f"Demo history already there ({report.first_day}.."
+                                  f"{report.last_day})")  # fmt: skip
+            time.sleep(LATE_ORDERS_AFTER)
+            late = demo_late_orders_import(corp=corp)
+            if late:
+                self.stdout.write(f"Demo history: {late} late orders arrived (dated days ago)")
+        except Exception as exc:  # the demo's history must never take the server down
+            self.stderr.write(f"demo history stopped: {exc!r}")
+        finally:
+            connection.close()
+
     def _feed(self, host: str, port: int, base: str, landing: str, states: list[str],
               initial: int, every: float) -> None:  # fmt: skip
         """Once the server answers: a burst of adds (duplicates, shuffled) and landing scans,
         then one new customer every few seconds, as long as the server runs."""
-        for _ in range(600):
-            try:
-                with socket.create_connection((host, port), timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.2)
+        _wait_for(host, port)
         rng = random.Random()
         try:
             simulate_adds(corp_id=DEMO_CORP, adds=initial, duplicates=0.15, shuffle=True,
@@ -144,3 +184,23 @@ class Command(BaseCommand):
                     simulate_adds(corp_id=DEMO_CORP, adds=1, url=base, states=[*states, ""])
         except Exception as exc:  # the demo feed must never take the server down
             self.stderr.write(f"demo feed stopped: {exc}")
+
+
+def _wait_for(host: str, port: int) -> None:
+    for _ in range(600):
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+
+
+class _QuietThread(logging.Filter):
+    """Drops one thread's records below WARNING."""
+
+    def __init__(self, thread_name: str) -> None:
+        super().__init__()
+        self.thread_name = thread_name
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.threadName != self.thread_name or record.levelno >= logging.WARNING

@@ -163,6 +163,47 @@ def deliver(
     return status
 
 
+def customer_name(rng: random.Random) -> str:
+    return rng.choice(SURNAMES) + rng.choice(GIVEN) + rng.choice(["", *GIVEN])
+
+
+def sandbox_customer_get_or_create(
+    *, corp: SandboxCorp, external_userid: str, name: str, gender: int = 0, unionid: str = ""
+) -> SandboxCustomer:
+    """A customer WeCom knows, with the identity given (a demo's history replays its own)."""
+    customer, _created = SandboxCustomer.objects.get_or_create(
+        corp=corp,
+        external_userid=external_userid,
+        defaults={"name": name, "type": 1, "gender": gender, "unionid": unionid,
+                  "avatar": f"https://wework.qpic.cn/sandbox/avatar/{external_userid[-12:]}/0"},
+    )  # fmt: skip
+    return customer
+
+
+def sandbox_follow_add(
+    *, customer: SandboxCustomer, userid: str, createtime: int, state: str = "", add_way: int = 1
+) -> SandboxFollow:
+    """The customer adds member `userid` at `createtime` (no callback, no welcome code: an add
+    of the past). A relation WeCom holds already is returned as it is."""
+    follow, _created = SandboxFollow.objects.get_or_create(
+        customer=customer,
+        userid=userid,
+        defaults={"createtime": createtime, "add_way": add_way, "state": state,
+                  "oper_userid": customer.external_userid},
+    )  # fmt: skip
+    return follow
+
+
+def sandbox_follow_delete(*, corp: SandboxCorp, external_userid: str, userid: str) -> bool:
+    """The relation ends on WeCom's side (either side deleted): externalcontact/get and
+    batch/get_by_user no longer list it; its add stays in the statistics. False if unknown."""
+    return bool(
+        SandboxFollow.objects.filter(
+            customer__corp=corp, customer__external_userid=external_userid, userid=userid
+        ).update(deleted=True)
+    )
+
+
 def sandbox_customer_add(
     *,
     corp: SandboxCorp,
@@ -173,11 +214,10 @@ def sandbox_customer_add(
     create_time: int | None = None,
 ) -> tuple[SandboxCustomer, SandboxFollow, str]:
     """A new customer adds member `userid` on WeCom's side; returns its welcome code too."""
-    name = rng.choice(SURNAMES) + rng.choice(GIVEN) + rng.choice(["", *GIVEN])
     customer = SandboxCustomer.objects.create(
         corp=corp,
         external_userid=new_external_userid(),
-        name=name,
+        name=customer_name(rng),
         type=1,
         gender=rng.choice([0, 1, 2]),
         unionid="o" + secrets.token_hex(13),

@@ -1,0 +1,162 @@
+"""The demo's four weeks of history (make run): planned deterministically, written through the
+services on both sides of the API (so calibration finds WeCom agreeing), and written once."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from zoneinfo import ZoneInfo
+
+import pytest
+import time_machine
+from django.db.models import Max, Min
+
+from channels_app.models import Attribution, ChannelCost, Scan
+from contacts.calibration import calibrate
+from contacts.models import ConversionEvent, ExternalContact, FirstSource, RelationEvent
+from scrm import days
+from scrm.demo_history import demo_history_seed, demo_late_orders_import
+from scrm.demo_plan import HISTORY_DAYS, plan_history
+from scrm.management.commands.demo import Command
+from scrm.wecom.models import Corp
+from scrm.wecom.sandbox.models import SandboxFollow
+
+CST = ZoneInfo("Asia/Shanghai")
+NOW = dt.datetime(2026, 12, 6, 10, 30, tzinfo=CST)
+POOLS = {"pyq_0012": ["staff01", "staff02", "staff03"], "xhs_618": ["staff03", "staff04"],
+         "dy_ad_07": ["staff01", "staff02"], "store_nj01": ["staff01", "staff02"]}  # fmt: skip
+VOLUME = 0.3  # a third of make run's customers: every kind of fact, in seconds
+
+
+def test_the_plan_is_deterministic_and_ends_before_the_anchor_day():
+    plan = plan_history(anchor=NOW.date(), tz=CST, pools=POOLS)
+    assert plan == plan_history(anchor=NOW.date(), tz=CST, pools=POOLS)
+    touches = [t for c in plan.customers for t in c.touches]
+    times = (
+        [t.at for t in touches]
+        + [e.at for e in plan.endings]
+        + [c.occurred_at for c in plan.conversions]
+    )
+    assert max(times) < plan.cutoff == dt.datetime(2026, 12, 6, tzinfo=CST)
+    assert len({days.local_date(t.at, CST) for t in touches}) == HISTORY_DAYS
+    first = days.local_date(min(t.at for t in touches), CST)
+    assert first == NOW.date() - dt.timedelta(days=HISTORY_DAYS)  # later runs find it by this
+    assert len({c.external_userid for c in plan.customers}) == len(plan.customers)
+    # Channels differ: the Douyin feed loses far more customers than the store.
+    first_code = {c.external_userid: c.touches[0].code for c in plan.customers}
+    adds = Counter(first_code.values())
+    lost = Counter(first_code[e.external_userid] for e in plan.endings)
+    assert lost["dy_ad_07"] / adds["dy_ad_07"] > 3 * lost["store_nj01"] / adds["store_nj01"]
+    # 20-40% consult within 72 hours; the store's customers add while it is open.
+    added = {c.external_userid: c.touches[0].at for c in plan.customers}
+    within = dt.timedelta(hours=72)
+    consulted = {
+        c.external_userid for c in plan.conversions
+        if c.kind == "consult" and c.occurred_at - added[c.external_userid] <= within
+    }  # fmt: skip
+    assert 0.2 <= len(consulted) / len(plan.customers) <= 0.4
+    store_hours = {t.at.astimezone(CST).hour for t in touches if t.code == "store_nj01"}
+    assert min(store_hours) >= 10
+    assert max(store_hours) < 22
+    late = [c.kind for c in plan.conversions if c.late]
+    assert late
+    assert set(late) == {"order"}
+
+
+@pytest.fixture
+def demo_corp(db) -> Corp:
+    with time_machine.travel(NOW, tick=True):
+        command = Command()
+        corp = command._corp()
+        command._channels(corp)
+        yield corp
+
+
+def _counts(corp: Corp) -> tuple[int, ...]:
+    return tuple(
+        model.objects.filter(corp=corp).count()
+        for model in (RelationEvent, Attribution, ExternalContact, FirstSource, Scan,
+                      ConversionEvent, ChannelCost)
+    )  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_four_weeks_of_history_through_the_services_written_once(demo_corp):
+    corp = demo_corp
+    report = demo_history_seed(corp=corp, volume=VOLUME)
+    assert (report.first_day, report.last_day) == (dt.date(2026, 11, 8), dt.date(2026, 12, 5))
+
+    events = RelationEvent.objects.filter(corp=corp)
+    kinds = Counter(events.values_list("kind", flat=True))
+    assert kinds[RelationEvent.Kind.ADDED] == report.adds > 100
+    assert kinds[RelationEvent.Kind.DELETED_BY_CUSTOMER] == report.deleted_by_customer > 10
+    assert kinds[RelationEvent.Kind.DELETED_BY_STAFF] == report.deleted_by_staff > 0
+    add_days = {days.local_date(e.occurred_at, corp) for e in events.filter(kind="added")}
+    assert len(add_days) >= 21
+    assert max(add_days) < days.today(corp)
+
+    # Every add attributed to a live code and its channel, several channels; a tracked link's
+    # adds to the very scan that showed that member.
+    attributions = Attribution.objects.filter(corp=corp).select_related("scan", "live_code")
+    assert attributions.count() == report.adds
+    assert not attributions.filter(live_code=None).exists()
+    assert not attributions.filter(channel=None).exists()
+    assert len(set(attributions.values_list("channel__code", flat=True))) == 4
+    landing = [a for a in attributions if a.live_code.mode == "landing"]
+    assert landing
+    assert all(
+        a.scan is not None and a.scan.staff_id == a.staff_id
+        and a.added_at - dt.timedelta(minutes=5) < a.scan.created_at <= a.added_at
+        for a in landing
+    )  # fmt: skip
+    assert Scan.objects.filter(corp=corp).count() == report.scans > len(landing)
+
+    # First sources are the first-touch attributions, each the customer's earliest add.
+    earliest = dict(
+        events.filter(kind="added").values("external_contact").annotate(first=Min("occurred_at"))
+        .values_list("external_contact", "first")
+    )  # fmt: skip
+    first_touch = dict(
+        attributions.filter(is_first_touch=True).values_list("external_contact", "add_event")
+    )
+    sources = FirstSource.objects.filter(corp=corp)
+    assert sources.count() == len(earliest) == len(first_touch) == report.customers
+    assert all(s.add_event_id == first_touch[s.external_contact_id] for s in sources)
+    assert all(s.added_at == earliest[s.external_contact_id] for s in sources)
+    assert attributions.filter(is_first_touch=False).exists()  # second touches by other codes
+
+    # Consults, orders and refunds, in the past, matched to the customers (by unionid too).
+    conversions = ConversionEvent.objects.filter(corp=corp)
+    by_kind = Counter(conversions.values_list("kind", flat=True))
+    assert by_kind["consult"] > 10
+    assert by_kind["order"] > 5
+    assert by_kind["refund"] > 0
+    assert not conversions.filter(external_contact=None).exists()
+    assert conversions.filter(external_userid="").exists()
+    assert conversions.aggregate(last=Max("occurred_at"))["last"] < NOW
+    costs = ChannelCost.objects.filter(corp=corp)
+    assert costs.count() == report.costs
+    assert costs.values("channel").distinct().count() == 4
+
+    # WeCom (the sandbox) agrees: customers' details fetched, calibration finds nothing.
+    assert not ExternalContact.objects.filter(corp=corp, name="").exists()
+    assert SandboxFollow.objects.filter(deleted=True).count() == (
+        report.deleted_by_customer + report.deleted_by_staff
+    )
+    run = calibrate(corp=corp, since=report.first_day)
+    assert (run.status, run.relations_backfilled, run.deviations) == ("done", 0, 0)
+
+    # A second run, even on a later day, adds nothing; the late orders arrive once.
+    before = _counts(corp)
+    with time_machine.travel(NOW + dt.timedelta(days=3), tick=True):
+        again = demo_history_seed(corp=corp, volume=VOLUME)
+    assert (again.written, again.first_day, _counts(corp)) == (0, report.first_day, before)
+    # Nor when the plan would come out otherwise (here a bigger volume): never a second copy.
+    assert demo_history_seed(corp=corp).written == 0
+    assert _counts(corp) == before
+    late = demo_late_orders_import(corp=corp, volume=VOLUME)
+    assert late > 0
+    assert demo_late_orders_import(corp=corp, volume=VOLUME) == 0
+    late_orders = conversions.filter(note__startswith="补录")
+    assert late_orders.count() == late
+    assert all(o.created_at - o.occurred_at > dt.timedelta(days=1) for o in late_orders)
