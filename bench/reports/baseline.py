@@ -23,11 +23,11 @@ add. lost / removed: deletions by the customer / by the staff member in the peri
 to the channel of the relation's latest add at or before the deletion. net_adds = adds -
 lost - removed. scan_to_add = adds through landing codes / scans. consult_72h_rate: share of
 new customers with a consult within 72 hours after their first add. retained_30d_rate: of the
-new customers first added at least 30 days before the as-of date (their local day <= as_of -
-30), the share with a live relation with the corp (any staff member) 30 days after their first
-add; the others are pending_30d. Window N: revenue = orders minus refunds (refunds negative
-whatever sign was sent) whose time is within N days after the customer's first add, orders,
-buyers (customers with an order) and repurchase_rate = buyers with 2+ orders / buyers. cost:
+new customers first added at least 30 days before the as-of time (the product's rollups were
+computed then: their 30 days are over), the share with a live relation with the corp (any staff
+member) 30 days after their first add; the others are pending_30d. Window N: revenue = orders
+minus refunds (refunds negative whatever sign was sent) whose time is within N days after the
+customer's first add, orders, buyers (customers with an order) and repurchase_rate = buyers with 2+ orders / buyers. cost:
 each ChannelCost spread evenly over the days of its range, summed over the period's days;
 cost_per_new_customer = cost / new_customers; roi = revenue / cost. A rate is None when its
 denominator is 0. The first add's own second is inside every window, its edge is not.
@@ -81,7 +81,7 @@ NEW_CUSTOMERS = """
            ) AS retained
     FROM (
         SELECT a.channel_id, fs.corp_id, fs.external_contact_id,
-               fs.added_at < %(mature_before)s AS mature,
+               fs.added_at <= %(mature_until)s AS mature,
                fs.added_at + make_interval(secs => %(retention_s)s) AS retained_at
         FROM contacts_firstsource fs
         JOIN channels_app_attribution a
@@ -166,7 +166,7 @@ class BaselineReport:
     first: date
     last: date
     window: int
-    as_of: date
+    as_of: datetime
     rows: list[dict] = field(default_factory=list)
     totals: dict = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)  # per family
@@ -187,22 +187,22 @@ def channel_report(
     first: date,
     last: date,
     window: int = 30,
-    as_of: date | None = None,
+    as_of: datetime | None = None,
 ) -> BaselineReport:
     """The channel report of `corp_pk` over the local days first..last, figures per channel
     (key None: adds with no live code) and totals. `cursor` is any DB-API cursor on the
     database (psycopg2's, or Django's connection.cursor())."""
     cursor.execute("SELECT time_zone FROM wecom_corp WHERE id = %s", (corp_pk,))
     tz = ZoneInfo(cursor.fetchone()[0])
-    as_of = as_of or datetime.now(tz).date()
+    as_of = as_of or datetime.now(tz)
     params = {
         "corp": corp_pk,
         "first": first,
         "last": last,
         "start": _day_start(first, tz),
         "end": _day_start(last + timedelta(days=1), tz),
-        # local day of the first add <= as_of - 30  <=>  added before the next day's start
-        "mature_before": _day_start(as_of - timedelta(days=29), tz),
+        # the customer's 30 days are over at the as-of time
+        "mature_until": as_of - timedelta(days=30),
         "retention_s": 30 * 86_400,
         "window_s": window * 86_400,
     }

@@ -249,7 +249,7 @@ def _costs_write(
 
     buffer = CopyBuffer(cursor, "channels_app_channelcost", ("id", "corp_id", "channel_id",
                         "start_date", "end_date", "amount", "currency", "note",
-                        "created_at"))  # fmt: skip
+                        "created_at", "updated_at"))  # fmt: skip
     total_weight = sum(weight)
     cost_id = 0
     for cid in range(1, len(channel_type)):
@@ -269,6 +269,6 @@ def _costs_write(
                 cents = max(100, int(per_day * length * rng.uniform(0.7, 1.3) * 100))
                 buffer.add(row(cost_id, CORP_PK, cid, day.isoformat(), end.isoformat(),
                                f"{cents // 100}.{cents % 100:02d}", "CNY", "",
-                               clock.text(entered)))  # fmt: skip
+                               clock.text(entered), clock.text(entered)))  # fmt: skip
             day = end + timedelta(days=1 + (rng.randint(0, 14) if ctype == 2 else 0))
     buffer.flush()

@@ -45,7 +45,6 @@ def main(argv: list[str] | None = None) -> int:
 
     django.setup()
     from analytics.rollups import rollups_rebuild
-
     from scrm.wecom.models import Corp
 
     corp = Corp.objects.get(pk=args.corp)

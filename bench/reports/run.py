@@ -29,7 +29,6 @@ from collections.abc import Callable
 from contextlib import closing
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -281,7 +280,6 @@ def measure(args: argparse.Namespace, env: dict, params: dict, meta: dict):
 
     django.setup()
     found: dict[str, dict] = {}
-    tz = ZoneInfo(meta["time_zone"])
     last = date.fromisoformat(meta["last_day"])
     conn = psycopg2.connect(**params)
     conn.autocommit = True
@@ -317,7 +315,7 @@ def measure(args: argparse.Namespace, env: dict, params: dict, meta: dict):
                 / found["baseline_channel_365d"]["median_ms"],
             }
             result = product_30d["result"]
-            as_of = result.computed_at.astimezone(tz).date()
+            as_of = result.computed_at  # the rollups' as-of time of the 30-day retention
             base = channel_report(cur, corp_pk=meta["corp_pk"], first=product_30d["first"],
                                   last=last, as_of=as_of)  # fmt: skip
             differences = reports_compare(list(result.rows), base.rows, days=30)

@@ -11,6 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import connection
 
+from analytics.refresh import rollups_refresh
 from channels_app.models import Channel, LiveCode
 from channels_app.services.live_codes import live_code_create
 from channels_app.services.publishing import live_code_publish
@@ -43,6 +44,10 @@ DEMO_CHANNELS = [
     ("南京路门店收银台", "store_nj01", Channel.Type.STORE, "store",
      [("收银台立牌", "store-nj01", "native", [None, None])]),
 ]  # fmt: skip
+
+
+ROLLUPS_THREAD = "demo-report-rollups"
+ROLLUPS_EVERY = 60  # seconds, as the beat's analytics refresh
 
 
 class Command(BaseCommand):
@@ -81,6 +86,8 @@ class Command(BaseCommand):
             daemon=True,
         )  # fmt: skip
         feeder.start()
+        threading.Thread(target=self._rollups, args=(host, int(port), corp), name=ROLLUPS_THREAD,
+                         daemon=True).start()  # fmt: skip
         self.stdout.write(
             self.style.SUCCESS(
                 f"\nDemo: http://{addr}/admin/  login: {DEMO_USER} / {DEMO_PASSWORD}\n"
@@ -164,6 +171,22 @@ class Command(BaseCommand):
             self.stderr.write(f"demo history stopped: {exc!r}")
         finally:
             connection.close()
+
+    def _rollups(self, host: str, port: int, corp: Corp) -> None:
+        """The beat's report refresh, in-process (the demo runs no beat): the last month at
+        once, then every minute the days that changed (the history, the live customers)."""
+        _wait_for(host, port)
+        quiet = _QuietThread(ROLLUPS_THREAD)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(quiet)
+        while True:
+            try:
+                rollups_refresh(corp=corp)
+            except Exception as exc:  # the reports must never take the server down
+                self.stderr.write(f"demo report refresh failed: {exc!r}")
+            finally:
+                connection.close()
+            time.sleep(ROLLUPS_EVERY)
 
     def _feed(self, host: str, port: int, base: str, landing: str, states: list[str],
               initial: int, every: float) -> None:  # fmt: skip
