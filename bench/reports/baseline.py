@@ -27,8 +27,8 @@ new customers first added at least 30 days before the as-of time (the product's 
 computed then: their 30 days are over), the share with a live relation with the corp (any staff
 member) 30 days after their first add; the others are pending_30d. Window N: revenue = orders
 minus refunds (refunds negative whatever sign was sent) whose time is within N days after the
-customer's first add, orders, buyers (customers with an order) and repurchase_rate = buyers with 2+ orders / buyers. cost:
-each ChannelCost spread evenly over the days of its range, summed over the period's days;
+customer's first add, orders, buyers (customers with an order) and repurchase_rate = buyers
+with 2+ orders / buyers. cost: each ChannelCost spread evenly over the days of its range, summed over the period's days;
 cost_per_new_customer = cost / new_customers; roi = revenue / cost. A rate is None when its
 denominator is 0. The first add's own second is inside every window, its edge is not.
 """
