@@ -1,34 +1,30 @@
-"""The channel report computed on read from the raw tables: the speed baseline of the
-product's rollups, and the cross-check of its figures.
+"""The channel report computed on read from the raw tables: the speed baseline of the product's
+rollups, and the cross-check of its figures.
 
-One GROUP BY query per figure family, each with a GROUPING SETS total (so distinct visitors
-are counted once in the totals, not summed over channels):
+One GROUP BY query per figure family, each with a GROUPING SETS total (so distinct visitors are
+counted once in the totals, not summed over channels):
 
-| family | from | figures |
-| --- | --- | --- |
-- scans: channels_app_scan x live code: scans, visitors (distinct device_key);
-- adds: relation history adds x attribution: adds, adds through landing codes;
-- new customers: first sources x the first add's attribution, and the relation history:
-  new_customers, retained 30 days, pending;
-- deletions: relation history deletions x the attribution of the relation's latest add
-  before each: lost, removed;
-- conversions: first sources x conversions: consults within 72 h, revenue, orders, buyers,
-  repeat buyers of the window;
-- cost: channel costs.
+| family | from | figures | | --- | --- | --- | - scans: channels_app_scan x live code: scans,
+visitors (distinct device_key); - adds: relation history adds x attribution: adds, adds through
+landing codes; - new customers: first sources x the first add's attribution, and the relation
+history: new_customers, retained 30 days, pending; - deletions: relation history deletions x the
+attribution of the relation's latest add before each: lost, removed; - conversions: first
+sources x conversions: consults within 72 h, revenue, orders, buyers, repeat buyers of the
+window; - cost: channel costs.
 
-Definitions (the product's): a day is the corp's local day; the period is first..last
-inclusive. adds: add events in the period, by their own attribution. new_customers: customers
-whose first add (first source) is in the period, credited with channel, code and staff of that
-add. lost / removed: deletions by the customer / by the staff member in the period, credited
-to the channel of the relation's latest add at or before the deletion. net_adds = adds -
-lost - removed. scan_to_add = adds through landing codes / scans. consult_72h_rate: share of
-new customers with a consult within 72 hours after their first add. retained_30d_rate: of the
-new customers first added at least 30 days before the as-of time (the product's rollups were
-computed then: their 30 days are over), the share with a live relation with the corp (any staff
-member) 30 days after their first add; the others are pending_30d. Window N: revenue = orders
-minus refunds (refunds negative whatever sign was sent) whose time is within N days after the
-customer's first add, orders, buyers (customers with an order) and repurchase_rate = buyers
-with 2+ orders / buyers. cost: each ChannelCost spread evenly over the days of its range, summed over the period's days;
+Definitions (the product's): a day is the corp's local day; the period is first..last inclusive.
+adds: add events in the period, by their own attribution. new_customers: customers whose first
+add (first source) is in the period, credited with channel, code and staff of that add. lost /
+removed: deletions by the customer / by the staff member in the period, credited to the channel
+of the relation's latest add at or before the deletion. net_adds = adds - lost - removed.
+scan_to_add = adds through landing codes / scans. consult_72h_rate: share of new customers with
+a consult within 72 hours after their first add. retained_30d_rate: of the new customers first
+added at least 30 days before the as-of time (the product's rollups were computed then: their 30
+days are over), the share with a live relation with the corp (any staff member) 30 days after
+their first add; the others are pending_30d. Window N: revenue = orders minus refunds (refunds
+negative whatever sign was sent) whose time is within N days after the customer's first add,
+orders, buyers (customers with an order) and repurchase_rate = buyers with 2+ orders / buyers.
+cost: each ChannelCost spread evenly over the days of its range, summed over the period's days;
 cost_per_new_customer = cost / new_customers; roi = revenue / cost. A rate is None when its
 denominator is 0. The first add's own second is inside every window, its edge is not.
 """
