@@ -169,7 +169,7 @@ def _conversions(kinds: Iterable[str], until: timedelta) -> QuerySet:
         external_contact=OuterRef("external_contact"),
         kind__in=list(kinds),
         occurred_at__gte=OuterRef("added_at"),
-        occurred_at__lte=_after_first_add(until),
+        occurred_at__lt=_after_first_add(until),  # [first add, first add + until)
     )
 
 

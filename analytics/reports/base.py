@@ -10,6 +10,7 @@
   add it ended); net_adds = adds - lost - removed.
 - scan_to_add: adds through landing codes / scans (null without scans: native codes have none).
 - consult_72h_rate: share of new customers with a consult within 72 hours of their first add.
+  A window starts at the first add (included) and ends N days or 72 hours later (excluded).
 - retained_30d_rate: share of the new customers first added at least 30 days before the rollup
   was computed who still had a live relation with the corp 30 days after that add;
   pending_30d: the new customers whose 30 days are not over (not counted as lost).

@@ -149,7 +149,7 @@ def _oracle(corp, first: dt.date, last: dt.date, window: int, key: str) -> dict:
         row["new_customers"] += 1
         conversions = ConversionEvent.objects.filter(external_contact_id=source.external_contact_id)
         after = [c for c in conversions if c.occurred_at >= source.added_at]
-        if any(c.kind == "consult" and c.occurred_at <= source.added_at + dt.timedelta(hours=72)
+        if any(c.kind == "consult" and c.occurred_at < source.added_at + dt.timedelta(hours=72)
                for c in after):  # fmt: skip
             row["consult_72h"] += 1
         if source.added_at <= NOW - dt.timedelta(days=30):
@@ -157,7 +157,7 @@ def _oracle(corp, first: dt.date, last: dt.date, window: int, key: str) -> dict:
             if _live_at(source.external_contact_id, source.added_at + dt.timedelta(days=30)):
                 row["retained_30d"] += 1
         in_window = [
-            c for c in after if c.occurred_at <= source.added_at + dt.timedelta(days=window)
+            c for c in after if c.occurred_at < source.added_at + dt.timedelta(days=window)
         ]
         orders = [c for c in in_window if c.kind == "order"]
         row["revenue"] += sum((c.amount for c in orders), Decimal(0)) - sum(
