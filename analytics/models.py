@@ -8,7 +8,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from channels_app.models import Channel, LiveCode
-from contacts.models import Staff
+from contacts.models import ExternalContact, Staff
 from scrm.wecom.models import Corp
 
 WINDOWS = (7, 15, 30)  # days after the first add in which revenue, orders and buyers count
@@ -44,58 +44,45 @@ def _key_fields() -> tuple[models.ForeignKey, ...]:
     )
 
 
-class DailyFlow(models.Model):
-    """What happened on one local day, per channel, live code and staff member: scans (landing
-    codes), adds (each add, re-adds included, credited to its own attribution), deletions by
-    the customer and removals by staff (credited to the add they ended)."""
+class Breakdown(models.TextChoices):
+    """The reports' breakdowns beyond channel, live code and staff: a scan's utm parameters and
+    device class, and the add_way WeCom gives an add (名片分享, 扫描二维码...)."""
 
-    corp, channel, live_code, staff = _key_fields()
+    UTM_SOURCE = "utm_source", _("utm_source")
+    UTM_MEDIUM = "utm_medium", _("utm_medium")
+    UTM_CAMPAIGN = "utm_campaign", _("utm_campaign")
+    DEVICE = "device", _("device")
+    ADD_WAY = "add_way", _("add way")
+
+
+class FlowFigures(models.Model):
+    """What happened on a local day: scans (landing codes), adds (each add, re-adds included,
+    credited to its own attribution; those through landing codes apart, for scan-to-add),
+    deletions by the customer and removals by staff (credited to the add they ended)."""
+
     day = models.DateField(_("day"))
     scans = models.PositiveIntegerField(_("scans"), default=0)
     adds = models.PositiveIntegerField(_("adds"), default=0)
+    landing_adds = models.PositiveIntegerField(_("adds through landing codes"), default=0)
     lost = models.PositiveIntegerField(_("deleted by customers"), default=0)
     removed = models.PositiveIntegerField(_("removed by staff"), default=0)
 
     class Meta:
-        verbose_name = _("daily flow")
-        verbose_name_plural = _("daily flows")
-        indexes = [models.Index(fields=["corp", "day"], name="daily_flow_day")]
-
-    def __str__(self) -> str:
-        return f"{self.day} {self.channel_id}/{self.live_code_id}/{self.staff_id}"
+        abstract = True
 
 
-class DailyVisitor(models.Model):
-    """A device that scanned a live code on a local day (once per day, code and staff member):
-    visitors over a period are the distinct devices of these rows, not a sum of days."""
+class CohortFigures(models.Model):
+    """The customers whose first add fell on a local day, and what they did after it: a consult
+    within 72 hours, still a customer 30 days on (counted only for those whose 30 days were
+    over when rebuilt: `mature_30d`), and per window N orders, buyers, buyers of 2+ orders and
+    revenue (orders minus refunds) within N days of the first add. A late conversion changes
+    its cohort's row on the next rebuild of that day."""
 
-    corp, channel, live_code, staff = _key_fields()
-    day = models.DateField(_("day"))
-    device_key = models.CharField(_("device key"), max_length=32)
-
-    class Meta:
-        verbose_name = _("daily visitor")
-        verbose_name_plural = _("daily visitors")
-        indexes = [models.Index(fields=["corp", "day"], name="daily_visitor_day")]
-
-    def __str__(self) -> str:
-        return f"{self.day} {self.channel_id}/{self.live_code_id}/{self.staff_id}"
-
-
-class DailyCohort(models.Model):
-    """The customers whose first add fell on one local day, per first-touch channel, live code
-    and staff member, and what they did after it: a consult within 72 hours, still a customer
-    30 days on (only for those whose 30 days are over when rebuilt: `mature_30d`), and orders,
-    buyers and revenue within each window. A late conversion changes its cohort's row on the
-    next rebuild of that day."""
-
-    corp, channel, live_code, staff = _key_fields()
     day = models.DateField(_("first-add day"))
     new_customers = models.PositiveIntegerField(_("new customers"), default=0)
     consult_72h = models.PositiveIntegerField(_("consulted within 72 hours"), default=0)
     mature_30d = models.PositiveIntegerField(_("30 days over"), default=0)
     retained_30d = models.PositiveIntegerField(_("still customers after 30 days"), default=0)
-    # Per window N: orders minus refunds dated within N days after the first add.
     revenue_7 = models.DecimalField(
         _("revenue within 7 days"), max_digits=16, decimal_places=2, default=0
     )
@@ -120,12 +107,141 @@ class DailyCohort(models.Model):
     )
 
     class Meta:
+        abstract = True
+
+
+def _breakdown_fields() -> tuple[models.Field, ...]:
+    return (
+        models.ForeignKey(Corp, on_delete=models.CASCADE, related_name="+", verbose_name=_("corp")),
+        models.ForeignKey(
+            Channel,
+            on_delete=models.CASCADE,
+            null=True,
+            blank=True,
+            related_name="+",
+            verbose_name=_("channel"),
+        ),
+        models.CharField(_("breakdown"), max_length=16, choices=Breakdown.choices),
+        models.CharField(_("value"), max_length=64, blank=True),
+    )
+
+
+class DailyFlow(FlowFigures):
+    """Flow figures per local day, channel, live code and staff member."""
+
+    corp, channel, live_code, staff = _key_fields()
+
+    class Meta:
+        verbose_name = _("daily flow")
+        verbose_name_plural = _("daily flows")
+        indexes = [models.Index(fields=["corp", "day"], name="daily_flow_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.channel_id}/{self.live_code_id}/{self.staff_id}"
+
+
+class DailyFlowBreakdown(FlowFigures):
+    """Flow figures per local day, channel and one breakdown's value."""
+
+    corp, channel, breakdown, value = _breakdown_fields()
+
+    class Meta:
+        verbose_name = _("daily flow breakdown")
+        verbose_name_plural = _("daily flow breakdowns")
+        indexes = [models.Index(fields=["corp", "breakdown", "day"], name="daily_flow_bd_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.breakdown}={self.value}"
+
+
+class DailyVisitor(models.Model):
+    """A device that scanned a live code on a local day (once per day, code, staff member and
+    the scan's utm and device class): visitors over a period are the distinct devices of these
+    rows, not a sum of days."""
+
+    corp, channel, live_code, staff = _key_fields()
+    day = models.DateField(_("day"))
+    device_key = models.CharField(_("device key"), max_length=32)
+    utm_source = models.CharField(max_length=64, blank=True)
+    utm_medium = models.CharField(max_length=64, blank=True)
+    utm_campaign = models.CharField(max_length=64, blank=True)
+    device = models.CharField(_("device"), max_length=8, blank=True)
+
+    class Meta:
+        verbose_name = _("daily visitor")
+        verbose_name_plural = _("daily visitors")
+        indexes = [models.Index(fields=["corp", "day"], name="daily_visitor_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.channel_id}/{self.live_code_id}/{self.staff_id}"
+
+
+class CustomerCohort(models.Model):
+    """One customer's first add (first touch: channel, live code, staff member, its scan's utm
+    and device class, its add_way) and what followed it, computed once per rebuild of its
+    first-add day: DailyCohort and DailyCohortBreakdown are sums of these rows."""
+
+    corp, channel, live_code, staff = _key_fields()
+    external_contact = models.ForeignKey(
+        ExternalContact, on_delete=models.CASCADE, related_name="+", verbose_name=_("customer")
+    )
+    day = models.DateField(_("first-add day"))
+    utm_source = models.CharField(max_length=64, blank=True)
+    utm_medium = models.CharField(max_length=64, blank=True)
+    utm_campaign = models.CharField(max_length=64, blank=True)
+    device = models.CharField(_("device"), max_length=8, blank=True)
+    add_way = models.CharField(_("add way"), max_length=8, blank=True)
+    consulted = models.BooleanField(_("consulted within 72 hours"), default=False)
+    mature = models.BooleanField(_("30 days over"), default=False)
+    retained = models.BooleanField(_("still customers after 30 days"), default=False)
+    revenue_7 = models.DecimalField(
+        _("revenue within 7 days"), max_digits=16, decimal_places=2, default=0
+    )
+    orders_7 = models.PositiveIntegerField(_("orders within 7 days"), default=0)
+    revenue_15 = models.DecimalField(
+        _("revenue within 15 days"), max_digits=16, decimal_places=2, default=0
+    )
+    orders_15 = models.PositiveIntegerField(_("orders within 15 days"), default=0)
+    revenue_30 = models.DecimalField(
+        _("revenue within 30 days"), max_digits=16, decimal_places=2, default=0
+    )
+    orders_30 = models.PositiveIntegerField(_("orders within 30 days"), default=0)
+
+    class Meta:
+        verbose_name = _("customer cohort")
+        verbose_name_plural = _("customer cohorts")
+        indexes = [models.Index(fields=["corp", "day"], name="customer_cohort_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.external_contact_id}"
+
+
+class DailyCohort(CohortFigures):
+    """Cohort figures per first-add day and first-touch channel, live code and staff member."""
+
+    corp, channel, live_code, staff = _key_fields()
+
+    class Meta:
         verbose_name = _("daily cohort")
         verbose_name_plural = _("daily cohorts")
         indexes = [models.Index(fields=["corp", "day"], name="daily_cohort_day")]
 
     def __str__(self) -> str:
         return f"{self.day} {self.channel_id}/{self.live_code_id}/{self.staff_id}"
+
+
+class DailyCohortBreakdown(CohortFigures):
+    """Cohort figures per first-add day, first-touch channel and one breakdown's value."""
+
+    corp, channel, breakdown, value = _breakdown_fields()
+
+    class Meta:
+        verbose_name = _("daily cohort breakdown")
+        verbose_name_plural = _("daily cohort breakdowns")
+        indexes = [models.Index(fields=["corp", "breakdown", "day"], name="daily_cohort_bd_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.breakdown}={self.value}"
 
 
 class DailyCost(models.Model):

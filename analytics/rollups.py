@@ -14,9 +14,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
+from typing import Any
 
 from django.db import transaction
 from django.db.models import (
+    BooleanField,
     Case,
     Count,
     DateTimeField,
@@ -39,13 +41,17 @@ from django.utils import timezone
 from analytics.lock_objects import rollup_state_lock
 from analytics.models import (
     WINDOWS,
+    Breakdown,
+    CustomerCohort,
     DailyCohort,
+    DailyCohortBreakdown,
     DailyCost,
     DailyFlow,
+    DailyFlowBreakdown,
     DailyVisitor,
     RollupDay,
 )
-from channels_app.models import Attribution, ChannelCost, Scan
+from channels_app.models import Attribution, ChannelCost, LiveCode, Scan
 from contacts.models import ConversionEvent, FirstSource, RelationEvent
 from scrm import days
 from scrm.wecom.models import Corp
@@ -59,6 +65,10 @@ ENDINGS = (
     RelationEvent.Kind.TRANSFERRED,
 )
 KEY = ("day", "channel_id", "live_code_id", "staff_id")
+FIRST_TOUCH = "add_event__attribution__"  # from a first source to its add's attribution
+FLOW_FIGURES = ("scans", "adds", "landing_adds", "lost", "removed")
+SCAN_BREAKDOWNS = ("utm_source", "utm_medium", "utm_campaign", "device")
+BATCH = 1000  # rows per INSERT
 MONEY = DecimalField(max_digits=16, decimal_places=2)
 COST_PLACES = Decimal("0.000001")
 
@@ -78,31 +88,38 @@ def rollups_rebuild(*, corp: Corp, first: date, last: date, now: datetime | None
     now = now or timezone.now()
     rollup_state_lock(corp=corp)
     start, end = days.days_bounds(first, last, corp)
-    for model in (DailyFlow, DailyVisitor, DailyCohort, DailyCost):
+    for model in (
+        DailyFlow,
+        DailyFlowBreakdown,
+        DailyVisitor,
+        CustomerCohort,
+        DailyCohort,
+        DailyCohortBreakdown,
+        DailyCost,
+    ):
         model.objects.filter(corp=corp, day__gte=first, day__lte=last).delete()
-    DailyFlow.objects.bulk_create(_flows(corp, start, end), batch_size=1000)
-    DailyVisitor.objects.bulk_create(_visitors(corp, start, end), batch_size=1000)
-    DailyCohort.objects.bulk_create(_cohorts(corp, start, end, now), batch_size=1000)
-    DailyCost.objects.bulk_create(_costs(corp, first, last), batch_size=1000)
+    facts = _Facts(corp, start, end)
+    DailyFlow.objects.bulk_create(_flows(facts), batch_size=BATCH)
+    DailyFlowBreakdown.objects.bulk_create(_flow_breakdowns(facts), batch_size=BATCH)
+    DailyVisitor.objects.bulk_create(_visitors(facts), batch_size=BATCH)
+    CustomerCohort.objects.bulk_create(_customer_cohorts(facts, now), batch_size=BATCH)
+    customers = CustomerCohort.objects.filter(corp=corp, day__gte=first, day__lte=last)
+    DailyCohort.objects.bulk_create(_cohorts(customers, corp), batch_size=BATCH)
+    DailyCohortBreakdown.objects.bulk_create(_cohort_breakdowns(customers, corp), batch_size=BATCH)
+    DailyCost.objects.bulk_create(_costs(corp, first, last), batch_size=BATCH)
     RollupDay.objects.bulk_create(
-        [RollupDay(corp=corp, day=day, computed_at=now, dirty=False)
-         for day in day_range(first, last)],
-        update_conflicts=True, unique_fields=["corp", "day"],
-        update_fields=["computed_at", "dirty"], batch_size=1000,
-    )  # fmt: skip
+        [
+            RollupDay(corp=corp, day=day, computed_at=now, dirty=False)
+            for day in day_range(first, last)
+        ],
+        update_conflicts=True,
+        unique_fields=["corp", "day"],
+        update_fields=["computed_at", "dirty"],
+        batch_size=BATCH,
+    )
 
 
 # -- flows -------------------------------------------------------------------------------------
-
-
-def _grouped(queryset: QuerySet, time_field: str, corp: Corp, **keys: object) -> QuerySet:
-    """Rows of `queryset` counted per local day of `time_field` and the key columns."""
-    return (
-        queryset.annotate(day=days.local_day(time_field, corp), **keys)
-        .values(*KEY)
-        .annotate(n=Count("pk"))
-        .order_by()
-    )
 
 
 def _ended_add(field: str) -> Subquery:
@@ -114,45 +131,153 @@ def _ended_add(field: str) -> Subquery:
     return Subquery(adds.values(field)[:1])
 
 
-def _flows(corp: Corp, start: datetime, end: datetime) -> list[DailyFlow]:
-    scans = _grouped(
-        Scan.objects.filter(corp=corp, created_at__gte=start, created_at__lt=end),
-        "created_at", corp, channel_id=F("live_code__channel_id"),
-    )  # fmt: skip
-    adds = _grouped(
-        Attribution.objects.filter(corp=corp, added_at__gte=start, added_at__lt=end),
-        "added_at", corp,
-    )  # fmt: skip
-    endings = RelationEvent.objects.filter(corp=corp, occurred_at__gte=start, occurred_at__lt=end)
-    families = {
-        "scans": scans,
-        "adds": adds,
-        "lost": endings.filter(kind=RelationEvent.Kind.DELETED_BY_CUSTOMER),
-        "removed": endings.filter(kind=RelationEvent.Kind.DELETED_BY_STAFF),
-    }
-    for name in ("lost", "removed"):
-        families[name] = _grouped(
-            families[name], "occurred_at", corp,
-            channel_id=_ended_add("channel_id"), live_code_id=_ended_add("live_code_id"),
-        )  # fmt: skip
+# Where each breakdown's value is, from a scan, from an add's Attribution, and from a first
+# source (the first touch's attribution and add); None: the fact has no such value (a scan has
+# no add_way).
+BREAKDOWN_PATHS: dict[str, tuple[str | None, str, str]] = {
+    Breakdown.UTM_SOURCE: ("utm_source", "scan__utm_source", f"{FIRST_TOUCH}scan__utm_source"),
+    Breakdown.UTM_MEDIUM: ("utm_medium", "scan__utm_medium", f"{FIRST_TOUCH}scan__utm_medium"),
+    Breakdown.UTM_CAMPAIGN: (
+        "utm_campaign",
+        "scan__utm_campaign",
+        f"{FIRST_TOUCH}scan__utm_campaign",
+    ),
+    Breakdown.DEVICE: ("device", "scan__device", f"{FIRST_TOUCH}scan__device"),
+    Breakdown.ADD_WAY: (None, "add_event__add_way", "add_way"),
+}
+
+
+class _Facts:
+    """The facts of a corp's local-day range, each family with the expression of its keys."""
+
+    def __init__(self, corp: Corp, start: datetime, end: datetime) -> None:
+        self.corp = corp
+        self.scans = Scan.objects.filter(corp=corp, created_at__gte=start, created_at__lt=end)
+        self.adds = Attribution.objects.filter(corp=corp, added_at__gte=start, added_at__lt=end)
+        endings = RelationEvent.objects.filter(
+            corp=corp, occurred_at__gte=start, occurred_at__lt=end
+        )
+        self.lost = endings.filter(kind=RelationEvent.Kind.DELETED_BY_CUSTOMER)
+        self.removed = endings.filter(kind=RelationEvent.Kind.DELETED_BY_STAFF)
+        self.first_sources = FirstSource.objects.filter(
+            corp=corp, added_at__gte=start, added_at__lt=end
+        )
+
+    def counted(self, keys: dict[str, dict[str, object]]) -> dict[str, QuerySet]:
+        """Each family counted per local day and its `keys` (family -> {name: expression});
+        a family missing from `keys` is left out."""
+        families = {
+            "scans": (self.scans, "created_at"),
+            "adds": (self.adds, "added_at"),
+            "landing_adds": (self.adds.filter(live_code__mode=LiveCode.Mode.LANDING), "added_at"),
+            "lost": (self.lost, "occurred_at"),
+            "removed": (self.removed, "occurred_at"),
+        }
+        counted = {}
+        for name, (queryset, time_field) in families.items():
+            family_keys = keys.get("adds" if name == "landing_adds" else name)
+            if family_keys is None:
+                continue
+            # A key that is the model's own column is read as it is (annotating it would clash).
+            computed = {
+                key: value
+                for key, value in family_keys.items()
+                if not (isinstance(value, F) and value.name == key)
+            }
+            counted[name] = (
+                queryset.annotate(day=days.local_day(time_field, self.corp), **computed)
+                .values("day", *family_keys)
+                .annotate(n=Count("pk"))
+                .order_by()
+            )
+        return counted
+
+
+def _merged(counted: dict[str, QuerySet], key: tuple[str, ...]) -> dict[tuple, dict[str, int]]:
     rows: dict[tuple, dict[str, int]] = defaultdict(dict)
-    for name, queryset in families.items():
+    for name, queryset in counted.items():
         for row in queryset:
-            rows[tuple(row[k] for k in KEY)][name] = row["n"]
-    return [DailyFlow(corp=corp, **dict(zip(KEY, key, strict=True)), **figures)
-            for key, figures in rows.items()]  # fmt: skip
+            rows[tuple(row[k] for k in key)][name] = row["n"]
+    return rows
 
 
-def _visitors(corp: Corp, start: datetime, end: datetime) -> list[DailyVisitor]:
+def _flows(facts: _Facts) -> list[DailyFlow]:
+    ended = {
+        "channel_id": _ended_add("channel_id"),
+        "live_code_id": _ended_add("live_code_id"),
+        "staff_id": F("staff_id"),
+    }
+    own = {
+        "channel_id": F("channel_id"),
+        "live_code_id": F("live_code_id"),
+        "staff_id": F("staff_id"),
+    }
+    keys = {
+        "scans": {**own, "channel_id": F("live_code__channel_id")},
+        "adds": own,
+        "lost": ended,
+        "removed": ended,
+    }
+    rows = _merged(facts.counted(keys), KEY)
+    return [
+        DailyFlow(corp=facts.corp, **dict(zip(KEY, key, strict=True)), **figures)
+        for key, figures in rows.items()
+    ]
+
+
+def _flow_breakdowns(facts: _Facts) -> list[DailyFlowBreakdown]:
+    found = []
+    for breakdown, (scan_path, add_path, _first_path) in BREAKDOWN_PATHS.items():
+        add_value = {"channel_id": F("channel_id"), "value": F(add_path)}
+        ended = {"channel_id": _ended_add("channel_id"), "value": _ended_add(add_path)}
+        keys = {"adds": add_value, "lost": ended, "removed": ended}
+        if scan_path is not None:
+            keys["scans"] = {"channel_id": F("live_code__channel_id"), "value": F(scan_path)}
+        for (day, channel_id, value), figures in _merged(
+            facts.counted(keys), ("day", "channel_id", "value")
+        ).items():
+            found.append(
+                DailyFlowBreakdown(
+                    corp=facts.corp,
+                    day=day,
+                    channel_id=channel_id,
+                    breakdown=breakdown,
+                    value=_text(value),
+                    **figures,
+                )
+            )
+    return _summed_by_text(found, FLOW_FIGURES)
+
+
+def _text(value: object) -> str:
+    """A breakdown's value as stored: text, empty for none (a native add has no scan)."""
+    return "" if value is None else str(value)
+
+
+def _summed_by_text(rows: list, figures: tuple[str, ...]) -> list:
+    """Rows whose values differ only before _text (None and "") summed into one."""
+    merged: dict[tuple, Any] = {}
+    for row in rows:
+        key = (row.day, row.channel_id, row.breakdown, row.value)
+        if key in merged:
+            for name in figures:
+                setattr(merged[key], name, getattr(merged[key], name) + getattr(row, name))
+        else:
+            merged[key] = row
+    return list(merged.values())
+
+
+def _visitors(facts: _Facts) -> list[DailyVisitor]:
     devices = (
-        Scan.objects.filter(corp=corp, created_at__gte=start, created_at__lt=end)
-        .exclude(device_key="")
-        .annotate(day=days.local_day("created_at", corp), channel_id=F("live_code__channel_id"))
-        .values(*KEY, "device_key")
+        facts.scans.exclude(device_key="")
+        .annotate(
+            day=days.local_day("created_at", facts.corp), channel_id=F("live_code__channel_id")
+        )
+        .values(*KEY, "device_key", *SCAN_BREAKDOWNS)
         .distinct()
         .order_by()
     )
-    return [DailyVisitor(corp=corp, **row) for row in devices]
+    return [DailyVisitor(corp=facts.corp, **row) for row in devices]
 
 
 # -- cohorts -----------------------------------------------------------------------------------
@@ -202,48 +327,74 @@ def _live_after_first_add(delta: timedelta) -> Exists:
     )
 
 
-def _cohorts(corp: Corp, start: datetime, end: datetime, now: datetime) -> list[DailyCohort]:
+def _customer_cohorts(facts: _Facts, now: datetime) -> list[CustomerCohort]:
+    """Each customer first added in the range, with its first touch and what followed: the
+    per-customer subqueries run once here, and the cohort tables are sums of these rows."""
     order, refund = ConversionEvent.Kind.ORDER, ConversionEvent.Kind.REFUND
     # Refunds are negative revenue whatever sign the sender used.
     signed = Case(When(kind=refund, then=-Abs("amount")), default=F("amount"), output_field=MONEY)
-    per_customer: dict[str, object] = {
+    figures: dict[str, object] = {
         "consulted": Exists(_conversions([ConversionEvent.Kind.CONSULT], CONSULT_WINDOW)),
+        "mature": Case(
+            When(added_at__lte=now - timedelta(days=RETENTION_DAYS), then=True),
+            default=False,
+            output_field=BooleanField(),
+        ),
         "retained": _live_after_first_add(timedelta(days=RETENTION_DAYS)),
     }
     for n in WINDOWS:
         window = timedelta(days=n)
-        per_customer[f"rev{n}"] = _per_customer(
+        figures[f"revenue_{n}"] = _per_customer(
             _conversions([order, refund], window), Sum(signed), MONEY
         )
-        per_customer[f"ord{n}"] = _per_customer(
+        figures[f"orders_{n}"] = _per_customer(
             _conversions([order], window), Count("pk"), IntegerField()
         )
-    mature = Q(added_at__lte=now - timedelta(days=RETENTION_DAYS))
-    figures: dict[str, object] = {
+    touch = {name: F(first_path) for name, (_s, _a, first_path) in BREAKDOWN_PATHS.items()}
+    rows = facts.first_sources.annotate(
+        day=days.local_day("added_at", facts.corp),
+        channel_id=F(f"{FIRST_TOUCH}channel_id"),
+        live_code_id=F(f"{FIRST_TOUCH}live_code_id"),
+        **{f"touch_{name}": value for name, value in touch.items()},
+        **figures,
+    ).values("external_contact_id", *KEY, *(f"touch_{name}" for name in touch), *figures)
+    customers = []
+    for row in rows:
+        values = {name: _text(row.pop(f"touch_{name}")) for name in touch}
+        customers.append(CustomerCohort(corp=facts.corp, **values, **row))
+    return customers
+
+
+def _cohort_sums(customers: QuerySet, key: tuple[str, ...]) -> QuerySet:
+    """The cohort figures (CohortFigures) summed over customers per `key`."""
+    sums: dict[str, object] = {
         "new_customers": Count("pk"),
         "consult_72h": Count("pk", filter=Q(consulted=True)),
-        "mature_30d": Count("pk", filter=mature),
-        "retained_30d": Count("pk", filter=mature & Q(retained=True)),
+        "mature_30d": Count("pk", filter=Q(mature=True)),
+        "retained_30d": Count("pk", filter=Q(mature=True, retained=True)),
     }
     for n in WINDOWS:
-        figures[f"revenue_{n}"] = Coalesce(Sum(f"rev{n}"), Value(0), output_field=MONEY)
-        figures[f"orders_{n}"] = Coalesce(Sum(f"ord{n}"), Value(0))
-        figures[f"buyers_{n}"] = Count("pk", filter=Q(**{f"ord{n}__gte": 1}))
-        figures[f"repeat_buyers_{n}"] = Count("pk", filter=Q(**{f"ord{n}__gte": 2}))
-    first_touch = "add_event__attribution__"
-    rows = (
-        FirstSource.objects.filter(corp=corp, added_at__gte=start, added_at__lt=end)
-        .annotate(
-            day=days.local_day("added_at", corp),
-            channel_id=F(f"{first_touch}channel_id"),
-            live_code_id=F(f"{first_touch}live_code_id"),
-            **per_customer,
-        )
-        .values(*KEY)
-        .annotate(**figures)
-        .order_by()
-    )
-    return [DailyCohort(corp=corp, **row) for row in rows]
+        sums[f"revenue_{n}"] = Sum(f"revenue_{n}")
+        sums[f"orders_{n}"] = Sum(f"orders_{n}")
+        sums[f"buyers_{n}"] = Count("pk", filter=Q(**{f"orders_{n}__gte": 1}))
+        sums[f"repeat_buyers_{n}"] = Count("pk", filter=Q(**{f"orders_{n}__gte": 2}))
+    aliased = {f"total_{name}": value for name, value in sums.items()}
+    return [
+        {**{k: row[k] for k in key}, **{name: row[f"total_{name}"] for name in sums}}
+        for row in customers.values(*key).annotate(**aliased).order_by()
+    ]
+
+
+def _cohorts(customers: QuerySet, corp: Corp) -> list[DailyCohort]:
+    return [DailyCohort(corp=corp, **row) for row in _cohort_sums(customers, KEY)]
+
+
+def _cohort_breakdowns(customers: QuerySet, corp: Corp) -> list[DailyCohortBreakdown]:
+    return [
+        DailyCohortBreakdown(corp=corp, breakdown=breakdown, value=row.pop(breakdown), **row)
+        for breakdown in BREAKDOWN_PATHS
+        for row in _cohort_sums(customers, ("day", "channel_id", breakdown))
+    ]
 
 
 # -- costs -------------------------------------------------------------------------------------
@@ -266,5 +417,7 @@ def _costs(corp: Corp, first: date, last: date) -> list[DailyCost]:
         for day, amount in cost_per_day(cost).items():
             if first <= day <= last:
                 per_day[(day, cost.channel_id)] += amount
-    return [DailyCost(corp=corp, day=day, channel_id=channel_id, amount=amount)
-            for (day, channel_id), amount in per_day.items()]  # fmt: skip
+    return [
+        DailyCost(corp=corp, day=day, channel_id=channel_id, amount=amount)
+        for (day, channel_id), amount in per_day.items()
+    ]

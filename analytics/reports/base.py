@@ -33,13 +33,13 @@ from typing import Any
 
 from django.utils.translation import gettext_lazy as _
 
-from analytics.models import WINDOWS
+from analytics.models import WINDOWS, Breakdown
 from scrm.wecom.models import Corp
 
 MAX_DAYS = 3 * 366  # a period longer than this is refused: reports are for years, not ages
 RATE = Decimal("0.0001")
 CENT = Decimal("0.01")
-GROUPS = ("channel", "live_code", "staff", "channel_type")
+GROUPS = ("channel", "live_code", "staff", "channel_type", *Breakdown.values)
 
 # (name, label, kind): kind is "count", "money" or "rate", for formatting and exports.
 FIGURES: tuple[tuple[str, Any, str], ...] = (

@@ -10,18 +10,41 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, Min, Q, QuerySet, Sum
+from django.db.models import Count, Min, QuerySet, Sum
 from django.utils.translation import gettext as _
 
-from analytics.models import DailyCohort, DailyCost, DailyFlow, DailyVisitor, RollupDay
+from analytics.models import (
+    Breakdown,
+    DailyCohort,
+    DailyCohortBreakdown,
+    DailyCost,
+    DailyFlow,
+    DailyFlowBreakdown,
+    DailyVisitor,
+    RollupDay,
+)
 from analytics.reports.base import ReportParams, ReportResult, derive
-from analytics.rollups import day_range
-from channels_app.models import Channel, LiveCode
+from analytics.rollups import SCAN_BREAKDOWNS, day_range
+from channels_app.models import Channel, LiveCode, Scan
+from contacts.add_ways import add_way_label
 from contacts.models import Staff
 
-ZERO = {"scans": 0, "landing_adds": 0, "adds": 0, "lost": 0, "removed": 0, "visitors": 0,
-        "new_customers": 0, "consult_72h": 0, "mature_30d": 0, "retained_30d": 0,
-        "revenue": Decimal(0), "orders": 0, "buyers": 0, "repeat_buyers": 0}  # fmt: skip
+ZERO = {
+    "scans": 0,
+    "landing_adds": 0,
+    "adds": 0,
+    "lost": 0,
+    "removed": 0,
+    "visitors": 0,
+    "new_customers": 0,
+    "consult_72h": 0,
+    "mature_30d": 0,
+    "retained_30d": 0,
+    "revenue": Decimal(0),
+    "orders": 0,
+    "buyers": 0,
+    "repeat_buyers": 0,
+}
 # The rollup column each grouping reads (channel_type through the channel).
 GROUP_FIELD = {
     "channel": "channel_id",
@@ -39,26 +62,32 @@ class _Report:
         params.validate()
         self.params = params
 
-    def _rows(self, model: type, day_field: str = "day") -> QuerySet:
+    # The rollups a grouping reads: by channel, code, staff, type or day the main ones; by a
+    # breakdown (utm_*, device, add_way) those of that breakdown, grouped by its value.
+    flow_model: type = DailyFlow
+    cohort_model: type = DailyCohort
+    breakdown: str = ""
+    visitor_field: str | None = None  # the visitors' group column, when not group_field
+
+    def _rows(self, model: type) -> QuerySet:
         params = self.params
-        rows = model.objects.filter(
-            corp=params.corp,
-            **{f"{day_field}__gte": params.first, f"{day_field}__lte": params.last},
-        )
+        rows = model.objects.filter(corp=params.corp, day__gte=params.first, day__lte=params.last)
+        if model in (DailyFlowBreakdown, DailyCohortBreakdown):
+            rows = rows.filter(breakdown=self.breakdown)
         if params.channel_type is not None:
             rows = rows.filter(channel__channel_type=params.channel_type)
         if params.channel_group:
             rows = rows.filter(channel__category=params.channel_group)
         return rows
 
-    def _grouped(self, model: type, **figures: Any) -> dict[Any, dict[str, Any]]:
+    def _grouped(
+        self, model: type, field: str | None = None, **figures: Any
+    ) -> dict[Any, dict[str, Any]]:
         # Aliased: an annotation may not take the name of the column it sums.
+        field = field or self.group_field
         aliased = {f"total_{name}": figure for name, figure in figures.items()}
-        grouped = self._rows(model).values(self.group_field).annotate(**aliased).order_by()
-        return {
-            row.pop(self.group_field): {name[6:]: value for name, value in row.items()}
-            for row in grouped
-        }
+        grouped = self._rows(model).values(field).annotate(**aliased).order_by()
+        return {row.pop(field): {name[6:]: value for name, value in row.items()} for row in grouped}
 
     def _aggregate(self, model: type, **figures: Any) -> dict[str, Any]:
         aliased = {f"total_{name}": figure for name, figure in figures.items()}
@@ -67,34 +96,46 @@ class _Report:
     def _sums(self, *, grouped: bool) -> dict[Any, dict[str, Any]]:
         """The summed figures per group (or, with grouped=False, the totals under key None)."""
         window = self.params.window
-        landing = Q(live_code__mode=LiveCode.Mode.LANDING)
-        flows = {"scans": Sum("scans"), "adds": Sum("adds"), "lost": Sum("lost"),
-                 "removed": Sum("removed"),
-                 "landing_adds": Sum("adds", filter=landing)}  # fmt: skip
-        cohorts = {"new_customers": Sum("new_customers"), "consult_72h": Sum("consult_72h"),
-                   "mature_30d": Sum("mature_30d"), "retained_30d": Sum("retained_30d"),
-                   "revenue": Sum(f"revenue_{window}"), "orders": Sum(f"orders_{window}"),
-                   "buyers": Sum(f"buyers_{window}"),
-                   "repeat_buyers": Sum(f"repeat_buyers_{window}")}  # fmt: skip
+        flows = {name: Sum(name) for name in ("scans", "adds", "landing_adds", "lost", "removed")}
+        cohorts = {
+            "new_customers": Sum("new_customers"),
+            "consult_72h": Sum("consult_72h"),
+            "mature_30d": Sum("mature_30d"),
+            "retained_30d": Sum("retained_30d"),
+            "revenue": Sum(f"revenue_{window}"),
+            "orders": Sum(f"orders_{window}"),
+            "buyers": Sum(f"buyers_{window}"),
+            "repeat_buyers": Sum(f"repeat_buyers_{window}"),
+        }
         visitors = {"visitors": Count("device_key", distinct=True)}
         cost = {"cost": Sum("amount")}
         if grouped:
-            families = [self._grouped(DailyFlow, **flows), self._grouped(DailyCohort, **cohorts),
-                        self._grouped(DailyVisitor, **visitors)]  # fmt: skip
+            families = [
+                self._grouped(self.flow_model, **flows),
+                self._grouped(self.cohort_model, **cohorts),
+            ]
+            if self.visitor_field != "":
+                families.append(self._grouped(DailyVisitor, self.visitor_field, **visitors))
             costs = self._grouped(DailyCost, **cost) if self.has_cost else {}
-        else:
-            families = [{None: self._aggregate(model, **figures)}
-                        for model, figures in ((DailyFlow, flows), (DailyCohort, cohorts),
-                                               (DailyVisitor, visitors))]  # fmt: skip
-            costs = {None: self._aggregate(DailyCost, **cost)} if self.has_cost else {}
+        else:  # the totals: the same whatever the grouping, from the main rollups
+            families = [
+                {None: self._aggregate(model, **figures)}
+                for model, figures in (
+                    (DailyFlow, flows),
+                    (DailyCohort, cohorts),
+                    (DailyVisitor, visitors),
+                )
+            ]
+            costs = {None: self._aggregate(DailyCost, **cost)}
         sums: dict[Any, dict[str, Any]] = defaultdict(lambda: dict(ZERO))
         for family in families:
             for key, figures in family.items():
                 sums[key].update({k: v for k, v in figures.items() if v is not None})
         for key in sums:
             # A channel without spend cost 0; rows without a channel, codes and staff: none.
+            has_cost = self.has_cost if grouped else True
             has_channel = key is not None or not grouped
-            sums[key]["cost"] = Decimal(0) if self.has_cost and has_channel else None
+            sums[key]["cost"] = Decimal(0) if has_cost and has_channel else None
         for key, figures in costs.items():
             sums[key]["cost"] = figures["cost"] or Decimal(0)
         return sums
@@ -105,9 +146,11 @@ class _Report:
     def _computed(self) -> tuple[Any, list[date]]:
         params = self.params
         days = RollupDay.objects.filter(
-            corp=params.corp, day__gte=params.first, day__lte=params.last,
+            corp=params.corp,
+            day__gte=params.first,
+            day__lte=params.last,
             computed_at__isnull=False,
-        )  # fmt: skip
+        )
         computed = set(days.values_list("day", flat=True))
         missing = [day for day in day_range(params.first, params.last) if day not in computed]
         return days.aggregate(at=Min("computed_at"))["at"], missing
@@ -136,11 +179,20 @@ class ChannelReport(_Report):
 
     def __init__(self, params: ReportParams) -> None:
         super().__init__(params)
-        self.group_field = GROUP_FIELD[params.group_by]
-        self.has_cost = params.group_by in ("channel", "channel_type")
+        group_by = params.group_by
+        if group_by in Breakdown.values:
+            self.flow_model, self.cohort_model = DailyFlowBreakdown, DailyCohortBreakdown
+            self.breakdown, self.group_field = group_by, "value"
+            # Visitors by the scan's own utm and device; an add_way no scan has ("": none).
+            self.visitor_field = group_by if group_by in SCAN_BREAKDOWNS else ""
+        else:
+            self.group_field = GROUP_FIELD[group_by]
+        self.has_cost = group_by in ("channel", "channel_type")
 
     def _names(self, keys: list[Any]) -> Callable[[Any], str]:
         group_by = self.params.group_by
+        if self.breakdown:
+            return _breakdown_name(self.breakdown)
         unattributed = _("(no channel)") if group_by != "staff" else _("(unknown)")
         if group_by == "channel_type":
             labels = dict(Channel.Type.choices)
@@ -168,11 +220,28 @@ class DailyReport(_Report):
             by_day.get(day) or {"key": day, "name": day.isoformat(), **empty}
             for day in day_range(self.params.first, self.params.last)
         ]
-        return ReportResult(result.params, rows, result.totals, result.computed_at,
-                            result.days_not_computed)  # fmt: skip
+        return ReportResult(
+            result.params, rows, result.totals, result.computed_at, result.days_not_computed
+        )
 
     def _names(self, keys: list[Any]) -> Callable[[Any], str]:
         return lambda key: key.isoformat()
 
     def _order(self, row: dict[str, Any]) -> Any:
         return row["key"]
+
+
+def _breakdown_name(breakdown: str) -> Callable[[Any], str]:
+    """A breakdown value in words: a device class or add_way by its label, "" as none."""
+    devices = dict(Scan.Device.choices)
+
+    def name(value: Any) -> str:
+        if value in (None, ""):
+            return _("(none)")
+        if breakdown == Breakdown.DEVICE:
+            return str(devices.get(value, value))
+        if breakdown == Breakdown.ADD_WAY:
+            return str(add_way_label(int(value))) if str(value).isdigit() else str(value)
+        return str(value)
+
+    return name

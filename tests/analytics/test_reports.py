@@ -15,6 +15,7 @@ from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from analytics.models import Breakdown
 from analytics.reports import ChannelReport, DailyReport, ReportParams
 from analytics.reports.base import ReportError, derive
 from analytics.rollups import rollups_rebuild
@@ -60,13 +61,19 @@ def _slot(code: LiveCode, userid: str) -> LandingSlot:
 
 
 def _scan(code: LiveCode, at: dt.datetime, device: str, slot: LandingSlot | None = None) -> Scan:
-    return Scan.objects.create(corp=code.corp, live_code=code, created_at=at, device="mobile",
-                               device_key=device, slot=slot,
-                               staff=slot.staff if slot else None)  # fmt: skip
+    """A scan; its utm_source and device class follow from the device's number."""
+    number = int(device.rsplit("-", 1)[-1])
+    return Scan.objects.create(corp=code.corp, live_code=code, created_at=at,
+                               device=("mobile", "desktop")[number % 2], device_key=device,
+                               utm_source=("", "xhs", "dy")[number % 3], utm_campaign="618",
+                               slot=slot, staff=slot.staff if slot else None)  # fmt: skip
 
 
-def _add(corp, customer: str, userid: str, state: str, at: dt.datetime) -> None:
-    add_record(corp=corp, userid=userid, external_userid=customer, state=state, added_at=at)
+def _add(
+    corp, customer: str, userid: str, state: str, at: dt.datetime, add_way: int | None = None
+) -> None:
+    add_record(corp=corp, userid=userid, external_userid=customer, state=state, added_at=at,
+               add_way=add_way)  # fmt: skip
 
 
 def _end(corp, customer: str, userid: str, kind: str, at: dt.datetime) -> None:
@@ -110,23 +117,35 @@ def _live_at(customer_id: int, moment: dt.datetime) -> bool:
 
 
 def _oracle(corp, first: dt.date, last: dt.date, window: int, key: str) -> dict:
-    """Summed figures per channel (key "channel") or day (key "day")."""
+    """Summed figures per channel (key "channel"), day ("day") or breakdown value (a
+    Breakdown: the value of the scan, of an add's scan or add_way, of the first touch's)."""
     sums: dict = defaultdict(lambda: defaultdict(Decimal))
+    breakdown = key if key in Breakdown.values else ""
 
-    def group(moment: dt.datetime, channel_id: int | None) -> object:
+    def value_of(attribution: Attribution | None, add_way: int | None = None) -> str:
+        if breakdown == Breakdown.ADD_WAY:
+            way = add_way if attribution is None else attribution.add_event.add_way
+            return "" if way is None else str(way)
+        scan = attribution.scan if attribution is not None else None
+        return getattr(scan, breakdown, "") if scan is not None else ""
+
+    def group(moment: dt.datetime, channel_id: int | None, value: object = None) -> object:
+        if breakdown:
+            return value
         return _local(moment, corp) if key == "day" else channel_id
 
     def inside(moment: dt.datetime) -> bool:
         return first <= _local(moment, corp) <= last
 
     for scan in Scan.objects.filter(corp=corp).select_related("live_code"):
-        if inside(scan.created_at):
-            row = sums[group(scan.created_at, scan.live_code.channel_id)]
+        if inside(scan.created_at) and breakdown != Breakdown.ADD_WAY:  # a scan has no add_way
+            row = sums[group(scan.created_at, scan.live_code.channel_id,
+                             getattr(scan, breakdown, ""))]  # fmt: skip
             row["scans"] += 1
             row.setdefault("devices", set()).add(scan.device_key)
     for attribution in Attribution.objects.filter(corp=corp).select_related("live_code"):
         if inside(attribution.added_at):
-            row = sums[group(attribution.added_at, attribution.channel_id)]
+            row = sums[group(attribution.added_at, attribution.channel_id, value_of(attribution))]
             row["adds"] += 1
             if attribution.live_code and attribution.live_code.mode == LiveCode.Mode.LANDING:
                 row["landing_adds"] += 1
@@ -139,13 +158,17 @@ def _oracle(corp, first: dt.date, last: dt.date, window: int, key: str) -> dict:
                 .order_by("-added_at", "-pk")
                 .first()
             )
-            row = sums[group(event.occurred_at, ended.channel_id if ended else None)]
+            row = sums[group(event.occurred_at, ended.channel_id if ended else None,
+                             value_of(ended) if ended else "")]  # fmt: skip
             row["lost" if event.kind == "deleted_by_customer" else "removed"] += 1
     for source in FirstSource.objects.filter(corp=corp):
         if not inside(source.added_at):
             continue
         touch = Attribution.objects.get(add_event_id=source.add_event_id)
-        row = sums[group(source.added_at, touch.channel_id)]
+        value = (
+            value_of(touch) if breakdown != Breakdown.ADD_WAY else value_of(None, source.add_way)
+        )
+        row = sums[group(source.added_at, touch.channel_id, value)]
         row["new_customers"] += 1
         conversions = ConversionEvent.objects.filter(external_contact_id=source.external_contact_id)
         after = [c for c in conversions if c.occurred_at >= source.added_at]
@@ -173,6 +196,8 @@ def _oracle(corp, first: dt.date, last: dt.date, window: int, key: str) -> dict:
             day = cost.start_date + dt.timedelta(days=offset)
             if first <= day <= last:
                 costs[day if key == "day" else cost.channel_id] += cost.amount / span
+    if breakdown:
+        costs.clear()  # a cost names a channel, not a utm or device
     figures = {}
     for group_key in set(sums) | set(costs):
         row = sums[group_key]
@@ -213,6 +238,15 @@ def _check(corp, *, window: int = 30) -> None:
     assert set(rows) >= set(oracle)
     for key, sums in oracle.items():
         _same(rows[key], sums)
+    totals = report.calculate().totals
+    for breakdown in Breakdown.values:
+        params = ReportParams(corp=corp, first=FIRST, last=LAST, window=window, group_by=breakdown)
+        result = ChannelReport(params).calculate()
+        assert result.totals == totals  # the totals do not depend on the grouping
+        rows = _report_by_key(result)
+        for value, sums in _oracle(corp, FIRST, LAST, window, breakdown).items():
+            if any(sums[name] for name in shown):
+                _same(rows[value], sums)
     daily = DailyReport(ReportParams(corp=corp, first=FIRST, last=LAST, window=window))
     by_day = _report_by_key(daily.calculate())
     assert list(by_day) == [FIRST + dt.timedelta(days=i) for i in range(31)]
@@ -312,9 +346,10 @@ moments = st.builds(_at, st.integers(-5, 40), st.integers(0, 23), st.integers(0,
 EDGES = [0, 1, 71, 72, 73, *(24 * d + h for d in (7, 15, 30) for h in (-1, 0, 1))]
 offsets = st.one_of(st.integers(-48, 24 * 40), st.sampled_from(EDGES))
 adds = st.lists(
-    st.tuples(st.integers(0, 5), st.sampled_from(["pyq", "xhs"]), st.integers(1, 3), moments),
+    st.tuples(st.integers(0, 5), st.sampled_from(["pyq", "xhs"]), st.integers(1, 3), moments,
+              st.sampled_from([None, 1, 3])),
     max_size=12,
-)
+)  # fmt: skip
 after_first_add = st.lists(
     st.one_of(
         st.tuples(st.just("end"), st.integers(0, 5), st.sampled_from(ENDINGS),
@@ -344,9 +379,9 @@ def test_every_report_figure_equals_the_one_computed_from_the_raw_facts(
         ChannelCost.objects.create(corp=corp, channel=codes["pyq"].channel, start_date=start,
                                    end_date=start + dt.timedelta(days=cost_days[1]),
                                    amount=Decimal("1234.56"))  # fmt: skip
-        for customer, code, number, at in adds:
+        for customer, code, number, at, add_way in adds:
             state = codes[code].state if code == "pyq" else slots[number].state
-            _add(corp, f"wm-{customer}", f"staff0{number}", state, at)
+            _add(corp, f"wm-{customer}", f"staff0{number}", state, at, add_way)
         for device, number, at in scans:
             _scan(codes["xhs"], at, f"device-{device}", slots[number])
         firsts = dict(FirstSource.objects.values_list("external_contact__external_userid",
