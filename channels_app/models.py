@@ -102,6 +102,10 @@ class ChannelCost(models.Model):
     def clean(self) -> None:
         if self.start_date and self.end_date and self.end_date < self.start_date:
             raise ValidationError({"end_date": _("The end date is before the start date.")})
+        if self.channel_id is not None:
+            refused = self.channel.corp.currency_error(self.currency)
+            if refused:
+                raise ValidationError({"currency": refused})
 
 
 class LiveCode(models.Model):

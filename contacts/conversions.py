@@ -177,9 +177,11 @@ def _clean_row(index: int, raw: object, corps: dict[str, Corp]) -> tuple[dict | 
     kind = row.text("kind")
     if kind not in ConversionEvent.Kind.values:
         row.error("kind", _("Choose one of: consult, order, refund, custom."))
-    currency = row.text("currency").upper() or "CNY"
+    currency = row.text("currency").upper() or (corp.currency if corp else "CNY")
     if not re.fullmatch(r"[A-Z]{3}", currency):
         row.error("currency", _("Use a 3-letter currency code such as CNY."))
+    elif corp is not None and (refused := corp.currency_error(currency)):
+        row.error("currency", refused)
     cleaned = {
         "corp": corp,
         "external_id": external_id,

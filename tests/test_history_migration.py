@@ -12,7 +12,11 @@ from django.db.migrations.executor import MigrationExecutor
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-BEFORE = [("contacts", "0006_labels"), ("channels_app", "0005_scan_visit_id")]
+BEFORE = [
+    ("contacts", "0006_labels"),
+    ("channels_app", "0005_scan_visit_id"),
+    ("wecom", "0003_callback_event_corp_index"),
+]
 AFTER = [("contacts", "0008_history_required"), ("channels_app", "0008_history_required")]
 T0 = dt.datetime(2026, 10, 1, 2, 0, tzinfo=dt.UTC)
 HOUR = dt.timedelta(hours=1)

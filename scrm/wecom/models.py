@@ -1,6 +1,7 @@
 import zoneinfo
 
 from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -35,6 +36,14 @@ class Corp(models.Model):
     time_zone = models.CharField(
         _("time zone"), max_length=64, default="Asia/Shanghai", validators=[validate_time_zone]
     )
+    # Money is kept in the corp's currency: amounts in another are refused (with a reason)
+    # until exchange rates exist.
+    currency = models.CharField(
+        _("currency"),
+        max_length=3,
+        default="CNY",
+        validators=[RegexValidator(r"^[A-Z]{3}$", _("Use a three-letter currency code."))],
+    )
     is_active = models.BooleanField(_("active"), default=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
@@ -53,6 +62,15 @@ class Corp(models.Model):
     @property
     def tzinfo(self) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(self.time_zone)
+
+    def currency_error(self, currency: str) -> str | None:
+        """Why an amount in `currency` is refused; None when it is the corp's."""
+        if currency == self.currency:
+            return None
+        return _(
+            "Amounts are kept in the corp's currency, %(corp)s; %(given)s is refused until "
+            "exchange rates are supported."
+        ) % {"corp": self.currency, "given": currency}
 
 
 class CallbackEvent(models.Model):

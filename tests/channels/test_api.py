@@ -292,12 +292,12 @@ def test_bulk_costs_are_written_together(api, corp, channel):
     rows = [
         _cost(channel),
         _cost(channel, "2026-12-01", "2026-12-31"),
-        {**_cost(channel), "channel": "xhs_618", "amount": "88.5", "currency": "usd"},
+        {**_cost(channel), "channel": "xhs_618", "amount": "88.5", "currency": "cny"},
     ]
     response = api.post("/api/v1/channel-costs/", rows, format="json")
     assert response.status_code == 201, response.content
     assert [row["channel"] for row in response.json()] == ["pyq_0012", "pyq_0012", "xhs_618"]
-    assert [row["currency"] for row in response.json()] == ["CNY", "CNY", "USD"]
+    assert [row["currency"] for row in response.json()] == ["CNY", "CNY", "CNY"]
     assert ChannelCost.objects.count() == 3
 
 

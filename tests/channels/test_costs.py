@@ -70,3 +70,17 @@ def test_the_admin_add_page_and_the_api_create_through_the_service(admin_client,
     change = reverse("admin:channels_app_channelcost_change", args=[ChannelCost.objects.get(
         note="立牌").pk])  # fmt: skip
     assert admin_client.get(change).status_code == 200
+
+
+def test_a_cost_in_another_currency_than_the_corps_is_refused(admin_user, channel):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(admin_user)
+    body = {"corp": channel.corp.corp_id, "channel": channel.code, "amount": "20",
+            "currency": "USD", "start_date": "2026-07-01", "end_date": "2026-07-31"}  # fmt: skip
+    response = api.post("/api/v1/channel-costs/", body, format="json")
+    assert response.status_code == 400
+    assert "CNY" in str(response.json()["currency"])
+    assert "USD" in str(response.json()["currency"])
+    assert not ChannelCost.objects.exists()

@@ -184,14 +184,14 @@ COST_HEADER = "渠道代码,开始日期,结束日期,金额,币种,备注"
 def test_costs_import_accepts_both_date_styles(corp, channel):
     result = channel_costs_import_csv(corp=corp, file=_csv(
         "pyq_0012,2025-06-01,2025-06-30,\"12,000.50\",,6月投放",
-        "PYQ_0012,2025/7/1,2025/7/31,8000,usd,",
+        "PYQ_0012,2025/7/1,2025/7/31,8000,cny,",
         header=COST_HEADER,
     ))  # fmt: skip
     assert _errors(result) == []
     costs = list(ChannelCost.objects.order_by("start_date"))
     assert [(c.start_date, c.end_date, c.amount, c.currency, c.corp) for c in costs] == [
         (date(2025, 6, 1), date(2025, 6, 30), Decimal("12000.50"), "CNY", corp),
-        (date(2025, 7, 1), date(2025, 7, 31), Decimal("8000"), "USD", corp),
+        (date(2025, 7, 1), date(2025, 7, 31), Decimal("8000"), "CNY", corp),
     ]
     assert costs[0].note == "6月投放"
 

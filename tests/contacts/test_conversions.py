@@ -113,7 +113,7 @@ def test_refunds_are_stored_as_given_negative_or_positive(api, corp):
     rows = [
         _row(corp, 1, kind="refund", amount="-50", external_userid="wm-alice"),
         _row(corp, 2, kind="refund", amount=50, external_userid="wm-alice"),
-        _row(corp, 3, kind="custom", custom_name="试听课", amount=12999.5, currency="usd",
+        _row(corp, 3, kind="custom", custom_name="试听课", amount=12999.5, currency="cny",
              external_userid="wm-alice"),
         _row(corp, 4, amount="0.100", external_userid="wm-alice"),  # trailing zeros are fine
     ]  # fmt: skip
@@ -121,9 +121,22 @@ def test_refunds_are_stored_as_given_negative_or_positive(api, corp):
     amounts = dict(ConversionEvent.objects.values_list("external_id", "amount"))
     assert amounts == {"order-1": Decimal("-50"), "order-2": Decimal("50"),
                        "order-3": Decimal("12999.50"), "order-4": Decimal("0.10")}  # fmt: skip
-    assert ConversionEvent.objects.get(external_id="order-3").currency == "USD"
+    assert ConversionEvent.objects.get(external_id="order-3").currency == "CNY"
     summaries = set(contact.timeline.values_list("summary", flat=True))
-    assert summaries == {"退款 -¥50.00", "退款 ¥50.00", "试听课 $12,999.50", "订单 ¥0.10"}
+    assert summaries == {"退款 -¥50.00", "退款 ¥50.00", "试听课 ¥12,999.50", "订单 ¥0.10"}
+
+
+def test_another_currency_than_the_corps_is_refused_with_the_reason(api, corp):
+    ExternalContactFactory(corp=corp, external_userid="wm-alice")
+    rows = [_row(corp, 1, external_userid="wm-alice"),
+            _row(corp, 2, currency="usd", external_userid="wm-alice")]  # fmt: skip
+    response = _post(api, rows)
+    assert response.status_code == 400
+    (error,) = response.json()["errors"]
+    assert (error["row"], error["field"]) == (1, "currency")
+    assert "CNY" in error["message"]
+    assert "USD" in error["message"]
+    assert not ConversionEvent.objects.exists()  # all or nothing
 
 
 def test_naive_time_is_read_in_the_corps_time_zone(api, corp):
