@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from analytics.models import WINDOWS
+from analytics.models import WINDOWS, Touch
 from analytics.reports import ChannelReport, DailyReport, ReportParams
 from analytics.reports import base as definitions
 from analytics.reports.base import GROUPS, ReportError, ReportResult
@@ -34,6 +34,11 @@ class ReportQuerySerializer(serializers.Serializer):
     )
     channel_type = serializers.ChoiceField(choices=Channel.Type.choices, required=False)
     channel_group = serializers.CharField(max_length=64, required=False, default="")
+    touch = serializers.ChoiceField(
+        choices=Touch.choices,
+        default=Touch.ANY,
+        help_text=_("credit adds, deletions and removals to their own add or the first touch"),
+    )
 
     def get_fields(self) -> dict[str, serializers.Field]:
         # `from` is a Python keyword, so these two cannot be declared as class attributes.

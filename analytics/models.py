@@ -55,6 +55,14 @@ class Breakdown(models.TextChoices):
     ADD_WAY = "add_way", _("add way")
 
 
+class Touch(models.TextChoices):
+    """Whom an add, deletion or removal is credited to: the add it belongs to (any touch: a
+    re-add through another code counts for that code), or the customer's first touch."""
+
+    ANY = "any", _("any touch")
+    FIRST = "first", _("first touch")
+
+
 class FlowFigures(models.Model):
     """What happened on a local day: scans (landing codes), adds (each add, re-adds included,
     credited to its own attribution; those through landing codes apart, for scan-to-add),
@@ -127,9 +135,11 @@ def _breakdown_fields() -> tuple[models.Field, ...]:
 
 
 class DailyFlow(FlowFigures):
-    """Flow figures per local day, channel, live code and staff member."""
+    """Flow figures per local day, channel, live code and staff member, credited either way
+    (`touch`: each fact to its own add, or to the customer's first touch)."""
 
     corp, channel, live_code, staff = _key_fields()
+    touch = models.CharField(_("credited to"), max_length=8, choices=Touch.choices, default="any")
 
     class Meta:
         verbose_name = _("daily flow")

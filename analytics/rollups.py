@@ -50,6 +50,7 @@ from analytics.models import (
     DailyFlowBreakdown,
     DailyVisitor,
     RollupDay,
+    Touch,
 )
 from channels_app.models import Attribution, ChannelCost, LiveCode, Scan
 from contacts.models import ConversionEvent, FirstSource, RelationEvent
@@ -163,7 +164,7 @@ class _Facts:
             corp=corp, added_at__gte=start, added_at__lt=end
         )
 
-    def counted(self, keys: dict[str, dict[str, object]]) -> dict[str, QuerySet]:
+    def counted(self, keys: dict[str, dict[str, object]]) -> dict[str, list[dict[str, Any]]]:
         """Each family counted per local day and its `keys` (family -> {name: expression});
         a family missing from `keys` is left out."""
         families = {
@@ -178,30 +179,33 @@ class _Facts:
             family_keys = keys.get("adds" if name == "landing_adds" else name)
             if family_keys is None:
                 continue
-            # A key that is the model's own column is read as it is (annotating it would clash).
-            computed = {
-                key: value
-                for key, value in family_keys.items()
-                if not (isinstance(value, F) and value.name == key)
-            }
-            counted[name] = (
-                queryset.annotate(day=days.local_day(time_field, self.corp), **computed)
-                .values("day", *family_keys)
+            # Keys are annotated under names of their own (a key named like one of the model's
+            # columns would clash), and each row is read back under the key's name.
+            aliased = {f"key_{key}": value for key, value in family_keys.items()}
+            counted[name] = [
+                {"day": row["day"], "n": row["n"],
+                 **{key: row[f"key_{key}"] for key in family_keys}}
+                for row in queryset.annotate(day=days.local_day(time_field, self.corp), **aliased)
+                .values("day", *aliased)
                 .annotate(n=Count("pk"))
                 .order_by()
-            )
+            ]  # fmt: skip
         return counted
 
 
-def _merged(counted: dict[str, QuerySet], key: tuple[str, ...]) -> dict[tuple, dict[str, int]]:
+def _merged(
+    counted: dict[str, list[dict[str, Any]]], key: tuple[str, ...]
+) -> dict[tuple, dict[str, int]]:
     rows: dict[tuple, dict[str, int]] = defaultdict(dict)
-    for name, queryset in counted.items():
-        for row in queryset:
+    for name, grouped in counted.items():
+        for row in grouped:
             rows[tuple(row[k] for k in key)][name] = row["n"]
     return rows
 
 
 def _flows(facts: _Facts) -> list[DailyFlow]:
+    """Flow rows credited two ways: to the add each fact belongs to (any touch), and to the
+    customer's first touch (scans belong to their code either way: no customer yet)."""
     ended = {
         "channel_id": _ended_add("channel_id"),
         "live_code_id": _ended_add("live_code_id"),
@@ -212,16 +216,22 @@ def _flows(facts: _Facts) -> list[DailyFlow]:
         "live_code_id": F("live_code_id"),
         "staff_id": F("staff_id"),
     }
-    keys = {
-        "scans": {**own, "channel_id": F("live_code__channel_id")},
-        "adds": own,
-        "lost": ended,
-        "removed": ended,
+    first = "external_contact__first_source__"
+    first_touch = {
+        "channel_id": F(f"{first}{FIRST_TOUCH}channel_id"),
+        "live_code_id": F(f"{first}{FIRST_TOUCH}live_code_id"),
+        "staff_id": F(f"{first}staff_id"),
     }
-    rows = _merged(facts.counted(keys), KEY)
+    scans = {**own, "channel_id": F("live_code__channel_id")}
+    credited = {
+        Touch.ANY: {"scans": scans, "adds": own, "lost": ended, "removed": ended},
+        Touch.FIRST: {"scans": scans, "adds": first_touch, "lost": first_touch,
+                      "removed": first_touch},
+    }  # fmt: skip
     return [
-        DailyFlow(corp=facts.corp, **dict(zip(KEY, key, strict=True)), **figures)
-        for key, figures in rows.items()
+        DailyFlow(corp=facts.corp, touch=touch, **dict(zip(KEY, key, strict=True)), **figures)
+        for touch, keys in credited.items()
+        for key, figures in _merged(facts.counted(keys), KEY).items()
     ]
 
 

@@ -3,7 +3,8 @@
 
 - Day: the corp's local day. Period: from..to inclusive.
 - scans: scans of landing codes in the period; visitors: distinct devices among them.
-- adds: add events in the period (re-adds included), each credited to its own attribution;
+- adds: add events in the period (re-adds included), each credited to its own attribution
+  (any touch, the default) or to the customer's first touch (touch=first);
   new_customers: customers whose first add falls in the period (first touch decides the
   channel, live code and staff).
 - lost: deletions by the customer; removed: removals by the staff member (each credited to the
@@ -33,7 +34,7 @@ from typing import Any
 
 from django.utils.translation import gettext_lazy as _
 
-from analytics.models import WINDOWS, Breakdown
+from analytics.models import WINDOWS, Breakdown, Touch
 from scrm.wecom.models import Corp
 
 MAX_DAYS = 3 * 366  # a period longer than this is refused: reports are for years, not ages
@@ -77,6 +78,7 @@ class ReportParams:
     group_by: str = "channel"
     channel_type: int | None = None
     channel_group: str = ""
+    touch: str = Touch.ANY  # flows (adds, lost, removed) credited to their own add or first touch
 
     def validate(self) -> None:
         if self.last < self.first:
@@ -87,6 +89,10 @@ class ReportParams:
             raise ReportError(_("The window is 7, 15 or 30 days."))
         if self.group_by not in GROUPS:
             raise ReportError(_("Unknown grouping: %(group)s") % {"group": self.group_by})
+        if self.touch not in Touch.values:
+            raise ReportError(_("Credit to any touch or the first touch."))
+        if self.touch == Touch.FIRST and self.group_by in Breakdown.values:
+            raise ReportError(_("Breakdowns credit each add to its own touch only."))
 
     @property
     def days(self) -> int:
@@ -95,7 +101,7 @@ class ReportParams:
     def cache_key(self, report: str) -> str:
         return (
             f"report:{report}:{self.corp.pk}:{self.first}:{self.last}:{self.window}:"
-            f"{self.group_by}:{self.channel_type}:{self.channel_group}"
+            f"{self.group_by}:{self.channel_type}:{self.channel_group}:{self.touch}"
         )
 
 

@@ -74,6 +74,8 @@ class _Report:
         rows = model.objects.filter(corp=params.corp, day__gte=params.first, day__lte=params.last)
         if model in (DailyFlowBreakdown, DailyCohortBreakdown):
             rows = rows.filter(breakdown=self.breakdown)
+        if model is DailyFlow:
+            rows = rows.filter(touch=params.touch)
         if params.channel_type is not None:
             rows = rows.filter(channel__channel_type=params.channel_type)
         if params.channel_group:

@@ -116,11 +116,18 @@ def _live_at(customer_id: int, moment: dt.datetime) -> bool:
     return False
 
 
-def _oracle(corp, first: dt.date, last: dt.date, window: int, key: str) -> dict:
+def _oracle(corp, first: dt.date, last: dt.date, window: int, key: str, touch: str = "any") -> dict:
     """Summed figures per channel (key "channel"), day ("day") or breakdown value (a
     Breakdown: the value of the scan, of an add's scan or add_way, of the first touch's)."""
     sums: dict = defaultdict(lambda: defaultdict(Decimal))
     breakdown = key if key in Breakdown.values else ""
+    first_touch = {
+        source.external_contact_id: Attribution.objects.get(add_event_id=source.add_event_id)
+        for source in FirstSource.objects.filter(corp=corp)
+    }
+
+    def credited(attribution: Attribution | None, customer_id: int) -> Attribution | None:
+        return first_touch.get(customer_id) if touch == "first" else attribution
 
     def value_of(attribution: Attribution | None, add_way: int | None = None) -> str:
         if breakdown == Breakdown.ADD_WAY:
@@ -145,7 +152,8 @@ def _oracle(corp, first: dt.date, last: dt.date, window: int, key: str) -> dict:
             row.setdefault("devices", set()).add(scan.device_key)
     for attribution in Attribution.objects.filter(corp=corp).select_related("live_code"):
         if inside(attribution.added_at):
-            row = sums[group(attribution.added_at, attribution.channel_id, value_of(attribution))]
+            to = credited(attribution, attribution.external_contact_id)
+            row = sums[group(attribution.added_at, to.channel_id, value_of(to))]
             row["adds"] += 1
             if attribution.live_code and attribution.live_code.mode == LiveCode.Mode.LANDING:
                 row["landing_adds"] += 1
@@ -158,8 +166,9 @@ def _oracle(corp, first: dt.date, last: dt.date, window: int, key: str) -> dict:
                 .order_by("-added_at", "-pk")
                 .first()
             )
-            row = sums[group(event.occurred_at, ended.channel_id if ended else None,
-                             value_of(ended) if ended else "")]  # fmt: skip
+            to = credited(ended, event.external_contact_id)
+            row = sums[group(event.occurred_at, to.channel_id if to else None,
+                             value_of(to) if to else "")]  # fmt: skip
             row["lost" if event.kind == "deleted_by_customer" else "removed"] += 1
     for source in FirstSource.objects.filter(corp=corp):
         if not inside(source.added_at):
@@ -239,6 +248,13 @@ def _check(corp, *, window: int = 30) -> None:
     for key, sums in oracle.items():
         _same(rows[key], sums)
     totals = report.calculate().totals
+    first = ChannelReport(ReportParams(corp=corp, first=FIRST, last=LAST, window=window,
+                                       touch="first")).calculate()  # fmt: skip
+    assert first.totals == totals  # each fact counted once whoever it is credited to
+    first_rows = _report_by_key(first)
+    for key, sums in _oracle(corp, FIRST, LAST, window, "channel", touch="first").items():
+        if any(sums[name] for name in shown):
+            _same(first_rows[key], sums)
     for breakdown in Breakdown.values:
         params = ReportParams(corp=corp, first=FIRST, last=LAST, window=window, group_by=breakdown)
         result = ChannelReport(params).calculate()
