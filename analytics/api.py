@@ -11,10 +11,18 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from analytics.api_exports import (
+    ANSWER_FORMATS,
+    FORMAT_HELP,
+    FormatIsAParameter,
+    report_answer,
+    report_responses,
+)
 from analytics.models import WINDOWS, Touch
 from analytics.reports import ChannelReport, DailyReport, ReportParams
 from analytics.reports import base as definitions
@@ -39,6 +47,7 @@ class ReportQuerySerializer(serializers.Serializer):
         default=Touch.ANY,
         help_text=_("credit adds, deletions and removals to their own add or the first touch"),
     )
+    format = serializers.ChoiceField(choices=ANSWER_FORMATS, default="json", help_text=FORMAT_HELP)
 
     def get_fields(self) -> dict[str, serializers.Field]:
         # `from` is a Python keyword, so these two cannot be declared as class attributes.
@@ -51,6 +60,7 @@ class ReportQuerySerializer(serializers.Serializer):
     def params(self, **extra: Any) -> ReportParams:
         values: dict[str, Any] = dict(self.validated_data)
         values["first"], values["last"] = values.pop("from"), values.pop("to")
+        values.pop("format", None)
         try:
             params = ReportParams(**values, **extra)
             params.validate()
@@ -113,7 +123,11 @@ class ReportSerializer(serializers.Serializer):
     totals = ReportTotalsSerializer()
 
 
-def _answer(result: ReportResult) -> Response:
+def _answer(request: Request, result: ReportResult, fmt: str) -> Any:
+    return report_answer(request, result, fmt, lambda: _json(result))
+
+
+def _json(result: ReportResult) -> Response:
     return Response(
         ReportSerializer(
             {
@@ -130,7 +144,7 @@ def _answer(result: ReportResult) -> Response:
 @extend_schema(
     tags=["reports"],
     parameters=[ChannelReportQuerySerializer],
-    responses=ReportSerializer,
+    responses=report_responses(ReportSerializer),
     description=_(
         "Channel report: one row per channel, live code, staff member or channel type "
         "(group_by), with totals."
@@ -139,22 +153,31 @@ def _answer(result: ReportResult) -> Response:
     + DEFINITIONS,
 )
 class ChannelReportView(APIView):
-    def get(self, request: Request) -> Response:
+    # ?format= names the answer (json, csv, xlsx), not a renderer: see analytics.api_exports.
+    content_negotiation_class = FormatIsAParameter
+    renderer_classes = [JSONRenderer]
+
+    def get(self, request: Request) -> Any:
         query = ChannelReportQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        return _answer(ChannelReport(query.params()).calculate())
+        result = ChannelReport(query.params()).calculate()
+        return _answer(request, result, query.validated_data["format"])
 
 
 @extend_schema(
     tags=["reports"],
     parameters=[ReportQuerySerializer],
-    responses=ReportSerializer,
+    responses=report_responses(ReportSerializer),
     description=_("Daily trend: the same figures per local day of the period.")
     + "\n\n"
     + DEFINITIONS,
 )
 class DailyReportView(APIView):
-    def get(self, request: Request) -> Response:
+    content_negotiation_class = FormatIsAParameter
+    renderer_classes = [JSONRenderer]
+
+    def get(self, request: Request) -> Any:
         query = ReportQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        return _answer(DailyReport(query.params()).calculate())
+        result = DailyReport(query.params()).calculate()
+        return _answer(request, result, query.validated_data["format"])

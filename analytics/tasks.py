@@ -49,3 +49,22 @@ def rollups_rebuild_recent_task(corp_id: int) -> int:
 
     corp = Corp.objects.filter(pk=corp_id).first()
     return rollups_rebuild_recent(corp=corp) if corp is not None else 0
+
+
+# Exports: a file for a user waiting on a progress page; a failure is recorded on the job
+# (no retries: the user asks again). A worker lost mid-file is redelivered (acks_late) and the
+# run taken over once it is stale (export_jobs.STALE_RUN).
+@shared_task(acks_late=True, soft_time_limit=1500, time_limit=1800)
+def export_job_run_task(job_id: int) -> str:
+    from analytics.export_jobs import export_job_run
+
+    job = export_job_run(job_id=job_id)
+    return job.status if job is not None else "skipped"
+
+
+@shared_task(acks_late=True, expires=3000)
+def export_files_purge_task() -> int:
+    """Beat, hourly: export files older than REPORT_EXPORT_KEEP_HOURS are deleted."""
+    from analytics.export_jobs import export_files_purge
+
+    return export_files_purge()

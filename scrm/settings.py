@@ -109,6 +109,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = env("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Files the application writes (report exports under exports/), never served as static files:
+# downloads go through views that check who asks. Web and Celery workers must share it.
+MEDIA_ROOT = env("MEDIA_ROOT", default=str(BASE_DIR / "media"))
 
 # Security: strict by default once DEBUG is off; a TLS-terminating proxy sets X-Forwarded-Proto.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -219,6 +222,11 @@ WECOM_RAW_BODY_RETENTION_DAYS = env.int("WECOM_RAW_BODY_RETENTION_DAYS", default
 # a few hundred visits a second).
 LANDING_REDIS_URL = env("LANDING_REDIS_URL", default="")
 LANDING_FLUSH_DELAY = env.float("LANDING_FLUSH_DELAY", default=0.5)
+
+# Report exports (analytics.exports): a table of more rows than this is written by a Celery
+# job (202 and a job URL) instead of in the request; its file is deleted after this many hours.
+REPORT_EXPORT_SYNC_MAX_ROWS = env.int("REPORT_EXPORT_SYNC_MAX_ROWS", default=50_000)
+REPORT_EXPORT_KEEP_HOURS = env.int("REPORT_EXPORT_KEEP_HOURS", default=24)
 
 # Salt for hashing scan IPs and device keys (no raw IP is stored); rotate to unlink old scans.
 SCAN_HASH_SALT = env("SCAN_HASH_SALT", default=SECRET_KEY)

@@ -53,6 +53,8 @@ PERIODIC_TASKS = [
         "analytics.tasks.rollups_nightly_all_task",
         3600,
     ),
+    # Report export files are kept a day (REPORT_EXPORT_KEEP_HOURS): hourly is late by an hour.
+    ("analytics: delete old report export files", "analytics.tasks.export_files_purge_task", 3600),
 ]
 
 
