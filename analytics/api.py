@@ -27,7 +27,7 @@ from analytics.models import WINDOWS, Touch
 from analytics.reports import ChannelReport, DailyReport, ReportParams
 from analytics.reports import base as definitions
 from analytics.reports.base import GROUPS, ReportError, ReportResult
-from channels_app.models import Channel
+from channels_app.models import Channel, LiveCode
 from scrm.wecom.models import Corp
 
 DEFINITIONS = definitions.__doc__ or ""
@@ -47,7 +47,29 @@ class ReportQuerySerializer(serializers.Serializer):
         default=Touch.ANY,
         help_text=_("credit adds, deletions and removals to their own add or the first touch"),
     )
+    channel = serializers.IntegerField(
+        min_value=1, required=False, help_text=_("drill-down: only this channel (its id)")
+    )
+    live_code = serializers.IntegerField(
+        min_value=1, required=False, help_text=_("drill-down: only this live code (its id)")
+    )
     format = serializers.ChoiceField(choices=ANSWER_FORMATS, default="json", help_text=FORMAT_HELP)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # The drill-down ids must be the corp's own: another corp's channel is "no such channel".
+        corp = attrs["corp"]
+        if (
+            "channel" in attrs
+            and not Channel.objects.filter(corp=corp, pk=attrs["channel"]).exists()
+        ):
+            raise ValidationError({"channel": _("No such channel in this corp.")})
+        if "live_code" in attrs:
+            code = LiveCode.objects.filter(corp=corp, pk=attrs["live_code"]).first()
+            if code is None:
+                raise ValidationError({"live_code": _("No such live code in this corp.")})
+            if attrs.get("channel", code.channel_id) != code.channel_id:
+                raise ValidationError({"live_code": _("This live code is not of that channel.")})
+        return attrs
 
     def get_fields(self) -> dict[str, serializers.Field]:
         # `from` is a Python keyword, so these two cannot be declared as class attributes.

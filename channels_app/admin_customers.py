@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from channels_app.models import Attribution, Channel
+from channels_app.models import Attribution, Channel, LiveCode
 from channels_app.selectors import customers_with_first_source_names
 from contacts.admin import ExternalContactAdmin, FirstSourceInline
 from contacts.models import ExternalContact, FirstSource
@@ -28,6 +28,29 @@ class FirstChannelFilter(admin.SimpleListFilter):
         value = self.value()
         if value is not None and value.isdigit():
             return queryset.filter(first_source__add_event__attribution__channel_id=int(value))
+        return queryset
+
+
+class FirstLiveCodeFilter(admin.SimpleListFilter):
+    """Customers first added through one live code: the report pages' drill-down from a live
+    code's staff member to the customers. Codes are many, so the sidebar offers none to pick:
+    the filter shows only while in use (named, with its "All" to leave it)."""
+
+    title = _("first-add live code")
+    parameter_name = "first_live_code"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        value = self.value()
+        if value is None or not value.isdigit():
+            return []
+        # A code that is gone still filters (to nobody): an unapplied filter would show all.
+        name = LiveCode.objects.filter(pk=int(value)).values_list("name", flat=True).first()
+        return [(value, name or value)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        if value is not None and value.isdigit():
+            return queryset.filter(first_source__add_event__attribution__live_code_id=int(value))
         return queryset
 
 
@@ -68,7 +91,7 @@ class CustomerSourceAdmin(ExternalContactAdmin):
         "external_userid",
         "corp",
     ]
-    list_filter = [FirstChannelFilter, *ExternalContactAdmin.list_filter]
+    list_filter = [FirstChannelFilter, FirstLiveCodeFilter, *ExternalContactAdmin.list_filter]
 
     def get_inlines(self, request: HttpRequest, obj: ExternalContact | None) -> list:
         return [

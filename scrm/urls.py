@@ -19,6 +19,7 @@ urlpatterns = [
     path("wecom/callback/<str:corp_id>/", wecom_views.callback, name="wecom-callback"),
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
+    path("reports/", include("analytics.urls")),
     # The schema needs the API's login (session or token); the docs page, opened in a
     # browser, sends an anonymous visitor to the admin's login and back.
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

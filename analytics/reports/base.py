@@ -79,6 +79,9 @@ class ReportParams:
     channel_type: int | None = None
     channel_group: str = ""
     touch: str = Touch.ANY  # flows (adds, lost, removed) credited to their own add or first touch
+    # Drill-down: one channel's rows, one live code's (a code has no cost: cost is null then).
+    channel: int | None = None
+    live_code: int | None = None
 
     def validate(self) -> None:
         if self.last < self.first:
@@ -93,6 +96,8 @@ class ReportParams:
             raise ReportError(_("Credit to any touch or the first touch."))
         if self.touch == Touch.FIRST and self.group_by in Breakdown.values:
             raise ReportError(_("Breakdowns credit each add to its own touch only."))
+        if self.live_code is not None and self.group_by in Breakdown.values:
+            raise ReportError(_("Breakdowns are kept per channel, not per live code."))
 
     @property
     def days(self) -> int:
@@ -101,7 +106,8 @@ class ReportParams:
     def cache_key(self, report: str) -> str:
         return (
             f"report:{report}:{self.corp.pk}:{self.first}:{self.last}:{self.window}:"
-            f"{self.group_by}:{self.channel_type}:{self.channel_group}:{self.touch}"
+            f"{self.group_by}:{self.channel_type}:{self.channel_group}:{self.channel}:"
+            f"{self.live_code}:{self.touch}"
         )
 
 

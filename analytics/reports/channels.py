@@ -61,6 +61,8 @@ class _Report:
     def __init__(self, params: ReportParams) -> None:
         params.validate()
         self.params = params
+        if params.live_code is not None:
+            self.has_cost = False  # a cost names a channel, never one of its codes
 
     # The rollups a grouping reads: by channel, code, staff, type or day the main ones; by a
     # breakdown (utm_*, device, add_way) those of that breakdown, grouped by its value.
@@ -80,6 +82,10 @@ class _Report:
             rows = rows.filter(channel__channel_type=params.channel_type)
         if params.channel_group:
             rows = rows.filter(channel__category=params.channel_group)
+        if params.channel is not None:
+            rows = rows.filter(channel_id=params.channel)
+        if params.live_code is not None:  # never DailyCost: has_cost is off (see __init__)
+            rows = rows.filter(live_code_id=params.live_code)
         return rows
 
     def _grouped(
@@ -128,14 +134,15 @@ class _Report:
                     (DailyVisitor, visitors),
                 )
             ]
-            costs = {None: self._aggregate(DailyCost, **cost)}
+            # A cost names a channel, never one of its codes: none under a live code's filter.
+            costs = {None: self._aggregate(DailyCost, **cost)} if self._costs_in_totals else {}
         sums: dict[Any, dict[str, Any]] = defaultdict(lambda: dict(ZERO))
         for family in families:
             for key, figures in family.items():
                 sums[key].update({k: v for k, v in figures.items() if v is not None})
         for key in sums:
             # A channel without spend cost 0; rows without a channel, codes and staff: none.
-            has_cost = self.has_cost if grouped else True
+            has_cost = self.has_cost if grouped else self._costs_in_totals
             has_channel = key is not None or not grouped
             sums[key]["cost"] = Decimal(0) if has_cost and has_channel else None
         for key, figures in costs.items():
@@ -144,6 +151,10 @@ class _Report:
 
     # Live codes and staff have no cost of their own (a cost names a channel).
     has_cost = True
+
+    @property
+    def _costs_in_totals(self) -> bool:
+        return self.params.live_code is None
 
     def _computed(self) -> tuple[Any, list[date]]:
         params = self.params
@@ -189,7 +200,7 @@ class ChannelReport(_Report):
             self.visitor_field = group_by if group_by in SCAN_BREAKDOWNS else ""
         else:
             self.group_field = GROUP_FIELD[group_by]
-        self.has_cost = group_by in ("channel", "channel_type")
+        self.has_cost = self.has_cost and group_by in ("channel", "channel_type")
 
     def _names(self, keys: list[Any]) -> Callable[[Any], str]:
         group_by = self.params.group_by
@@ -217,7 +228,7 @@ class DailyReport(_Report):
     def calculate(self) -> ReportResult:
         result = super().calculate()
         by_day = {row["key"]: row for row in result.rows}
-        empty = derive({**ZERO, "cost": Decimal(0)})
+        empty = derive({**ZERO, "cost": Decimal(0) if self.has_cost else None})
         rows = [
             by_day.get(day) or {"key": day, "name": day.isoformat(), **empty}
             for day in day_range(self.params.first, self.params.last)

@@ -10,7 +10,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from analytics.rollups import rollups_rebuild
-from channels_app.models import ChannelCost
+from channels_app.models import Channel, ChannelCost
+from scrm.wecom.models import Corp
 from tests.analytics.test_reports import FIRST, LAST, NOW, _add, _at, _codes, _convert
 
 pytestmark = pytest.mark.django_db
@@ -100,3 +101,33 @@ def test_a_long_period_is_answered_in_a_fixed_number_of_queries(
     with django_assert_max_num_queries(14):
         response = api.get("/api/v1/reports/channels/", _query(corp, **{"from": "2026-01-01"}))
     assert response.status_code == 200
+
+
+def test_drill_down_to_one_channel_or_live_code(api, corp, month):
+    _add(corp, "wm-x", "staff03", month["xhs"].state, _at(5))
+    rollups_rebuild(corp=corp, first=FIRST, last=LAST, now=NOW)
+    everything = api.get("/api/v1/reports/channels/", _query(corp)).json()
+    assert {row["name"] for row in everything["rows"]} == {"pyq", "xhs"}
+    query = _query(corp, channel=month["pyq"].channel_id, group_by="staff")
+    one = api.get("/api/v1/reports/channels/", query).json()
+    assert sorted((row["name"], row["adds"]) for row in one["rows"]) == [
+        ("staff01", 1), ("staff02", 1),
+    ]  # fmt: skip
+    code = api.get("/api/v1/reports/daily/", _query(corp, live_code=month["xhs"].pk)).json()
+    assert code["totals"]["adds"] == 1
+    assert code["totals"]["cost"] is None  # a live code has no cost of its own
+
+
+def test_a_drill_down_outside_the_corp_is_a_400(api, corp, month):
+    other_corp = Corp.objects.create(corp_id="wwother", name="其他", secret="s",
+                                      callback_token="t", encoding_aes_key="k" * 43)  # fmt: skip
+    stranger = Channel.objects.create(corp=other_corp, name="theirs", code="theirs_1")
+    response = api.get("/api/v1/reports/channels/", _query(corp, channel=stranger.pk))
+    assert response.status_code == 400
+    assert response.json()["channel"] == ["所选企业中没有这个渠道。"]  # zh-hans first
+    response = api.get(
+        "/api/v1/reports/channels/",
+        _query(corp, channel=month["pyq"].channel_id, live_code=month["xhs"].pk),
+    )
+    assert response.status_code == 400
+    assert "live_code" in response.json()

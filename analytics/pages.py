@@ -1,0 +1,230 @@
+"""What the report pages show, prepared from the report classes' results: figures formatted
+(rates as %, money with ¥ and two decimals, null as "—"), the KPI cards against the previous
+period, the tables' rows with their drill-down links, and the charts' data. No query here but
+the ones the caller hands over: the pages' query counts stay those of the reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+from urllib.parse import urlencode
+
+from django.urls import reverse
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+
+from analytics.forms import ReportFilterForm
+from analytics.models import Breakdown
+from analytics.reports import FIGURES, ReportResult
+from scrm import days
+
+DASH = "—"
+KINDS = {name: kind for name, _label, kind in FIGURES}
+LABELS = {name: label for name, label, _kind in FIGURES}
+# The KPI cards; for cost per new customer less is better (its rise is shown as bad).
+KPI_FIGURES = ("new_customers", "net_adds", "cost_per_new_customer", "revenue", "roi")
+LESS_IS_BETTER = {"cost_per_new_customer"}
+TREND_FIGURES = ("adds", "lost", "net_adds", "scans")
+RANKED = 10  # rows in the ranking chart
+
+# Per grouping: the URL name of its page, its tab, and the heading of its first column.
+PAGES: dict[str, dict[str, Any]] = {
+    "channel": {"url": "reports:channels", "tab": _("By channel"), "column": _("channel")},
+    "channel_type": {"url": "reports:channel_types", "tab": _("By channel type"),
+                     "column": _("channel type")},
+    "live_code": {"url": "reports:live_codes", "tab": _("By live code"),
+                  "column": _("live code")},
+    "staff": {"url": "reports:staff", "tab": _("By staff member"), "column": _("staff member")},
+    # The breakdowns (one page, by=...): no drill-down, each add credited to its own touch.
+    **{by: {"url": "reports:breakdown", "args": (by,), "tab": label, "column": label}
+       for by, label in (
+           ("utm_source", _("By source (utm_source)")),
+           ("utm_medium", _("By medium (utm_medium)")),
+           ("utm_campaign", _("By campaign (utm_campaign)")),
+           ("device", _("By device")),
+           ("add_way", _("By add way")),
+       )},
+}  # fmt: skip
+BREAKDOWNS = frozenset(Breakdown.values)
+
+
+def page_url(group_by: str) -> str:
+    page = PAGES[group_by]
+    return reverse(page["url"], args=page.get("args", ()))
+
+
+def figure_display(value: Any, kind: str) -> str:
+    """A figure as the pages print it: counts with thousands separators, money as ¥1,234.50,
+    rates (0..1) as 12.34%; null (no denominator, no cost) as "—"."""
+    if value is None:
+        return DASH
+    if kind == "money":
+        amount = Decimal(value).quantize(Decimal("0.01"), ROUND_HALF_UP)
+        return f"{'-' if amount < 0 else ''}¥{abs(amount):,.2f}"
+    if kind == "rate":
+        percent = (Decimal(value) * 100).quantize(Decimal("0.01"), ROUND_HALF_UP)
+        return f"{percent:,.2f}%"
+    return f"{value:,}"
+
+
+def sort_value(value: Any) -> str:
+    """The raw number a column sorts by ("" for null: sorted last either way)."""
+    return "" if value is None else str(value)
+
+
+def change_percent(value: Any, previous: Any) -> Decimal | None:
+    """The change against the previous period in %, one decimal; None when either is null or
+    the previous is 0 (no base to compare with)."""
+    if value is None or previous is None or not previous:
+        return None
+    change = (Decimal(value) - Decimal(previous)) / abs(Decimal(previous)) * 100
+    return change.quantize(Decimal("0.1"), ROUND_HALF_UP)
+
+
+@dataclass(frozen=True)
+class Kpi:
+    name: str
+    label: str
+    value: str
+    previous: str
+    change: Decimal | None
+
+    @property
+    def change_display(self) -> str:
+        if self.change is None:
+            return DASH
+        return f"{'+' if self.change > 0 else ''}{self.change}%"
+
+    @property
+    def arrow(self) -> str:
+        return "▲" if self.change and self.change > 0 else "▼" if self.change else ""
+
+    @property
+    def trend(self) -> str:
+        """Up, down or flat, and whether that is good or bad for the business."""
+        if not self.change:
+            return "flat"
+        up = self.change > 0
+        good = up != (self.name in LESS_IS_BETTER)
+        return f"{'up' if up else 'down'} {'good' if good else 'bad'}"
+
+
+def kpis(current: dict[str, Any], previous: dict[str, Any], window: int) -> list[Kpi]:
+    labels = {
+        **LABELS,
+        "revenue": gettext("revenue within %(days)s days") % {"days": window},
+        "roi": gettext("ROI within %(days)s days") % {"days": window},
+    }
+    return [
+        Kpi(
+            name=name,
+            label=str(labels[name]),
+            value=figure_display(current[name], KINDS[name]),
+            previous=figure_display(previous[name], KINDS[name]),
+            change=change_percent(current[name], previous[name]),
+        )
+        for name in KPI_FIGURES
+    ]
+
+
+def day_ranges(missing: list[date]) -> list[str]:
+    """Days as runs: 2026-12-01 – 2026-12-03, 2026-12-05."""
+    runs: list[list[date]] = []
+    for day in sorted(missing):
+        if runs and runs[-1][1] + timedelta(days=1) == day:
+            runs[-1][1] = day
+        else:
+            runs.append([day, day])
+    return [
+        first.isoformat() if first == last else f"{first.isoformat()} – {last.isoformat()}"
+        for first, last in runs
+    ]
+
+
+def _cells(row: dict[str, Any]) -> list[dict[str, str]]:
+    return [
+        {"name": name, "kind": kind, "display": figure_display(row[name], kind),
+         "sort": sort_value(row[name])}
+        for name, _label, kind in FIGURES
+    ]  # fmt: skip
+
+
+def _customers_url(form: ReportFilterForm, staff_id: int) -> str:
+    """The admin's customer list: those first added by this staff member in the period (and
+    through the page's channel and live code); the period as the corp's local days."""
+    data = form.cleaned_data
+    corp = data["corp"]
+    start, end = days.days_bounds(data["first"], data["last"], corp)
+    query: dict[str, Any] = {
+        "corp__id__exact": corp.pk,
+        "first_source__staff__id__exact": staff_id,
+        "first_source__added_at__gte": start.isoformat() if start else None,
+        "first_source__added_at__lt": end.isoformat() if end else None,
+        "first_channel": data["channel"].pk if data.get("channel") else None,
+        "first_live_code": data["live_code"].pk if data.get("live_code") else None,
+    }
+    return (
+        reverse("admin:contacts_externalcontact_changelist")
+        + "?"
+        + urlencode({key: value for key, value in query.items() if value is not None})
+    )
+
+
+def row_link(form: ReportFilterForm, group_by: str, key: Any) -> str:
+    """Where a row leads: a channel to its live codes, a channel type to its channels, a live
+    code to its staff members, a staff member to the customers themselves."""
+    if key is None or group_by in BREAKDOWNS:
+        return ""  # "(no channel)", "(unknown)", a utm value: nothing to narrow to
+    if group_by == "channel":
+        return f"{reverse('reports:live_codes')}?{form.query(channel=key)}"
+    if group_by == "channel_type":
+        return f"{reverse('reports:channels')}?{form.query(channel_type=key)}"
+    if group_by == "live_code":
+        return f"{reverse('reports:staff')}?{form.query(live_code=key)}"
+    return _customers_url(form, key)
+
+
+def table(form: ReportFilterForm, group_by: str, result: ReportResult) -> dict[str, Any]:
+    return {
+        "columns": [{"name": name, "label": label, "kind": kind} for name, label, kind in FIGURES],
+        "rows": [
+            {"key": row["key"], "name": row["name"], "link": row_link(form, group_by, row["key"]),
+             "cells": _cells(row)}
+            for row in result.rows
+        ],
+        "totals": _cells(result.totals),
+    }  # fmt: skip
+
+
+def trend_chart(result: ReportResult) -> dict[str, Any]:
+    return {
+        "days": [row["key"].isoformat() for row in result.rows],
+        "series": [
+            {"name": name, "label": str(LABELS[name]), "data": [row[name] for row in result.rows]}
+            for name in TREND_FIGURES
+        ],
+    }
+
+
+def ranking_chart(result: ReportResult) -> dict[str, Any]:
+    """The rows with the most new customers (at most RANKED), largest on top."""
+    ranked = sorted(result.rows, key=lambda row: -row["new_customers"])[:RANKED]
+    ranked = [row for row in ranked if row["new_customers"]]
+    return {
+        "names": [str(row["name"]) for row in reversed(ranked)],
+        "series": [
+            {"name": "new_customers", "label": str(LABELS["new_customers"]),
+             "data": [row["new_customers"] for row in reversed(ranked)]},
+        ],
+    }  # fmt: skip
+
+
+def status(result: ReportResult, previous: ReportResult, corp: Any) -> dict[str, Any]:
+    """When the figures were computed (the corp's local time) and which days are not yet."""
+    return {
+        "computed_at": days.local_display(result.computed_at, corp),
+        "days_not_computed": day_ranges(result.days_not_computed),
+        "previous_days_not_computed": len(previous.days_not_computed),
+    }

@@ -1,0 +1,12 @@
+from django.urls import path
+
+from analytics import views
+
+app_name = "reports"
+urlpatterns = [
+    path("", views.channels, name="channels"),
+    path("channel-types/", views.channel_types, name="channel_types"),
+    path("live-codes/", views.live_codes, name="live_codes"),
+    path("staff/", views.staff, name="staff"),
+    path("by/<str:by>/", views.breakdown, name="breakdown"),
+]

@@ -1,0 +1,121 @@
+"""The report pages (/reports/): the filter form validates the query string, the report
+classes compute (the same ones as the API), analytics.pages prepares what the template shows.
+
+Every page has the same parts: the filters, the KPI cards of the period against the previous
+one of equal length, the daily trend, the ranking by new customers, the table (sortable, each
+row leading one level down: channel -> live codes -> staff -> the customers in the admin)
+and the definitions. A page reads its figures in a fixed number of queries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils.translation import gettext as _
+
+from analytics import pages
+from analytics.definitions import DEFINITIONS
+from analytics.forms import ReportFilterForm
+from analytics.reports import ChannelReport, DailyReport
+from analytics.selectors import channel_groups, corps_for_user
+
+ECHARTS_VERSION = "6.1.0"  # static/vendor/echarts/<version>/ (see static/vendor/README.md)
+TEMPLATE = "analytics/report.html"
+
+
+def _base_context(request: HttpRequest, group_by: str) -> dict[str, Any]:
+    return {
+        **admin.site.each_context(request),
+        "is_nav_sidebar_enabled": False,  # the tables need the width
+        "title": _("Channel report"),
+        "group_by": group_by,
+        "echarts_js": f"vendor/echarts/{ECHARTS_VERSION}/echarts.min.js",
+        "definitions": DEFINITIONS,
+    }
+
+
+def _tabs(form: ReportFilterForm, group_by: str) -> list[dict[str, Any]]:
+    query = form.query(drill_down=False)
+    any_touch = form.query(drill_down=False, any_touch=True)  # breakdowns know no first touch
+    return [
+        {"label": page["tab"],
+         "url": f"{pages.page_url(name)}?{any_touch if name in pages.BREAKDOWNS else query}",
+         "current": name == group_by}
+        for name, page in pages.PAGES.items()
+    ]  # fmt: skip
+
+
+def _report_page(request: HttpRequest, group_by: str) -> HttpResponse:
+    context = _base_context(request, group_by)
+    corps = list(corps_for_user(user=request.user))
+    if not corps:
+        return render(request, TEMPLATE, {**context, "no_corps": True})
+    form = ReportFilterForm(request.GET, corps=corps, breakdown=group_by in pages.BREAKDOWNS)
+    if not form.is_valid():
+        form.channel_groups([])
+        return render(request, TEMPLATE, {**context, "form": form}, status=400)
+
+    corp = form.cleaned_data["corp"]
+    table = ChannelReport(form.params(group_by)).calculate()
+    trend = DailyReport(form.params(group_by)).calculate()
+    previous = DailyReport(form.params(group_by, previous=True)).calculate()
+    shown = ReportFilterForm(
+        initial=form.resolved(), corps=corps, breakdown=group_by in pages.BREAKDOWNS
+    )
+    shown.channel_groups(channel_groups(corp=corp))
+    return render(
+        request,
+        TEMPLATE,
+        {
+            **context,
+            "form": shown,
+            "corp": corp,
+            "params": table.params,
+            "previous": previous.params,
+            "channel": form.cleaned_data["channel"],
+            "live_code": form.cleaned_data["live_code"],
+            "channels_url_query": form.query(drill_down=False),
+            "channel_query": form.query(drill_down=False, channel=table.params.channel),
+            "tabs": _tabs(form, group_by),
+            "column": pages.PAGES[group_by]["column"],
+            "kpis": pages.kpis(trend.totals, previous.totals, table.params.window),
+            "table": pages.table(form, group_by, table),
+            "trend_chart": pages.trend_chart(trend),
+            "ranking_chart": pages.ranking_chart(table),
+            "status": pages.status(table, previous, corp),
+        },
+    )
+
+
+@login_required(login_url="admin:login")
+def channels(request: HttpRequest) -> HttpResponse:
+    """The dashboard: channels (or, with ?channel_type=, the channels of one type)."""
+    return _report_page(request, "channel")
+
+
+@login_required(login_url="admin:login")
+def channel_types(request: HttpRequest) -> HttpResponse:
+    return _report_page(request, "channel_type")
+
+
+@login_required(login_url="admin:login")
+def live_codes(request: HttpRequest) -> HttpResponse:
+    """Live codes (with ?channel=, one channel's)."""
+    return _report_page(request, "live_code")
+
+
+@login_required(login_url="admin:login")
+def staff(request: HttpRequest) -> HttpResponse:
+    """Staff members (with ?live_code=, those who received that code's customers)."""
+    return _report_page(request, "staff")
+
+
+@login_required(login_url="admin:login")
+def breakdown(request: HttpRequest, by: str) -> HttpResponse:
+    """By utm_source, utm_medium, utm_campaign, device class or add_way (?channel= narrows)."""
+    if by not in pages.BREAKDOWNS:
+        raise Http404(_("No such breakdown."))
+    return _report_page(request, by)
