@@ -6,13 +6,13 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 
 from channels_app.models import Channel
+from scrm.wecom import tenancy
 from scrm.wecom.models import Corp
 
 
 def corps_for_user(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Corp]:
-    """The corps whose reports `user` may read, the default first. There is no membership of a
-    user in a corp yet, so this is every corp; tenancy scopes it here, for every report page."""
-    return Corp.objects.order_by("pk")
+    """The corps whose reports `user` may read (any role), the default first."""
+    return tenancy.corps_for_user(user, tenancy.READ)
 
 
 def channel_groups(*, corp: Corp) -> list[str]:

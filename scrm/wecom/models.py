@@ -1,5 +1,6 @@
 import zoneinfo
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
@@ -147,3 +148,38 @@ class ApiCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.endpoint} errcode={self.errcode}"
+
+
+class Role(models.TextChoices):
+    """What a user may do in one corp (see scrm/wecom/tenancy.py for who may do what)."""
+
+    ADMIN = "admin", _("admin")  # everything in the corp: credentials and users included
+    OPERATOR = "operator", _("operator")  # channels, codes, customers, tags, imports
+    MANAGER = "manager", _("manager")  # read-only: customers, reports, exports
+
+
+class CorpMembership(models.Model):
+    """A user's membership of one corp, with a role. A user may belong to several corps;
+    Django superusers (the deployment's operators) see every corp without one."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="corp_memberships",
+        verbose_name=_("user"),
+    )
+    corp = models.ForeignKey(
+        Corp, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("corp")
+    )
+    role = models.CharField(_("role"), max_length=16, choices=Role.choices)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("corp membership")
+        verbose_name_plural = _("corp memberships")
+        constraints = [
+            models.UniqueConstraint(fields=["user", "corp"], name="membership_once_per_corp"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.corp.corp_id}: {self.get_role_display()}"
