@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET
 from channels_app.models import LiveCode, ReferralCode, Store
 from channels_app.selectors import LandingConfig, landing_config
 from channels_app.services.landing import landing_visit
+from channels_app.services.landing_limits import LandingRateLimited
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def _landing_page(
     keeps the PAGES_PER_CONFIG most recently used.)"""
     staff, store = context["staff"], context["store"]
     key = (get_language(), status, staff.pk if staff else None, context["qr_url"],
-           store.pk if store else None)  # fmt: skip
+           store.pk if store else None, context["preview"])  # fmt: skip
     html = config.pages.get(key)
     if html is None:
         html = render_to_string("channels_app/landing.html", context, request)
@@ -89,22 +90,30 @@ def landing(request: HttpRequest, slug: str) -> HttpResponse:
             token=request.GET["r"][:16], live_code=live_code
         ).first()
 
-    result = landing_visit(
-        config=config,
-        params=request.GET.dict(),
-        user_agent=request.META.get("HTTP_USER_AGENT", "")[:512],
-        referrer_url=request.META.get("HTTP_REFERER", ""),
-        ip=client_ip(request),
-        store=store,
-        referral=referral,
-    )
+    try:
+        result = landing_visit(
+            config=config,
+            params=request.GET.dict(),
+            user_agent=request.META.get("HTTP_USER_AGENT", "")[:512],
+            referrer_url=request.META.get("HTTP_REFERER", ""),
+            ip=client_ip(request),
+            store=store,
+            referral=referral,
+        )
+    except LandingRateLimited as limited:
+        response = _page(request, "unavailable.html", {"reason": "limited", "code": live_code},
+                         status=429)  # fmt: skip
+        response["Retry-After"] = str(limited.retry_after)
+        return response
     if live_code.mode == LiveCode.Mode.NATIVE:
         # A native referral has its own contact way, whose state names the referrer.
         qr_url = referral.qr_code if referral and referral.qr_code else live_code.qr_code
     else:
         qr_url = result.slot.qr_code if result.slot else ""
-    context = {"code": live_code, "staff": result.staff, "qr_url": qr_url, "store": store}
-    if qr_url:
+    context = {"code": live_code, "staff": result.staff, "qr_url": qr_url, "store": store,
+               "preview": result.bot}  # fmt: skip
+    if qr_url or result.bot:
+        # A robot (a link preview) gets the page without a member's code: nothing was assigned.
         return _landing_page(request, config, context)
     # Everyone capped or off shift is the code's business state, not a server fault: a warning
     # for operators instead of django.request's ERROR for every visitor of a full campaign.

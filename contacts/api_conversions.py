@@ -14,7 +14,6 @@ from django.urls import path
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -30,6 +29,7 @@ from contacts.conversions import (
 from contacts.models import ConversionEvent
 from scrm.api_docs import RowErrorsSerializer
 from scrm.csv_import import RowError
+from scrm.input_guard import GuardedJSONParser
 
 
 class ConversionSerializer(serializers.ModelSerializer):
@@ -101,7 +101,7 @@ class ConversionListView(generics.ListAPIView):
     serializer_class = ConversionSerializer
     filterset_class = ConversionEventFilter
     permission_classes = [IsAuthenticated, CanSendConversions]
-    parser_classes = [JSONParser]
+    parser_classes = [GuardedJSONParser]  # JSON nested too deep: 400, not RecursionError
 
     def get_queryset(self):
         # The filter backend applies ConversionEventFilter to the selector's queryset.

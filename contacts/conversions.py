@@ -38,6 +38,7 @@ from django.utils.translation import gettext_lazy
 from contacts.filters import LocalDayFilter
 from contacts.models import AuditLog, ConversionEvent, ExternalContact, TimelineEvent
 from scrm.csv_import import Column, CsvFileError, ImportRejected, RowError, csv_table_read
+from scrm.input_guard import text_problem, text_storable
 from scrm.wecom.models import Corp
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ MAX_LENGTHS = {"external_id": 64, "custom_name": 64, "external_userid": 64, "uni
 AMOUNT_REQUIRED = {ConversionEvent.Kind.ORDER, ConversionEvent.Kind.REFUND}
 AMOUNT_LIMIT = Decimal(10) ** 12  # max_digits=14 with 2 decimal places
 CENT = Decimal("0.01")
+OCCURRED_YEARS = (2000, 2099)  # occurred_at's local year, first and last accepted
 CURRENCY_SYMBOLS = {"CNY": "¥", "USD": "$", "EUR": "€", "GBP": "£", "HKD": "HK$"}
 
 
@@ -108,6 +110,9 @@ class _Row:
             self.error(field, _("Must be text."))
             return ""
         value = str(value).strip()
+        if problem := text_problem(value):  # NUL: PostgreSQL would refuse the row (a 500)
+            self.error(field, problem)
+            return ""
         limit = MAX_LENGTHS.get(field)
         if limit and len(value) > limit:
             self.error(field, _("At most %(n)d characters.") % {"n": limit})
@@ -151,6 +156,12 @@ def _occurred_at(row: _Row, corp: Corp | None) -> datetime | None:
         value = datetime.fromisoformat(text)
     except ValueError:
         row.error("occurred_at", _("Use ISO-8601, such as 2024-06-18T20:30:00+08:00."))
+        return None
+    # Year 1 or 9999 with an offset does not fit a UTC datetime (OverflowError on save), and no
+    # order is that old or that far ahead: checked on the local year, before any conversion.
+    if not OCCURRED_YEARS[0] <= value.year <= OCCURRED_YEARS[1]:
+        row.error("occurred_at", _("The year must be between %(first)d and %(last)d.")
+                  % {"first": OCCURRED_YEARS[0], "last": OCCURRED_YEARS[1]})  # fmt: skip
         return None
     if timezone.is_naive(value):
         if corp is None:
@@ -265,6 +276,7 @@ def _import(rows: object, max_rows: int, actor: User | None, source: str) -> Imp
         message = _("At most %(n)d rows at a time; split the rows.") % {"n": max_rows}
         raise ConversionImportError([RowError(None, "", message)])
     corp_ids = {str(r.get("corp_id") or "").strip() for r in rows if isinstance(r, dict)}
+    corp_ids = {corp_id for corp_id in corp_ids if text_storable(corp_id)}  # NUL: row errors
     corps = {c.corp_id: c for c in Corp.objects.filter(corp_id__in=corp_ids)}
 
     errors: list[RowError] = []

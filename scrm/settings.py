@@ -50,6 +50,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
+    "scrm.middleware.UrlNulMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -130,6 +131,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSONParser with JSON nested too deep for Python answered 400, not 500 (scrm.input_guard).
+    "DEFAULT_PARSER_CLASSES": [
+        "scrm.input_guard.GuardedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "scrm.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
@@ -222,6 +229,14 @@ WECOM_RAW_BODY_RETENTION_DAYS = env.int("WECOM_RAW_BODY_RETENTION_DAYS", default
 # a few hundred visits a second).
 LANDING_REDIS_URL = env("LANDING_REDIS_URL", default="")
 LANDING_FLUSH_DELAY = env.float("LANDING_FLUSH_DELAY", default=0.5)
+# Rate limits of the landing page (channels_app.services.landing_limits), counted in the cache
+# (CACHE_URL: shared by every process; per process without it); 0 turns one off. New
+# assignments per visitor (salted IP hash) and code in each LANDING_RATE_LIMIT_WINDOW seconds:
+# a visitor needs one (the same device keeps its member for 30 minutes), a carrier-grade NAT a
+# few more. And new assignments per code and minute, whoever asks. Over either: a 429 page.
+LANDING_RATE_LIMIT_PER_IP = env.int("LANDING_RATE_LIMIT_PER_IP", default=20)
+LANDING_RATE_LIMIT_WINDOW = env.int("LANDING_RATE_LIMIT_WINDOW", default=600)
+LANDING_RATE_LIMIT_PER_CODE = env.int("LANDING_RATE_LIMIT_PER_CODE", default=600)
 
 # Report exports (analytics.exports): a table of more rows than this is written by a Celery
 # job (202 and a job URL) instead of in the request; its file is deleted after this many hours.

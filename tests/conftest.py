@@ -51,6 +51,11 @@ def _fast_and_isolated(request: pytest.FixtureRequest, settings) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins
     settings.WECOM_RETRY_BASE_DELAY = 0.0
     settings.WECOM_RETRY_MAX_DELAY = 0.0
+    # Many tests visit one landing code from one IP (127.0.0.1) far more often than a visitor
+    # would: the landing rate limits are off unless a test turns them on
+    # (tests/channels/test_landing_bots_and_limits.py).
+    settings.LANDING_RATE_LIMIT_PER_IP = 0
+    settings.LANDING_RATE_LIMIT_PER_CODE = 0
     cache.clear()
     corp_cache_clear()  # rows vanish between tests; the per-process corp cache must too
     corp_zones_clear()  # and the corps' time zones (scrm.days)

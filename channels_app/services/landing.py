@@ -27,9 +27,11 @@ from channels_app.landing_store import LandingStore, Outcome, VisitRequest
 from channels_app.models import LandingSlot, LiveCode, ReferralCode, Scan, Store
 from channels_app.selectors import LandingConfig
 from channels_app.services.assignment import local_now, pool_members, staff_ranked
+from channels_app.services.landing_limits import landing_quota_return, landing_quota_take
 from channels_app.services.publishing import SLOT_LEASE, SLOTS_PER_STAFF
 from channels_app.tasks import landing_slots_top_up_task
 from contacts.models import Staff
+from scrm.input_guard import text_storable
 from scrm.lru import LRU
 
 logger = logging.getLogger(__name__)
@@ -41,7 +43,14 @@ RANKINGS_PER_VISIT = 4
 TOP_UP_DEBOUNCE_SECONDS = 2
 TOP_UPS_TRACKED = 4096  # (code, member) debounce stamps kept per process
 UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
-BOT_RE = re.compile(r"bot|crawl|spider|slurp|preview|facebookexternalhit|curl|wget", re.I)
+# Self-declared robots, link previews and HTTP tools: they get the page without an assignment
+# (see landing_visit). "bot" not after "cu": CUBOT is a phone brand (Android UA model names).
+BOT_RE = re.compile(
+    r"(?<!cu)bot|crawl|spider|slurp|preview|facebookexternalhit|whatsapp|embedly|"
+    r"curl|wget|python-requests|python-urllib|python-httpx|aiohttp|go-http-client|okhttp|"
+    r"java/|libwww|httpclient|headlesschrome|phantomjs|scrapy|node-fetch|axios/|postman",
+    re.I,
+)
 TABLET_RE = re.compile(r"ipad|tablet|(android(?!.*mobile))", re.I)
 MOBILE_RE = re.compile(r"mobi|iphone|ipod|android|harmonyos|micromessenger", re.I)
 
@@ -58,6 +67,12 @@ def device_class(user_agent: str) -> str:
     return Scan.Device.DESKTOP
 
 
+def is_bot(user_agent: str) -> bool:
+    """A robot, a link preview or an HTTP tool, by its own User-Agent; none is one too (every
+    browser and WeChat send one)."""
+    return not user_agent.strip() or BOT_RE.search(user_agent) is not None
+
+
 def _keyed_hash(purpose: str, value: str) -> str:
     """HMAC with a secret salt: equal inputs match, the raw IP cannot be recovered."""
     key = (settings.SCAN_HASH_SALT + purpose).encode()
@@ -69,6 +84,8 @@ class LandingResult:
     scan: Scan | None  # None on the Redis store: the scan is written by the next flush
     staff: Staff | None
     slot: LandingSlot | None
+    claimed: bool = False  # a new assignment: a member's capacity taken
+    bot: bool = False  # a robot's visit: nothing recorded, nobody assigned
 
 
 def landing_visit(
@@ -86,7 +103,39 @@ def landing_visit(
 
     Landing-mode visits without a store run on the Redis store when LANDING_REDIS_URL is set
     (the scan reaches the database in the next flush); everything else, and every visit
-    while Redis fails, runs on the database store. The rules are the same on both."""
+    while Redis fails, runs on the database store. The rules are the same on both, and so
+    are these two, decided before any store is asked:
+
+    - A robot (is_bot: a crawler, a link preview, an HTTP tool, no User-Agent) gets a result
+      with `bot` set and nothing else: no Scan row, no assignment, no slot, no cap counted.
+      Reports count scans, and a preview of a link shared in a chat must not add to them.
+    - Rate limits (services.landing_limits) refuse a visit with LandingRateLimited before it
+      can take capacity; a visit that took none gives its count back."""
+    live_code = config.live_code
+    if is_bot(user_agent):
+        return LandingResult(scan=None, staff=None, slot=None, bot=True)
+    ip_hash = _keyed_hash("ip", ip) if ip else ""
+    counted = landing_quota_take(live_code_id=live_code.pk, ip_hash=ip_hash)
+    try:
+        result = _visit(config, params, user_agent, referrer_url, ip, ip_hash, store, referral)
+    except BaseException:
+        landing_quota_return(counted)
+        raise
+    if not result.claimed:
+        landing_quota_return(counted)
+    return result
+
+
+def _visit(
+    config: LandingConfig,
+    params: dict[str, str],
+    user_agent: str,
+    referrer_url: str,
+    ip: str,
+    ip_hash: str,
+    store: Store | None,
+    referral: ReferralCode | None,
+) -> LandingResult:
     live_code = config.live_code
     now = timezone.now()
     moment = local_now(live_code, now)
@@ -100,7 +149,7 @@ def landing_visit(
         live_code=live_code, members=members, keepers=keepers, day=moment.date(), now=now,
         device_key=device_key, lease=SLOT_LEASE, return_window=RETURN_WINDOW,
         slots=config.slots, store_id=store.pk if store else None,
-        scan={**_scan_fields(live_code, params, user_agent, referrer_url, ip),
+        scan={**_scan_fields(live_code, params, user_agent, referrer_url, ip_hash),
               "device_key": device_key, "referral_id": referral.pk if referral else None,
               "store_id": store.pk if store else None},
     )  # fmt: skip
@@ -157,7 +206,8 @@ def _result(
         slot = _slot_of(config, outcome.slot_id)
     if outcome.kind == "claim" and staff is not None:
         _top_up_if_short(store, visit.live_code.pk, staff.pk, outcome.free_slots)
-    return LandingResult(scan=outcome.scan, staff=staff, slot=slot)
+    claimed = outcome.kind == "claim" and staff is not None
+    return LandingResult(scan=outcome.scan, staff=staff, slot=slot, claimed=claimed)
 
 
 def _slot_of(config: LandingConfig, slot_id: int) -> LandingSlot | None:
@@ -170,7 +220,7 @@ def _slot_of(config: LandingConfig, slot_id: int) -> LandingSlot | None:
 
 
 def _scan_fields(
-    live_code: LiveCode, params: dict[str, str], user_agent: str, referrer_url: str, ip: str
+    live_code: LiveCode, params: dict[str, str], user_agent: str, referrer_url: str, ip_hash: str
 ) -> dict[str, Any]:
     """A scan's columns that do not depend on the assignment."""
     channel = live_code.channel
@@ -180,8 +230,9 @@ def _scan_fields(
         "live_code_id": live_code.pk,
         "device": device_class(user_agent),
         "in_wechat": "micromessenger" in user_agent.lower(),
-        "referrer_url": referrer_url[:512],
-        "ip_hash": _keyed_hash("ip", ip) if ip else "",
+        # A header the visitor's client wrote: one PostgreSQL cannot store (NUL) is dropped.
+        "referrer_url": referrer_url[:512] if text_storable(referrer_url) else "",
+        "ip_hash": ip_hash,
         **utm,
     }
 

@@ -82,6 +82,9 @@ class CallbackEvent(models.Model):
         PROCESSED = "processed", _("processed")
         FAILED = "failed", _("failed")
         IGNORED = "ignored", _("ignored")
+        # Verified, but a field the pipeline needs is unusable (a list, an over-long id): kept
+        # for the operator with the reason in last_error, never processed.
+        INVALID = "invalid", _("invalid")
 
     # No index of its own: the dedup constraint's (corp, dedup_key) serves lookups by corp, and
     # every index is paid for on each insert of the callback's hot path.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,6 +30,20 @@ logger = logging.getLogger("scrm.wecom.callback")
 # OperationalError (a deadlock or serialization failure rolled the whole transaction back, or
 # the connection dropped). Anything else marks the row failed for an operator to look at.
 TRANSIENT_ERRORS = (WeComTransientError, OperationalError)
+
+
+SECONDS_RE = re.compile(r"[0-9]{1,12}")  # Unix seconds as WeCom writes them (fullmatch)
+# WeCom (企业微信) opened in 2016: an event older than that is not one of its events (CreateTime 0
+# was stored as 1970). Ahead of our clock by more than a day cannot be a clock skew either.
+EARLIEST_CREATE_TIME = 1451606400  # 2016-01-01 UTC
+CREATE_TIME_MAX_AHEAD = 86400
+# The fields the pipeline reads as text, and those stored in 64-character columns: a list
+# (<UserID><Item>a</Item></UserID>) was stored as "['a']", a longer id truncated, so two
+# customers could share one.
+TEXT_FIELDS = ("Event", "ChangeType", "UserID", "ExternalUserID", "ChatId", "Id", "State",
+               "WelcomeCode", "Source", "FailReason", "UpdateDetail", "TagType")  # fmt: skip
+ID_FIELDS = ("Event", "ChangeType", "UserID", "ExternalUserID", "ChatId")
+ID_MAX_LENGTH = 64
 
 
 class CallbackRejected(Exception):
@@ -135,11 +150,11 @@ def _verified(
 
 
 def _check_timestamp(timestamp: str) -> None:
-    try:
-        sent_at = int(timestamp)
-    except (TypeError, ValueError) as exc:
-        raise CallbackRejected(400, "missing or malformed timestamp") from exc
-    if abs(time.time() - sent_at) > settings.WECOM_CALLBACK_MAX_SKEW:
+    # ASCII digits, at most 12: int() also takes "+1", "1_0" and other scripts' digits, and a
+    # 400-digit number overflowed the float comparison below (a 500).
+    if not isinstance(timestamp, str) or not SECONDS_RE.fullmatch(timestamp):
+        raise CallbackRejected(400, "missing or malformed timestamp")
+    if abs(time.time() - int(timestamp)) > settings.WECOM_CALLBACK_MAX_SKEW:
         raise CallbackRejected(403, "timestamp outside the accepted window")
 
 
@@ -191,44 +206,86 @@ def callback_receive(
     """
     _check_timestamp(timestamp)
     _crypto_for(corp_id)  # an unknown corp is refused before its body is parsed
+    raw_body = _body_text(body)
     envelope = _parse_xml(body)
     encrypt = envelope.get("Encrypt")
     if not encrypt or not isinstance(encrypt, str):
         raise CallbackRejected(400, "no Encrypt element")
     corp, message = _verified(corp_id, msg_signature, timestamp, nonce, encrypt)
     fields = _parse_xml(message)
-    if not fields.get("Event"):
+    if not fields.get("Event") or not isinstance(fields["Event"], str):
         raise CallbackRejected(400, "not an event")
-    try:
-        create_time = int(fields.get("CreateTime") or "")
-        event_time = datetime.fromtimestamp(create_time, UTC)
-    except (TypeError, ValueError, OverflowError, OSError) as exc:
-        raise CallbackRejected(400, "missing or malformed CreateTime") from exc
+    event_time = _event_time(fields.get("CreateTime"))
 
-    dedup_key = dedup_key_for(fields)
+    unusable = _unusable_field(fields)
+    row = {
+        "corp_id": corp.pk,
+        "event": fields["Event"][:64],
+        "event_time": event_time,
+        "payload": fields,
+        "raw_body": raw_body,
+    }
+    if unusable:
+        # Signed by the corp's key, so stored (the inbox keeps what WeCom sent), but marked
+        # invalid and never processed: answered 200 at once, or WeCom would resend it. Its
+        # retries decrypt to the same message, hence the key.
+        logger.warning("callback event stored invalid corp=%s reason=%s", corp.corp_id, unusable)
+        dedup_key = "invalid|" + hashlib.sha256(message).hexdigest()
+        row.update(dedup_key=dedup_key, status=CallbackEvent.Status.INVALID, last_error=unusable)
+    else:
+        dedup_key = dedup_key_for(fields)
+        row.update(
+            dedup_key=dedup_key,
+            change_type=fields.get("ChangeType", ""),
+            user_id=fields.get("UserID") or fields.get("ChatId") or "",
+            external_user_id=fields.get("ExternalUserID", ""),
+        )
     # Stored before the 200 and committed with the rows other threads submit meanwhile (group
     # commit): under a burst the commit is the cost, and WeCom does not resend what we answered.
-    event_id = inbox_insert.insert(
-        {
-            "corp_id": corp.pk,
-            "dedup_key": dedup_key,
-            "event": fields["Event"][:64],
-            "change_type": str(fields.get("ChangeType", ""))[:64],
-            "user_id": str(fields.get("UserID") or fields.get("ChatId") or "")[:64],
-            "external_user_id": str(fields.get("ExternalUserID", ""))[:64],
-            "event_time": event_time,
-            "payload": fields,
-            "raw_body": body.decode("utf-8", "replace"),
-        }
-    )
+    event_id = inbox_insert.insert(row)
     if event_id is None:
         # WeCom retries whatever it did not see answered within 5 s: acknowledge, do not redo.
         CallbackEvent.objects.filter(corp=corp, dedup_key=dedup_key).update(
             duplicates=F("duplicates") + 1
         )
         return None
-    transaction.on_commit(lambda: callback_event_enqueue(event_id=event_id))
+    if not unusable:
+        transaction.on_commit(lambda: callback_event_enqueue(event_id=event_id))
     return event_id
+
+
+def _body_text(body: bytes) -> str:
+    """The body as stored (raw_body): WeCom sends UTF-8. Another encoding (UTF-16 parses as
+    XML, but its text is full of NULs, which PostgreSQL refuses) is refused."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CallbackRejected(400, "body is not UTF-8") from exc
+    if "\x00" in text:
+        raise CallbackRejected(400, "body is not UTF-8 text (NUL)")
+    return text
+
+
+def _event_time(create_time: Any) -> datetime:
+    """CreateTime as a UTC time; CallbackRejected when it is not a plausible WeCom event's."""
+    if not isinstance(create_time, str) or not SECONDS_RE.fullmatch(create_time):
+        raise CallbackRejected(400, "missing or malformed CreateTime")
+    seconds = int(create_time)
+    if not EARLIEST_CREATE_TIME <= seconds <= time.time() + CREATE_TIME_MAX_AHEAD:
+        raise CallbackRejected(400, "CreateTime out of range")
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _unusable_field(fields: dict[str, Any]) -> str:
+    """Why a verified event cannot be processed ("" when it can): a field read as text is a
+    list, or an id is longer than its column."""
+    for name in TEXT_FIELDS:
+        if isinstance(fields.get(name), list):
+            return f"{name} is a list, not text"
+    for name in ID_FIELDS:
+        if len(fields.get(name) or "") > ID_MAX_LENGTH:
+            return f"{name} longer than {ID_MAX_LENGTH} characters"
+    return ""
 
 
 # One INSERT ... ON CONFLICT DO NOTHING per batch of concurrent callbacks: a duplicate needs no
