@@ -175,7 +175,8 @@ def _clean_row(index: int, raw: object, corps: dict[str, Corp]) -> tuple[dict | 
         return None, [RowError(index, "", _("Each row must be an object."))]
     row = _Row(index, raw)
     for field in sorted(set(raw) - set(FIELDS), key=str):
-        row.error(str(field), _("Unknown field."))
+        # Named back in the answer: a lone surrogate (JSON "\\udfff") cannot be encoded.
+        row.error(str(field).encode("utf-8", "backslashreplace").decode(), _("Unknown field."))
     corp_id = row.text("corp_id")
     corp = corps.get(corp_id)
     if not corp_id:
