@@ -70,6 +70,9 @@ class Command(BaseCommand):
         if "WECOM_SANDBOX_PUBLIC_URL" not in os.environ:
             # The sandbox's QR URLs must point at this server, whatever port it serves on.
             settings.WECOM_SANDBOX_PUBLIC_URL = f"http://{addr}"
+        if "LANDING_RATE_LIMIT_PER_IP" not in os.environ:
+            # Every simulated visitor of the demo comes from this machine: one IP, many people.
+            settings.LANDING_RATE_LIMIT_PER_IP = 0
         self._operator()
         corp = self._corp()
         landing, states = self._channels(corp)
