@@ -202,7 +202,9 @@ def callback_receive(
 ) -> int | None:
     """Verify, decrypt and store one event; queue it after commit. Its id, None for a duplicate.
 
-    Raises CallbackRejected for anything that must not be stored.
+    Raises CallbackRejected for anything that must not be stored: not verified, not UTF-8,
+    not an event, no plausible CreateTime. A verified event whose ids are unusable (a list, too
+    long for their columns) is stored with status INVALID and the reason, and not queued.
     """
     _check_timestamp(timestamp)
     _crypto_for(corp_id)  # an unknown corp is refused before its body is parsed
