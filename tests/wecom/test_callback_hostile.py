@@ -194,3 +194,18 @@ def test_an_event_element_that_is_a_list_is_not_an_event(corp, crypto, client):
         b"<Event><Item>a</Item></Event>",
     )
     _refused(_post(client, corp, crypto, xml), 400, "not an event")
+
+
+def test_an_inner_message_in_utf16_is_read_as_the_event_it_is(
+    corp, crypto, client, django_capture_on_commit_callbacks
+):
+    # The signature covers the encrypted message, whatever its encoding: the XML parser decodes
+    # it, and only text without NUL reaches the row (the stored raw body is the UTF-8 envelope).
+    xml = _add(corp, ExternalUserID="wm客户01").decode()
+    inner = ('<?xml version="1.0" encoding="UTF-16"?>' + xml).encode("utf-16")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _post(client, corp, crypto, inner)
+    assert response.status_code == 200
+    event = CallbackEvent.objects.get()
+    assert (event.status, event.external_user_id) == (CallbackEvent.Status.PROCESSED, "wm客户01")
+    assert "\x00" not in event.raw_body
