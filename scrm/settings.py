@@ -91,6 +91,8 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://scrm")}
+if env("CACHE_KEY_PREFIX", default=""):  # deployments (or test runs) sharing one Redis database
+    CACHES["default"]["KEY_PREFIX"] = env("CACHE_KEY_PREFIX")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -193,6 +195,11 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # the inbox row is stored and the sweeper re-queues it later.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
+# A prefix on every broker key (queues, pidbox): deployments or test runs sharing one Redis
+# database then never consume each other's messages.
+CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
+if env("CELERY_BROKER_KEY_PREFIX", default=""):
+    CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = env("CELERY_BROKER_KEY_PREFIX")
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {"*.welcome_*": {"queue": "welcome"}}
 
@@ -221,6 +228,7 @@ WECOM_RAW_BODY_RETENTION_DAYS = env.int("WECOM_RAW_BODY_RETENTION_DAYS", default
 # LANDING_FLUSH_DELAY seconds. Unset: every visit is written to the database at once (fine for
 # a few hundred visits a second).
 LANDING_REDIS_URL = env("LANDING_REDIS_URL", default="")
+LANDING_REDIS_PREFIX = env("LANDING_REDIS_PREFIX", default="scrm:landing:")  # every key's start
 LANDING_FLUSH_DELAY = env.float("LANDING_FLUSH_DELAY", default=0.5)
 
 # Report exports (analytics.exports): a table of more rows than this is written by a Celery

@@ -14,9 +14,11 @@ from django.conf import settings
 from django.db import connection
 
 from scrm.celery import app as celery_app
+from tests.isolation import RUN_ID
 
 ROOT = Path(__file__).resolve().parents[2]
-WORKER_LOG = ROOT / ".pytest-worker.log"
+# This run's own worker logs (tests/isolation.py), kept after the run for a look.
+WORKER_LOG = ROOT / f".pytest-worker-{RUN_ID}.log"
 
 
 def _is_postgres() -> bool:
