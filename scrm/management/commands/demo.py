@@ -19,7 +19,7 @@ from contacts.models import Staff
 from contacts.services import staff_get_or_create
 from scrm.demo_history import demo_history_seed, demo_late_orders_import
 from scrm.wecom.models import Corp
-from scrm.wecom.sandbox.models import SandboxMember
+from scrm.wecom.sandbox.models import SandboxCorp, SandboxMember
 from scrm.wecom.sandbox.simulate import sandbox_corp_setup, simulate_adds, simulate_scans
 from scrm.wecom.services import corp_create
 
@@ -71,9 +71,9 @@ class Command(BaseCommand):
             # The sandbox's QR URLs must point at this server, whatever port it serves on.
             settings.WECOM_SANDBOX_PUBLIC_URL = f"http://{addr}"
         self._operator()
-        corp = self._corp()
-        landing, states = self._channels(corp)
         url = f"http://{addr}/wecom/callback/{DEMO_CORP}/"
+        corp = self._corp(callback_url=url)
+        landing, states = self._channels(corp)
         if not options["no_history"]:
             threading.Thread(
                 target=self._history, args=(host, int(port), corp), name=HISTORY_THREAD,
@@ -105,8 +105,10 @@ class Command(BaseCommand):
         user.is_staff = user.is_superuser = True
         user.save()
 
-    def _corp(self) -> Corp:
+    def _corp(self, *, callback_url: str) -> Corp:
         sandbox = sandbox_corp_setup(corp_id=DEMO_CORP, name="示例企业（沙箱）", members=5)
+        # Where `wecom_sandbox simulate` delivers by default: this server, on whatever address.
+        SandboxCorp.objects.filter(pk=sandbox.pk).update(callback_url=callback_url)
         corp = Corp.objects.filter(corp_id=DEMO_CORP).first() or corp_create(
             corp_id=sandbox.corp_id, name=sandbox.name, secret=sandbox.secret,
             callback_token=sandbox.callback_token, encoding_aes_key=sandbox.encoding_aes_key,
