@@ -197,3 +197,21 @@ def test_no_admin_search_filter_or_ordering_names_a_secret():
                   if isinstance(f, str | tuple)]  # fmt: skip
         for path in named:
             assert not lookup_names_secret(model, path.lstrip("-^=@")), (model, path)
+
+
+@pytest.mark.django_db
+def test_the_admin_form_keeps_secrets_write_only_and_encrypted(admin_client):
+    corp = _corp()
+    url = f"/admin/wecom/corp/{corp.pk}/change/"
+    page = admin_client.get(url).content.decode()
+    assert SECRET not in page
+    assert TOKEN not in page
+    assert AES_KEY not in page
+    form = {"corp_id": corp.corp_id, "name": "改名企业", "agent_id": "", "time_zone": "Asia/Shanghai",
+            "is_active": "on", "secret": "", "callback_token": "", "encoding_aes_key": ""}  # fmt: skip
+    assert admin_client.post(url, form).status_code == 302
+    kept = Corp.objects.get(pk=corp.pk)
+    assert (kept.name, kept.secret, kept.callback_token) == ("改名企业", SECRET, TOKEN)
+    assert admin_client.post(url, {**form, "secret": "a-new-secret"}).status_code == 302
+    assert Corp.objects.get(pk=corp.pk).secret == "a-new-secret"
+    assert "a-new-secret" not in _stored(corp)["secret"]
