@@ -207,11 +207,33 @@ def test_the_admin_form_keeps_secrets_write_only_and_encrypted(admin_client):
     assert SECRET not in page
     assert TOKEN not in page
     assert AES_KEY not in page
-    form = {"corp_id": corp.corp_id, "name": "改名企业", "agent_id": "", "time_zone": "Asia/Shanghai",
-            "is_active": "on", "secret": "", "callback_token": "", "encoding_aes_key": ""}  # fmt: skip
+    form = {"corp_id": corp.corp_id, "name": "改名企业", "agent_id": "",
+            "time_zone": "Asia/Shanghai", "is_active": "on",
+            "secret": "", "callback_token": "", "encoding_aes_key": ""}  # fmt: skip
     assert admin_client.post(url, form).status_code == 302
     kept = Corp.objects.get(pk=corp.pk)
     assert (kept.name, kept.secret, kept.callback_token) == ("改名企业", SECRET, TOKEN)
     assert admin_client.post(url, {**form, "secret": "a-new-secret"}).status_code == 302
     assert Corp.objects.get(pk=corp.pk).secret == "a-new-secret"
     assert "a-new-secret" not in _stored(corp)["secret"]
+
+
+def test_no_api_filterset_names_a_secret():
+    from django.urls import get_resolver
+
+    from scrm.wecom.secret_lookups import lookup_names_secret
+
+    def views(patterns):
+        for pattern in patterns:
+            if hasattr(pattern, "url_patterns"):
+                yield from views(pattern.url_patterns)
+            else:
+                yield getattr(pattern.callback, "cls", None)
+
+    filtersets = {getattr(v, "filterset_class", None) for v in views(get_resolver().url_patterns)}
+    filtersets.discard(None)
+    assert len(filtersets) >= 5  # the API's list endpoints were found
+    for filterset in filtersets:
+        model = filterset._meta.model
+        for name, declared in filterset.base_filters.items():
+            assert not lookup_names_secret(model, declared.field_name or name), (filterset, name)
