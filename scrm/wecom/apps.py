@@ -28,8 +28,17 @@ class WecomConfig(AppConfig):
 
 def secrets_key_check(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Say so when corp secrets are encrypted with a key derived from SECRET_KEY."""
-    from scrm.wecom.vault import uses_derived_key
+    from scrm.wecom.vault import uses_derived_key, weak_keys
 
+    weak = ", ".join(map(str, weak_keys()))
+    if weak:
+        return [
+            checks.Error(
+                f"SECRETS_KEY entry {weak} is too weak to encrypt corp secrets with.",
+                hint="Use Fernet keys (see .env.example) or random strings of 32+ characters.",
+                id="wecom.E001",
+            )
+        ]
     if not uses_derived_key():
         return []
     return [

@@ -56,6 +56,15 @@ def configured_keys() -> list[str]:
     return [k.strip() for k in value if k and k.strip()]
 
 
+def weak_keys() -> list[int]:
+    """Positions (1-based) of SECRETS_KEY entries that are neither a Fernet key nor 32+
+    characters: derived from, they would be guessable."""
+    return [
+        n for n, key in enumerate(configured_keys(), start=1)
+        if len(key) < 32 and _fernet_key(key) != key.encode()
+    ]  # fmt: skip
+
+
 def uses_derived_key() -> bool:
     return not configured_keys()
 

@@ -91,6 +91,9 @@ def test_the_embedded_default_derives_a_key_from_secret_key_and_says_so(settings
     key = Fernet.generate_key().decode()
     settings.SECRETS_KEY = [key]
     assert secrets_key_check() == []
+    settings.SECRETS_KEY = ["change-me", key]
+    assert [m.id for m in secrets_key_check()] == ["wecom.E001"]
+    settings.SECRETS_KEY = [key]
     call_command("rotate_secrets")
     assert Fernet(key.encode()).decrypt(_stored(corp)["secret"].encode()).decode() == SECRET
 
