@@ -25,6 +25,11 @@ if DEBUG:
 elif not SECRET_KEY or not ALLOWED_HOSTS:
     raise ImproperlyConfigured("With DEBUG off, SECRET_KEY and ALLOWED_HOSTS must be set.")
 
+# Keys that encrypt corp secrets at rest (scrm/wecom/vault.py), comma-separated: the first
+# encrypts, all decrypt; rotate with `manage.py rotate_secrets`. Unset: derived from SECRET_KEY,
+# and `manage.py check` warns.
+SECRETS_KEY = env.list("SECRETS_KEY", default=[])
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -53,6 +58,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "scrm.wecom.secret_lookups.SecretLookupMiddleware",  # no ?secret__startswith= oracle
     "scrm.middleware.AdminNumberRangeMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",

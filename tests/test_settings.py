@@ -24,6 +24,7 @@ def test_check_deploy_is_clean_with_production_variables():
     result = _manage(
         "check", "--deploy", "--fail-level", "WARNING",
         DEBUG="false", SECRET_KEY=secrets.token_urlsafe(50), ALLOWED_HOSTS="scrm.example.com",
+        SECRETS_KEY=secrets.token_urlsafe(32),
         DATABASE_URL="postgres://scrm@127.0.0.1:5432/scrm",
         CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
         WECOM_API_BASE="https://qyapi.weixin.qq.com/cgi-bin/",

@@ -11,6 +11,7 @@ from django.utils.translation import gettext_lazy as _
 
 from scrm import days
 from scrm.wecom.models import ApiCall, CallbackEvent, Corp
+from scrm.wecom.secret_lookups import lookup_names_secret
 from scrm.wecom.services import callback_events_retry
 
 SECRET_FIELDS = ("secret", "callback_token", "encoding_aes_key")
@@ -87,6 +88,13 @@ class CorpAdmin(admin.ModelAdmin):
                     local_time_column(Corp, "created_at", zone_of=days.zone)]  # fmt: skip
     search_fields = ["corp_id", "name"]
     readonly_fields = ["callback_path", "created_at"]
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        # Never a filter on a secret: each answer would tell one more character of it. Refused
+        # here too, not only by scrm.wecom.secret_lookups' middleware: Django answers 400.
+        if lookup_names_secret(Corp, lookup):
+            return False
+        return super().lookup_allowed(lookup, value, request)
 
     @admin.display(description=_("callback URL path"))
     def callback_path(self, obj: Corp) -> str:

@@ -8,6 +8,7 @@ from django.utils.translation import gettext_lazy as _
 
 from scrm import days
 from scrm.wecom.crypto import aes_key_is_valid
+from scrm.wecom.vault import EncryptedTextField
 
 
 def validate_aes_key(value: str) -> None:
@@ -27,11 +28,12 @@ class Corp(models.Model):
 
     corp_id = models.CharField(_("corp ID"), max_length=64, unique=True)
     name = models.CharField(_("name"), max_length=128)
-    # Secrets: write-only in the admin, never serialized or logged.
-    secret = models.CharField(_("app secret"), max_length=128)
+    # Secrets: encrypted at rest (scrm.wecom.vault), write-only in the admin, never serialized,
+    # logged or filtered on (the fields offer no lookup but isnull).
+    secret = EncryptedTextField(_("app secret"), max_length=128)
     agent_id = models.CharField(_("agent ID"), max_length=32, blank=True)
-    callback_token = models.CharField(_("callback token"), max_length=32)
-    encoding_aes_key = models.CharField(
+    callback_token = EncryptedTextField(_("callback token"), max_length=32)
+    encoding_aes_key = EncryptedTextField(
         _("EncodingAESKey"), max_length=43, validators=[validate_aes_key]
     )
     time_zone = models.CharField(

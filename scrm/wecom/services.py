@@ -22,6 +22,7 @@ from scrm.debounce import QueueWindow
 from scrm.wecom.client import WeComTransientError
 from scrm.wecom.crypto import CryptoError, MessageCrypto
 from scrm.wecom.models import CallbackEvent, Corp
+from scrm.wecom.vault import EncryptedTextField
 
 logger = logging.getLogger("scrm.wecom.callback")
 
@@ -66,6 +67,20 @@ def corp_create(
     corp.full_clean()
     corp.save()
     return corp
+
+
+@transaction.atomic
+def corp_secrets_rotate() -> int:
+    """Re-encrypt every corp's secrets with the first key of SECRETS_KEY (any key in force
+    decrypts them). The plaintext does not change, so nothing else needs to know. Returns the
+    number of corps rewritten."""
+    names = [f.name for f in Corp._meta.fields if isinstance(f, EncryptedTextField)]
+    count = 0
+    for corp in Corp.objects.only("pk", *names).order_by("pk"):
+        # update(), not save(): the values are not changed, only sealed again.
+        Corp.objects.filter(pk=corp.pk).update(**{name: getattr(corp, name) for name in names})
+        count += 1
+    return count
 
 
 # -- callback ----------------------------------------------------------------------------------
