@@ -27,7 +27,7 @@ def corps():
             secret="s" * 32,
             callback_token="t" * 16,
             encoding_aes_key=random_aes_key(),
-        )  # fmt: skip
+        )
         for corp_id in ("wwcorpa", "wwcorpb")
     ]
 
