@@ -240,10 +240,13 @@ def conversions_import(
         return _import(rows, max_rows, actor, source, corps)
 
 
-def conversions_import_csv(*, file: IO[bytes] | bytes, actor: User | None = None) -> ImportResult:
+def conversions_import_csv(
+    *, file: IO[bytes] | bytes, actor: User | None = None, corps: QuerySet[Corp] | None = None
+) -> ImportResult:
     """conversions_import of a CSV file's rows (the admin's upload): the first row names the
-    columns, every one of FIELDS; at most MAX_ROWS_PER_CSV rows. Raises ConversionImportError
-    whose rows are the file's row numbers (the header is row 1; None for the file as a whole).
+    columns, every one of FIELDS; at most MAX_ROWS_PER_CSV rows; `corps` as there. Raises
+    ConversionImportError whose rows are the file's row numbers (the header is row 1; None for
+    the file as a whole).
     """
     try:
         table = csv_table_read(file, columns=CSV_COLUMNS, max_rows=MAX_ROWS_PER_CSV, strict=True)
@@ -252,7 +255,9 @@ def conversions_import_csv(*, file: IO[bytes] | bytes, actor: User | None = None
     numbers = [number for number, _cells in table.rows]
     rows = [{key: value for key, value in cells.items() if value} for _number, cells in table.rows]
     try:
-        return conversions_import(rows=rows, actor=actor, source="csv", max_rows=MAX_ROWS_PER_CSV)
+        return conversions_import(
+            rows=rows, actor=actor, source="csv", max_rows=MAX_ROWS_PER_CSV, corps=corps
+        )
     except ConversionImportError as exc:
         errors = [e if e.row is None else replace(e, row=numbers[e.row]) for e in exc.errors]
         raise ConversionImportError(errors) from None
