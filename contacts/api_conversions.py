@@ -61,6 +61,15 @@ class ConversionSerializer(serializers.ModelSerializer):
     def get_matched(self, obj: ConversionEvent) -> bool:
         return obj.external_contact_id is not None
 
+    def to_representation(self, instance: ConversionEvent) -> dict:
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        # A manager (read-only in the row's corp) gets no unionid: one person across every
+        # app of the WeChat platform, beyond what reports need (as in the customers API).
+        if request is not None and not tenancy.may(request.user, instance.corp_id, tenancy.WRITE):
+            data.pop("unionid", None)
+        return data
+
 
 class ConversionRowSerializer(serializers.Serializer):
     """One row sent, for the schema only: conversions_import validates the rows (the same

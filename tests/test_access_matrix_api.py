@@ -559,6 +559,9 @@ def test_a_manager_gets_customers_without_personal_fields(worlds, callers):
     listed = manager.get("/api/v1/contacts/").json()["results"]
     assert "unionid" not in listed[0]
     assert "13800000000" not in manager.get("/api/v1/contacts/").content.decode()
+    ConversionEvent.objects.filter(pk=a.conversion.pk).update(unionid="o-union-1")
+    assert "unionid" not in manager.get("/api/v1/conversions/").json()["results"][0]
+    assert operator.get("/api/v1/conversions/").json()["results"][0]["unionid"] == "o-union-1"
 
 
 def test_an_export_job_is_only_its_askers(worlds, callers):
