@@ -76,7 +76,8 @@ def api_endpoints() -> set[tuple[str, str]]:
         callback = pattern.callback
         actions = getattr(callback, "actions", None)
         if actions is not None:  # a viewset route: its methods are mapped to actions
-            methods = set(actions)
+            # (HEAD is GET's: DRF adds it to `actions` once a GET has been served)
+            methods = set(actions) & set(METHODS)
         else:
             view = callback.cls
             methods = {method for method in METHODS if hasattr(view, method)}
