@@ -2,7 +2,9 @@
 
 Thin: serializers validate, services do the WeCom work (publish, referral codes), selectors and
 the FilterSets of channels_app/filters.py read. Corps appear only as their corp_id: no secret of
-a Corp is ever serialized.
+a Corp is ever serialized. Every view is scoped by scrm.api_tenancy: rows of the user's corps
+only (another corp's is a 404), writes by admins and operators of the row's corp, and the
+corps, channels and codes a write names are looked up among those the user may write.
 """
 
 from __future__ import annotations
@@ -187,7 +189,7 @@ class ChannelViewSet(CorpScopedMixin, ReloadAfterSaveMixin, viewsets.ModelViewSe
     """渠道 with today's scans and adds (today: the channel's corp's local day) and number of
     live codes."""
 
-    # The model for the schema and the permissions; get_queryset() reads the corps' time zones.
+    # The model, for the schema; get_queryset() reads the corps' time zones.
     queryset = Channel.objects.none()
     serializer_class = ChannelSerializer
     filterset_class = ChannelFilter
@@ -463,7 +465,7 @@ class LiveCodeViewSet(CorpScopedMixin, ReloadAfterSaveMixin, viewsets.ModelViewS
     save only; POST publish/ pushes the code to WeCom (a native code keeps its config_id and
     printed QR), pause/ pauses it."""
 
-    # The model for the schema and the permissions; get_queryset() reads the corps' time zones.
+    # The model, for the schema; get_queryset() reads the corps' time zones.
     queryset = LiveCode.objects.none()
     serializer_class = LiveCodeSerializer
     filterset_class = LiveCodeFilter
