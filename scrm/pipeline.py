@@ -18,7 +18,7 @@ from channels_app.models import Attribution, LiveCode
 from channels_app.services.attribution import attribution_record, first_touch_project
 from channels_app.services.publishing import live_code_request_sync
 from channels_app.services.rules import add_context, matching_rules, tag_ids_for, welcome_for
-from channels_app.services.welcome import welcome_send
+from channels_app.services.welcome import welcome_queue, welcome_send
 from contacts import services as contact_services
 from contacts.models import CustomerTag, FollowRelation, RelationEvent, TimelineEvent
 from contacts.services import RelationRecorded
@@ -144,9 +144,15 @@ def on_add(event: CallbackEvent) -> None:
         state=str(event.payload.get("State") or ""),
         added_at=event.event_time,
     )
+    welcome_code = str(event.payload.get("WelcomeCode") or "")
+    if welcome_code:
+        # Written with the add: if the worker that takes the task dies, the row is still
+        # there for the sweep to queue again within the code's 20 seconds.
+        welcome_queue(attribution=recorded.attribution, welcome_code=welcome_code,
+                      received_at=event.received_at)  # fmt: skip
     _after_add_queue(
         recorded.attribution.pk,
-        welcome_code=str(event.payload.get("WelcomeCode") or ""),
+        welcome_code=welcome_code,
         received_at=event.received_at,
         fetch_details=True,
     )
