@@ -80,19 +80,11 @@ def group_joins_record_task(corp_id: int, chat_id: str, member_ids: list, event_
     )  # fmt: skip
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True, expires=25)
-def welcome_send_task(delivery_id: int) -> str | None:
-    """A welcome queued again by the sweep (welcome queue); its outcome, None if not ours."""
-    from channels_app.services.welcome import welcome_resend
+@shared_task(acks_late=True, expires=10)
+def welcome_sweep_task() -> int:
+    """Beat, every 2 s, on its own queue that the welcome workers also consume (settings.
+    CELERY_TASK_ROUTES): welcomes whose worker died go out while their code lives
+    (channels_app.services.welcome)."""
+    from channels_app.services.welcome import welcomes_recover
 
-    delivery = welcome_resend(delivery_id=delivery_id)
-    return None if delivery is None else delivery.outcome
-
-
-@shared_task(acks_late=True, expires=2)
-def welcome_requeue_lost_task() -> int:
-    """Beat, every 2 s, on the welcome queue: welcomes whose worker died go out again while
-    their code lives (channels_app.services.welcome)."""
-    from channels_app.services.welcome import welcomes_requeue_lost
-
-    return welcomes_requeue_lost()
+    return welcomes_recover()

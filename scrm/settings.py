@@ -224,7 +224,13 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"*.welcome_*": {"queue": "welcome"}}
+CELERY_TASK_ROUTES = {
+    # Exact names first. The welcome sweep has a queue of its own, which the welcome workers
+    # also consume (-Q welcome,welcome_sweep): taken in turn with the welcome queue, it never
+    # waits behind a burst of welcomes or of inbox drains.
+    "channels_app.tasks.welcome_sweep_task": {"queue": "welcome_sweep"},
+    "*.welcome_*": {"queue": "welcome"},
+}
 
 # WeCom gateway
 WECOM_API_BASE = env("WECOM_API_BASE", default="")  # empty: the built-in sandbox, in-process

@@ -9,11 +9,16 @@ writes its WelcomeDelivery row as QUEUED in the add's own transaction, a worker 
 (a short lease) before it calls WeCom, and a sweep every two seconds queues again the welcomes
 whose claim went stale or that nobody started, while their code still lives. WeCom takes each
 code once, so a second attempt can never send a second welcome.
+
+The after-add task claims the welcome when it starts (before the customer's details are
+fetched) and renews the claim just before it calls WeCom: a claim is a worker at work, an
+unclaimed row a task still waiting in the queue.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
@@ -28,14 +33,16 @@ from scrm.wecom.client import WeComClient, WeComError, WeComTransientError
 logger = logging.getLogger("channels_app.welcome")
 
 WELCOME_CODE_SECONDS = 20  # WeCom's lifetime of a welcome_code
-# A claim older than this is a worker that died sending (a send to WeCom takes well under a
-# second; a slower one that loses its claim only races a second attempt that WeCom refuses).
+# A claim older than this is a worker that died (details and send take well under a second;
+# a slower worker that loses its claim does not send: the one that took over does).
 CLAIM_LEASE_SECONDS = 5
-# A queued welcome nobody claimed within this long may sit in a dead worker's prefetch: queue
-# it again (a duplicate message costs one query: the row is claimed once).
-REQUEUE_AFTER_SECONDS = 3
+# A welcome nobody claimed this long after it was queued waits behind a burst, or sat in a
+# dead worker's prefetch: the sweep sends it itself.
+UNCLAIMED_AFTER_SECONDS = 4
 # Rows still queued this long after the callback will never be sent: recorded as expired.
 GIVE_UP_SECONDS = 60
+# One sweep sends for at most this long; the next one, two seconds later, goes on.
+SWEEP_BUDGET_SECONDS = 8.0
 MAX_TEXT_BYTES = 4000  # WeCom's limit for text.content
 OUTCOME_BY_ERRCODE = {
     41050: WelcomeDelivery.Outcome.EXPIRED,
@@ -68,11 +75,12 @@ def welcome_queue(
     return delivery
 
 
-def _claim(
-    attribution: Attribution, welcome_code: str, received_at: datetime | None
+def welcome_claim(
+    *, attribution: Attribution, welcome_code: str, received_at: datetime | None
 ) -> WelcomeDelivery | None:
-    """This worker's claim on the add's welcome (committed at once, outside any transaction
-    of the caller's); None when it is done, or claimed by a live worker."""
+    """This worker's claim on the add's welcome, for CLAIM_LEASE_SECONDS (committed at once,
+    outside any transaction of the caller's); None when it is done, or claimed by a live
+    worker."""
     try:
         with transaction.atomic():
             delivery = welcome_queue(
@@ -101,16 +109,42 @@ def _claim(
     return delivery
 
 
+def _claim_renew(claim: WelcomeDelivery) -> WelcomeDelivery | None:
+    """The claim, renewed just before WeCom is called; None when it lapsed and another
+    worker took the welcome over (or finished it)."""
+    now = timezone.now()
+    renewed = WelcomeDelivery.objects.filter(
+        pk=claim.pk, outcome=WelcomeDelivery.Outcome.QUEUED, claimed_at=claim.claimed_at
+    ).update(claimed_at=now)
+    if not renewed:
+        return None
+    claim.claimed_at = now
+    return claim
+
+
+def _claim_release(claim: WelcomeDelivery) -> None:
+    """Give the claim up (WeCom was busy): the task's retry claims it again at once."""
+    WelcomeDelivery.objects.filter(
+        pk=claim.pk, outcome=WelcomeDelivery.Outcome.QUEUED, claimed_at=claim.claimed_at
+    ).update(claimed_at=None)
+
+
 def welcome_send(
     *,
     attribution: Attribution,
     welcome_code: str,
     chosen: tuple[str, str, list] | None,
     received_at: datetime | None = None,
+    claim: WelcomeDelivery | None = None,
 ) -> WelcomeDelivery | None:
     """Send once per add; None if this add's welcome was already handled (a replay) or is
-    being sent by another live worker."""
-    delivery = _claim(attribution, welcome_code, received_at)
+    being sent by another live worker. `claim`: taken earlier by welcome_claim."""
+    if claim is not None:
+        delivery = _claim_renew(claim)
+    else:
+        delivery = welcome_claim(
+            attribution=attribution, welcome_code=welcome_code, received_at=received_at
+        )
     if delivery is None:
         return None
     relation = attribution.follow_relation
@@ -132,7 +166,8 @@ def welcome_send(
             WeComClient(attribution.corp).send_welcome_msg(body)
             outcome = WelcomeDelivery.Outcome.SENT
         except WeComTransientError:
-            raise  # the claim lapses; the task's retry (or the sweep) claims it again
+            _claim_release(delivery)
+            raise  # the task's retry (or the sweep) claims it again
         except WeComError as exc:
             errcode = exc.errcode
             outcome = OUTCOME_BY_ERRCODE.get(exc.errcode or 0, WelcomeDelivery.Outcome.FAILED)
@@ -204,42 +239,43 @@ def welcome_resend(*, delivery_id: int) -> WelcomeDelivery | None:
     )  # fmt: skip
 
 
-def welcomes_requeue_lost(*, now: datetime | None = None) -> int:
-    """Queue again the welcomes whose worker died, while their code lives; the number queued.
+def welcomes_recover(*, now: datetime | None = None) -> int:
+    """Send the welcomes whose worker died, while their code lives; the number attempted.
 
-    Beat runs this every two seconds on the welcome queue. A row counts as lost when its
-    claim is older than CLAIM_LEASE_SECONDS, or when nobody claimed it REQUEUE_AFTER_SECONDS
-    after it was last queued. Each row is queued again at most once per that interval, by one
-    sweep (compare-and-set on queued_at). Rows left queued past GIVE_UP_SECONDS are recorded
-    as expired."""
-    from channels_app.tasks import welcome_send_task
-
+    Beat runs this every two seconds on the welcome_sweep queue, which the welcome workers
+    take in turn with the welcome queue (so it never waits behind a burst). A welcome counts
+    as lost when its
+    claim is older than CLAIM_LEASE_SECONDS, or when nobody claimed it UNCLAIMED_AFTER_SECONDS
+    after it was queued; the oldest go first. Each attempt claims the row, so overlapping
+    sweeps and the late original task never send twice. Rows left queued past
+    GIVE_UP_SECONDS are recorded as expired."""
+    started = time.monotonic()
     now = now or timezone.now()
     queued = WelcomeDelivery.objects.filter(outcome=WelcomeDelivery.Outcome.QUEUED)
     queued.filter(received_at__lt=now - timedelta(seconds=GIVE_UP_SECONDS)).update(
         outcome=WelcomeDelivery.Outcome.EXPIRED, sent_at=now
     )
-    stale = now - timedelta(seconds=REQUEUE_AFTER_SECONDS)
     lost = (
         queued.filter(received_at__gte=now - timedelta(seconds=WELCOME_CODE_SECONDS))
-        .filter(Q(queued_at__isnull=True) | Q(queued_at__lt=stale))
         .filter(
-            Q(claimed_at__isnull=True)
+            Q(
+                claimed_at__isnull=True,
+                queued_at__lt=now - timedelta(seconds=UNCLAIMED_AFTER_SECONDS),
+            )
             | Q(claimed_at__lt=now - timedelta(seconds=CLAIM_LEASE_SECONDS))
         )
         .order_by("received_at")
-        .values_list("pk", "queued_at")
+        .values_list("pk", flat=True)
     )
-    requeued = 0
-    for pk, queued_at in list(lost):
-        if not WelcomeDelivery.objects.filter(pk=pk, queued_at=queued_at).update(queued_at=now):
-            continue  # another sweep took it
+    attempted = 0
+    for delivery_id in list(lost[:200]):
+        if time.monotonic() - started > SWEEP_BUDGET_SECONDS:
+            break
         try:
-            welcome_send_task.delay(pk)
-        except Exception:  # the broker is down: the next sweep tries again
-            logger.warning("could not queue welcome %s again", pk)
-            continue
-        requeued += 1
-    if requeued:
-        logger.warning("queued %d welcomes again (a worker died or fell behind)", requeued)
-    return requeued
+            if welcome_resend(delivery_id=delivery_id) is not None:
+                attempted += 1
+        except WeComTransientError:
+            logger.warning("welcome %s: WeCom busy, the next sweep tries again", delivery_id)
+    if attempted:
+        logger.warning("sent %d welcomes left by a dead or lagging worker", attempted)
+    return attempted

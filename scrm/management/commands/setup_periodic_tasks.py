@@ -10,8 +10,8 @@ PERIODIC_TASKS = [
     # A welcome_code lives 20 s: welcomes held by a worker that died are queued again within
     # seconds, not after the broker's one-hour visibility timeout.
     (
-        "channels: re-queue welcomes lost with a worker",
-        "channels_app.tasks.welcome_requeue_lost_task",
+        "channels: send welcomes lost with a worker",
+        "channels_app.tasks.welcome_sweep_task",
         2,
     ),
     ("wecom: re-queue stuck callback events", "scrm.wecom.tasks.callback_events_requeue_task", 60),
