@@ -210,9 +210,11 @@ def _record(
 
 
 def welcome_resend(*, delivery_id: int) -> WelcomeDelivery | None:
-    """Send a welcome the sweep found queued (its worker died, or it waits in a dead worker's
-    prefetch); None when it is no longer queued or another worker holds it."""
+    """Send a welcome the sweep found queued (its worker died, or it waits behind a burst);
+    None when it is no longer queued or another worker holds it. The customer's details are
+    fetched first when no worker got to them, so the welcome still greets them by name."""
     from channels_app.services.rules import add_context, matching_rules, welcome_for
+    from contacts.services import external_contact_refresh
 
     delivery = WelcomeDelivery.objects.filter(
         pk=delivery_id, outcome=WelcomeDelivery.Outcome.QUEUED
@@ -229,13 +231,26 @@ def welcome_resend(*, delivery_id: int) -> WelcomeDelivery | None:
     )  # fmt: skip
     if attribution is None:
         return None
+    claim = welcome_claim(
+        attribution=attribution, welcome_code=delivery.welcome_code,
+        received_at=delivery.received_at,
+    )  # fmt: skip
+    if claim is None:
+        return None
+    contact = attribution.follow_relation.external_contact
+    if contact.details_fetched_at is None:
+        try:
+            external_contact_refresh(contact_id=contact.pk)
+            contact.refresh_from_db()
+        except WeComError:
+            logger.warning("details of contact %s not fetched yet", contact.pk)
     add_way = RelationEvent.objects.values_list("add_way", flat=True).get(
         pk=attribution.add_event_id
     )
     rules = matching_rules(corp_id=attribution.corp_id, ctx=add_context(attribution, add_way))
     return welcome_send(
         attribution=attribution, welcome_code=delivery.welcome_code,
-        chosen=welcome_for(attribution, rules), received_at=delivery.received_at,
+        chosen=welcome_for(attribution, rules), received_at=delivery.received_at, claim=claim,
     )  # fmt: skip
 
 

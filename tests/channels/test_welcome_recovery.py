@@ -21,7 +21,7 @@ from channels_app.services.welcome import (
     welcome_send,
     welcomes_recover,
 )
-from contacts.models import TimelineEvent
+from contacts.models import ExternalContact, TimelineEvent
 from scrm.management.commands.setup_periodic_tasks import PERIODIC_TASKS
 from scrm.pipeline import after_add
 from scrm.wecom.models import CallbackEvent
@@ -70,6 +70,10 @@ def test_a_welcome_no_worker_started_is_sent_by_the_sweep_once(lost_welcome):
     assert lost_welcome.outcome == WelcomeDelivery.Outcome.SENT
     assert lost_welcome.source == "rule"
     assert _codes_used() == 1
+    # Nobody had fetched the customer's details: the sweep did, and greets them by name.
+    name = ExternalContact.objects.get().name
+    assert name
+    assert SandboxWelcomeCode.objects.get().message["text"]["content"] == f"您好 {name}"
     assert TimelineEvent.objects.filter(kind="welcome_sent").count() == 1
     # The dead worker's message, back after the broker's visibility timeout, and more sweeps:
     after_add(attribution_id=Attribution.objects.get().pk, welcome_code=lost_welcome.welcome_code,

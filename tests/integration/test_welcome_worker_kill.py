@@ -30,7 +30,6 @@ from scrm.celery import app as celery_app
 from scrm.management.commands.setup_periodic_tasks import PERIODIC_TASKS
 from scrm.wecom.sandbox.models import SandboxWelcomeCode
 from scrm.wecom.sandbox.simulate import SimulationReport, simulate_adds
-from scrm.wecom.services import callback_events_drain
 from tests.integration.conftest import ROOT, _start_worker, requires_broker, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.sla, requires_broker]
@@ -132,7 +131,7 @@ def test_a_welcome_worker_killed_with_sigkill_mid_burst_loses_no_welcome(
     a_log = LOGS / "welcome-a.log"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (handled.count() < KILL_AFTER or _in_flight(a_log) < 2):
-        time.sleep(0.02)
+        time.sleep(0.1)
     os.kill(processes["welcome-a"].pid, signal.SIGKILL)  # in the middle of its tasks
     killed_after = handled.count()
     processes["welcome-a"].wait(timeout=10)
@@ -140,12 +139,8 @@ def test_a_welcome_worker_killed_with_sigkill_mid_burst_loses_no_welcome(
     assert reports, "the burst did not finish"
     assert reports[0].answered_200 == BURST
 
-    def settled() -> bool:
-        callback_events_drain()  # an inbox drain the burst's last window may still owe
-        return not WelcomeDelivery.objects.filter(outcome=WelcomeDelivery.Outcome.QUEUED).exists()
-
     deadline = time.monotonic() + 90
-    while WelcomeDelivery.objects.count() < BURST or not settled():
+    while WelcomeDelivery.objects.exclude(outcome=WelcomeDelivery.Outcome.QUEUED).count() < BURST:
         assert time.monotonic() < deadline, (LOGS / "default.log").read_text()[-3000:]
         time.sleep(0.5)
 
@@ -170,6 +165,7 @@ def test_a_welcome_worker_killed_with_sigkill_mid_burst_loses_no_welcome(
         "welcome_lag_p50_p99_s": [
             welcome[len(welcome) // 2], welcome[math.ceil(0.99 * len(welcome)) - 1]
         ],
+        "welcome_lag_max_s": welcome[-1],
         "sent_by_sweep": _sweep_sent(LOGS / "welcome-b.log"),
     }  # fmt: skip
     FIGURES.write_text(json.dumps(figures, indent=2))
