@@ -12,6 +12,9 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
+# The demo is a development server on the sandbox: DEBUG on (it serves the static files and
+# accepts the development key), unless DEBUG is set in the environment.
+run: export DEBUG ?= true
 run: $(STAMP)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py demo --addr $(ADDR)

@@ -15,15 +15,45 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
-# Unset means the embedded development default; production sets DEBUG=false explicitly.
-DEBUG = env.bool("DEBUG", default=True)
+# DEBUG is off unless set: an unconfigured deployment never serves tracebacks or a known key.
+# The demo (make run) and the test run set DEBUG=true or their own key explicitly.
+DEBUG = env.bool("DEBUG", default=False)
+# Known to everyone who read this file: accepted only with DEBUG on.
+DEVELOPMENT_SECRET_KEY = "dev-only-insecure-key-never-use-in-production-0123456789abcdef"  # noqa: S105
 SECRET_KEY = env("SECRET_KEY", default="")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[])
+
+
+def secret_key_weakness(key: str) -> str | None:
+    """Why `key` is too weak to sign sessions and tokens, as Django's check --deploy judges
+    it (security.W009); None for a strong key."""
+    if not key:
+        return "it is empty"
+    if key == DEVELOPMENT_SECRET_KEY or key.startswith("django-insecure-"):
+        return "it is a published development key"
+    if len(key) < 50:
+        return f"it has {len(key)} characters, fewer than 50"
+    if len(set(key)) < 5:
+        return f"it has {len(set(key))} distinct characters, fewer than 5"
+    return None
+
+
 if DEBUG:
-    SECRET_KEY = SECRET_KEY or "dev-only-insecure-key-never-use-in-production-0123456789abcdef"
+    SECRET_KEY = SECRET_KEY or DEVELOPMENT_SECRET_KEY
     ALLOWED_HOSTS = ALLOWED_HOSTS or ["127.0.0.1", "localhost", "testserver"]
-elif not SECRET_KEY or not ALLOWED_HOSTS:
-    raise ImproperlyConfigured("With DEBUG off, SECRET_KEY and ALLOWED_HOSTS must be set.")
+else:
+    _weakness = secret_key_weakness(SECRET_KEY)
+    if _weakness:
+        raise ImproperlyConfigured(
+            f"With DEBUG off, SECRET_KEY must be a strong random key, and {_weakness}: set "
+            "SECRET_KEY to at least 50 random characters, e.g. the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'` "
+            "(or DEBUG=true for local development only)."
+        )
+    if not ALLOWED_HOSTS:
+        raise ImproperlyConfigured(
+            "With DEBUG off, ALLOWED_HOSTS must be set (comma-separated host names)."
+        )
 
 # Keys that encrypt corp secrets at rest (scrm/wecom/vault.py), comma-separated: the first
 # encrypts, all decrypt; rotate with `manage.py rotate_secrets`. Unset: derived from SECRET_KEY,
@@ -207,7 +237,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
 if env("CELERY_BROKER_KEY_PREFIX", default=""):
     CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = env("CELERY_BROKER_KEY_PREFIX")
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"*.welcome_*": {"queue": "welcome"}}
+CELERY_TASK_ROUTES = {
+    # Exact names first. The welcome sweep has a queue of its own, which the welcome workers
+    # also consume (-Q welcome,welcome_sweep): taken in turn with the welcome queue, it never
+    # waits behind a burst of welcomes or of inbox drains.
+    "channels_app.tasks.welcome_sweep_task": {"queue": "welcome_sweep"},
+    "*.welcome_*": {"queue": "welcome"},
+}
 
 # WeCom gateway
 WECOM_API_BASE = env("WECOM_API_BASE", default="")  # empty: the built-in sandbox, in-process

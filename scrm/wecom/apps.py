@@ -16,14 +16,17 @@ class WecomConfig(AppConfig):
 
         from scrm.days import corp_zones_changed
         from scrm.wecom.models import Corp
-        from scrm.wecom.services import corp_cache_clear
+        from scrm.wecom.services import corp_changed
 
         def clear(sender: type, instance: Corp, **kwargs: object) -> None:
-            corp_cache_clear(instance.corp_id)
+            corp_changed()  # callback credentials, in every process
             corp_zones_changed()  # the time zones of the corps (scrm.days)
 
-        post_save.connect(clear, sender=Corp, dispatch_uid="wecom-corp-cache")
-        post_delete.connect(clear, sender=Corp, dispatch_uid="wecom-corp-cache-delete")
+        # weak=False: a local function held only weakly dies with this frame (then no save
+        # would reach the caches, depending on when the garbage collector runs).
+        post_save.connect(clear, sender=Corp, weak=False, dispatch_uid="wecom-corp-cache")
+        post_delete.connect(clear, sender=Corp, weak=False,
+                            dispatch_uid="wecom-corp-cache-delete")  # fmt: skip
 
 
 def secrets_key_check(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:

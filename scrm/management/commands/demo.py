@@ -8,7 +8,7 @@ import time
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
 from analytics.refresh import rollups_refresh
@@ -65,6 +65,14 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: object, **options: object) -> None:
+        if not settings.DEBUG:
+            # Its superuser's password is printed here and in the README: never on a
+            # deployment (DEBUG is off unless set; `make run` sets it).
+            raise CommandError(
+                f"The demo creates the superuser {DEMO_USER!r} with a published password and "
+                "runs only with DEBUG on (DEBUG=true, as `make run` sets it). Nothing was "
+                "created."
+            )
         addr = str(options["addr"])
         host, port = addr.rsplit(":", 1)
         if "WECOM_SANDBOX_PUBLIC_URL" not in os.environ:
