@@ -25,7 +25,8 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin
-from django.contrib.admin.utils import get_fields_from_path
+from django.contrib.admin.options import TO_FIELD_VAR
+from django.contrib.admin.utils import get_fields_from_path, unquote
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest
@@ -189,6 +190,39 @@ class CorpScopedAdmin(CorpScopedChoices, admin.ModelAdmin):
     def _get_obj_does_not_exist_redirect(self, request: HttpRequest, opts: Any, object_id: str):
         # Django redirects to the index with "doesn't exist"; another corp's row is a plain 404.
         raise Http404
+
+    def _404_unless_here(self, request: HttpRequest, object_id: str | None) -> None:
+        """Another corp's row is a 404 before any permission check (Django checks the change
+        and delete rights first, without the row). A user who may not see this model at all
+        gets Django's 403 for any id, existing or not."""
+        if object_id is None or not self.has_view_or_change_permission(request):
+            return
+        to_field = request.POST.get(TO_FIELD_VAR, request.GET.get(TO_FIELD_VAR))
+        if self.get_object(request, unquote(object_id), to_field) is None:
+            raise Http404
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict | None = None,
+    ) -> Any:
+        self._404_unless_here(request, object_id)
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict | None = None
+    ) -> Any:
+        self._404_unless_here(request, object_id)
+        return super().delete_view(request, object_id, extra_context)
+
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict | None = None
+    ) -> Any:
+        if not self.has_view_or_change_permission(request):  # as the change page: 403 first
+            raise PermissionDenied
+        return super().history_view(request, object_id, extra_context)
 
     def get_list_filter(self, request: HttpRequest) -> list:
         """Related-field filters offer only the values present in the user's rows (Django's
