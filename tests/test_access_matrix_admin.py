@@ -41,10 +41,11 @@ from tests.factories import (
 
 pytestmark = pytest.mark.django_db
 
-ROLES = ["admin", "operator", "manager", "nomember", "superuser"]
+ROLES = ["admin", "operator", "manager", "mixed", "nomember", "superuser"]
 
 # Rights per model and role: v(iew) a(dd) c(hange) d(elete), on corp A's rows (and for the
-# superuser on every corp's). Models without a corp (Django's own) are superuser-only.
+# superuser on every corp's). Models without a corp (Django's own) are superuser-only. "mixed"
+# is an operator of A who is a manager of B: an operator's rights on A, a manager's on B.
 FULL = {"admin": "vacd", "operator": "vacd", "manager": "v", "nomember": "", "superuser": "vacd"}
 READ_ONLY = {"admin": "v", "operator": "v", "manager": "v", "nomember": "", "superuser": "v"}
 OPS_LOG = {"admin": "v", "operator": "v", "manager": "", "nomember": "", "superuser": "v"}
@@ -192,9 +193,11 @@ def world(django_user_model) -> dict[str, Any]:
         "admin": make_user(django_user_model, "admin-a", corp_a, Role.ADMIN),
         "operator": make_user(django_user_model, "operator-a", corp_a, Role.OPERATOR),
         "manager": make_user(django_user_model, "manager-a", corp_a, Role.MANAGER),
+        "mixed": make_user(django_user_model, "mixed", corp_a, Role.OPERATOR),
         "nomember": make_user(django_user_model, "nomember"),
         "superuser": django_user_model.objects.create_superuser("root", "r@example.cn", "pw"),
     }
+    CorpMembership.objects.create(user=users["mixed"], corp=corp_b, role=Role.MANAGER)
     # Django's model permissions grant nothing without a membership (and are not needed).
     users["nomember"].user_permissions.set(Permission.objects.all())
     return {
@@ -249,7 +252,8 @@ def test_every_admin_of_our_apps_is_corp_scoped():
 
 @pytest.mark.parametrize("model", REGISTERED, ids=lambda model: model._meta.label)
 def test_access_matrix(world, rf, model):
-    rights_of = RIGHTS[model._meta.label]
+    rights_of = {**RIGHTS[model._meta.label]}
+    rights_of["mixed"] = rights_of["operator"]
     model_admin = admin.site._registry[model]
     corp_model = model in world["a"]
     if corp_model:
@@ -270,7 +274,8 @@ def test_access_matrix(world, rf, model):
             shown = listed(changelist)
             assert row_a.pk in shown, where
             if row_b is not None:
-                assert (row_b.pk in shown) == (role == "superuser"), where
+                sees_b = role == "superuser" or (role == "mixed" and "v" in rights_of["manager"])
+                assert (row_b.pk in shown) == sees_b, where
         else:
             assert changelist.status_code == 403, where
 
@@ -290,15 +295,25 @@ def test_access_matrix(world, rf, model):
 
         if row_b is None or role == "superuser":
             continue
-        # B's row: not there, a 404 (for a model the role may not see at all, Django's 403
-        # comes first on some pages: the same for every id, existing or not).
-        hidden = (404,) if "v" in rights else (403, 404)
         before = corp_b_state(world["corp_b"])
-        for view in ("change", "history", "delete"):
-            assert client.get(_url(model, view, row_b.pk)).status_code in hidden, (where, view)
-        assert client.post(_url(model, "change", row_b.pk), {}).status_code in hidden, where
-        deleted = client.post(_url(model, "delete", row_b.pk), {"post": "yes"})
-        assert deleted.status_code in hidden, where
+        if role == "mixed" and "v" in rights_of["manager"]:
+            # B's row, readable only: shown, never written.
+            for view in ("change", "history"):
+                assert client.get(_url(model, view, row_b.pk)).status_code == 200, (where, view)
+            assert client.get(_url(model, "delete", row_b.pk)).status_code == 403, where
+            assert client.post(_url(model, "change", row_b.pk), {}).status_code == 403, where
+            deleted = client.post(_url(model, "delete", row_b.pk), {"post": "yes"})
+            assert deleted.status_code == 403, where
+        else:
+            # B's row: not there, a 404 (for a model the role may not see at all, Django's 403
+            # comes first on some pages: the same for every id, existing or not).
+            hidden = (404,) if "v" in rights else (403, 404)
+            for view in ("change", "history", "delete"):
+                response = client.get(_url(model, view, row_b.pk))
+                assert response.status_code in hidden, (where, view)
+            assert client.post(_url(model, "change", row_b.pk), {}).status_code in hidden, where
+            deleted = client.post(_url(model, "delete", row_b.pk), {"post": "yes"})
+            assert deleted.status_code in hidden, where
         for action in actions:
             response = client.post(
                 _url(model, "changelist"),
