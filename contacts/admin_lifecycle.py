@@ -188,6 +188,8 @@ class AuditLogAdmin(ReadOnlyAdmin):
             raise PermissionDenied
         action = request.POST.get("action", "")
         erase = action in ("erase", "erase_confirmed")
+        if erase and not tenancy.may_anywhere(request.user, CREDENTIALS):
+            raise PermissionDenied
         corps = tenancy.corps_for_user(request.user, CREDENTIALS if erase else WRITE)
         form = PersonalDataForm(request.POST if action else None, corps=corps)
         if action and form.is_valid():
