@@ -501,6 +501,7 @@ class LiveCodeAdmin(CorpScopedAdmin):
 
 @admin.register(Scan)
 class ScanAdmin(ReadOnlyAdmin):
+    personal_fields = ("referral",)  # named by the referrer
     list_display = [local_time_column(Scan, "created_at"), "live_code", "staff", "store", "device",
                     "in_wechat", "reused",
                     "utm_source", "utm_campaign", "referral"]  # fmt: skip
@@ -513,6 +514,7 @@ class ScanAdmin(ReadOnlyAdmin):
 
 @admin.register(Attribution)
 class AttributionAdmin(ReadOnlyAdmin):
+    personal_fields = ("__str__", "external_contact", "referrer", "follow_relation")
     list_display = [local_time_column(Attribution, "added_at"), "external_contact", "staff",
                     "live_code", "channel", "state_kind",
                     "is_first_touch", "referrer", "store"]  # fmt: skip
@@ -534,6 +536,7 @@ class DailyCounterAdmin(ReadOnlyAdmin):
 
 @admin.register(ReferralCode)
 class ReferralCodeAdmin(CorpScopedAdmin):
+    personal_fields = ("__str__", "referrer")
     form = ReferralCodeForm
     list_display = ["referrer", "live_code", "link", local_time_column(ReferralCode, "created_at")]
     list_filter = ["live_code__channel", "corp"]
@@ -543,7 +546,8 @@ class ReferralCodeAdmin(CorpScopedAdmin):
     readonly_fields = ["link", "token", "config_id", "qr_code", "state", "created_at"]
 
     def get_fields(self, request: HttpRequest, obj: ReferralCode | None = None) -> list:
-        return ["live_code", "referrer", *(self.readonly_fields if obj else [])]
+        fields = ["live_code", "referrer", *(self.readonly_fields if obj else [])]
+        return self.visible_fields(request, obj, fields)
 
     def get_readonly_fields(self, request: HttpRequest, obj: ReferralCode | None = None) -> list:
         return self.readonly_fields if obj else []

@@ -33,6 +33,7 @@ class SourceRuleAdmin(CorpScopedAdmin):
 
 @admin.register(WelcomeDelivery)
 class WelcomeDeliveryAdmin(CorpScopedAdmin):
+    personal_fields = ("__str__", "follow_relation")
     list_display = [local_time_column(WelcomeDelivery, "sent_at"), "follow_relation", "source",
                     "outcome", "errcode", local_time_column(WelcomeDelivery, "added_at"),
                     local_time_column(WelcomeDelivery, "received_at")]  # fmt: skip
@@ -75,6 +76,7 @@ class GroupJoinWayAdmin(CorpScopedAdmin):
 
 @admin.register(GroupMemberJoin)
 class GroupMemberJoinAdmin(CorpScopedAdmin):
+    personal_fields = ("external_contact",)
     list_display = [local_time_column(GroupMemberJoin, "joined_at"), "chat_id", "member_id",
                     "external_contact", "join_way",
                     "channel", "join_scene", "state_kind"]  # fmt: skip

@@ -76,6 +76,9 @@ class AddWayLabelMixin:
 
 class FirstSourceInline(AddWayLabelMixin, CorpScopedInline, admin.StackedInline):
     model = FirstSource
+    # Inline rows are labelled with the customer's name: the customer's page shows them only to
+    # those who may see personal data (managers read the first source in the list's columns).
+    personal = True
     fields = ["added_at", "staff", "add_way_display", "state", "backfilled"]
     readonly_fields = fields
     can_delete = False
@@ -90,6 +93,7 @@ class FirstSourceInline(AddWayLabelMixin, CorpScopedInline, admin.StackedInline)
 
 class FollowRelationInline(AddWayLabelMixin, CorpScopedInline, admin.TabularInline):
     model = FollowRelation
+    personal = True  # the staff member's remark on the customer
     fk_name = "external_contact"
     fields = [
         "staff",
@@ -115,6 +119,7 @@ class RelationHistoryInline(AddWayLabelMixin, CorpScopedInline, admin.TabularInl
 
     model = RelationEvent
     fk_name = "external_contact"
+    personal = True
     fields = ["occurred_at", "kind", "staff", "state", "add_way_display", "fail_reason",
               "backfilled", "recorded_at"]  # fmt: skip
     readonly_fields = fields
@@ -134,6 +139,8 @@ class RelationHistoryInline(AddWayLabelMixin, CorpScopedInline, admin.TabularInl
 
 @admin.register(ExternalContact)
 class ExternalContactAdmin(CorpScopedAdmin):
+    personal_fields = ("__str__", "name", "unionid", "avatar", "corp_name", "gender",
+                       "details_error")  # fmt: skip
     list_display = [
         "__str__",
         "external_userid",

@@ -491,6 +491,7 @@ class CustomerTagsInline(CorpScopedInline, admin.TabularInline):
     model = FollowRelation
     fk_name = "external_contact"
     fields = ["staff", "status", "tag_list"]
+    personal = True  # rows labelled with the customer's name
     readonly_fields = fields
     verbose_name = gettext_lazy("tag")
     verbose_name_plural = gettext_lazy("tags")
@@ -535,6 +536,7 @@ class TimelineInline(CorpScopedInline, admin.TabularInline):
 
     model = TimelineEvent
     formset = NewestTimelineFormSet
+    personal = True  # what the customer did and said, in words
     fk_name = "external_contact"
     fields = ["local_time", "kind", "staff", "summary"]
     readonly_fields = fields

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 from django.contrib import admin
@@ -30,6 +31,7 @@ from django.contrib.admin.utils import get_fields_from_path, unquote
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest
+from django.utils.translation import gettext as _
 
 from scrm.wecom import tenancy
 from scrm.wecom.models import Corp
@@ -83,6 +85,22 @@ def corp_pk_of(obj: Model, path: str | None = None) -> int | None:
     return getattr(target, f"{last}_id", None)
 
 
+_PSEUDONYMOUS: ContextVar[bool] = ContextVar("scrm_admin_pseudonymous", default=False)
+
+
+class _Pseudonymous:
+    """A row shown by its id where its name would show a customer's personal data."""
+
+    def __init__(self, obj: Model) -> None:
+        self._obj = obj
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._obj, name)
+
+    def __str__(self) -> str:
+        return f"{self._obj._meta.verbose_name} #{self._obj.pk}"
+
+
 def _scoped_choices(queryset: QuerySet, request: HttpRequest, action: str) -> QuerySet:
     """`queryset` (of any model) narrowed to rows of corps where the user may do `action`."""
     path = corp_path_for(queryset.model)
@@ -125,6 +143,10 @@ class CorpScopedAdmin(CorpScopedChoices, admin.ModelAdmin):
     corp_field: str = "corp"  # the path to the row's corp, e.g. "live_code__corp"
     read_action: str = READ
     write_action: str = WRITE
+    # A customer's personal data (names, unionids, remarks; "__str__" when the row's name
+    # shows one, and relations to customers): only for those who may write in the row's corp.
+    # Managers read figures and pseudonymous ids (external_userid), as the reports do.
+    personal_fields: tuple[str, ...] = ()
 
     # -- who may do what -----------------------------------------------------------------------
 
@@ -165,6 +187,81 @@ class CorpScopedAdmin(CorpScopedChoices, admin.ModelAdmin):
     def may_write_anywhere(self, request: HttpRequest) -> bool:
         """For custom pages and actions that write (imports, syncs, retries)."""
         return self.may(request, self.write_action)
+
+    # -- personal data -------------------------------------------------------------------------
+
+    def hides_personal_data(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        """Whether personal fields are hidden from this user (on `obj`, or on the list: hidden
+        when any corp of the list is read-only to the user)."""
+        if not self.personal_fields or is_superuser(request):
+            return False
+        if obj is not None:
+            return not tenancy.may(request.user, self.corp_pk(obj), WRITE)
+        readable = tenancy.corp_ids_for_user(request.user, self.read_action) or set()
+        writable = tenancy.corp_ids_for_user(request.user, WRITE) or set()
+        return not readable <= writable
+
+    def _personal(self, name: Any) -> bool:
+        name = getattr(name, "__name__", name)
+        if not isinstance(name, str):
+            return False
+        parts = name.split("__")
+        return name in self.personal_fields or any(part in self.personal_fields for part in parts)
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        columns = super().get_list_display(request)
+        if self.hides_personal_data(request):
+            columns = [name for name in columns if not self._personal(name)]
+        return columns
+
+    def get_search_fields(self, request: HttpRequest) -> Any:
+        fields = super().get_search_fields(request)
+        if self.hides_personal_data(request):  # a search by name is a way to read names
+            fields = [name for name in fields if not self._personal(name.lstrip("^=@"))]
+        return fields
+
+    def get_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        return self.visible_fields(request, obj, super().get_fields(request, obj))
+
+    def visible_fields(self, request: HttpRequest, obj: Model | None, fields: Any) -> list:
+        """`fields` less the personal ones this user may not see (for get_fields overrides)."""
+        if self.hides_personal_data(request, obj):
+            return [name for name in fields if not self._personal(name)]
+        return list(fields)
+
+    def get_inlines(self, request: HttpRequest, obj: Model | None) -> Any:
+        inlines = super().get_inlines(request, obj)
+        if self.hides_personal_data(request, obj):
+            inlines = [inline for inline in inlines if not getattr(inline, "personal", False)]
+        return inlines
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> Any:
+        if not self.hides_personal_data(request):
+            return super().changelist_view(request, extra_context)
+        # The row checkboxes are labelled with each row's name: rendered here, pseudonymous.
+        token = _PSEUDONYMOUS.set(True)
+        try:
+            response = super().changelist_view(request, extra_context)
+            if hasattr(response, "render"):
+                response.render()
+            return response
+        finally:
+            _PSEUDONYMOUS.reset(token)
+
+    def action_checkbox(self, obj: Model) -> str:
+        if _PSEUDONYMOUS.get():
+            obj = _Pseudonymous(obj)
+        return super().action_checkbox(obj)
+
+    def _pseudonymous_context(self, request: HttpRequest, object_id: str | None) -> dict:
+        """The page's title and breadcrumbs name the row by its id when its name is personal."""
+        if object_id is None or "__str__" not in self.personal_fields:
+            return {}
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None or not self.hides_personal_data(request, obj):
+            return {}
+        return {"original": _Pseudonymous(obj), "object": _Pseudonymous(obj),
+                "subtitle": str(_Pseudonymous(obj))}  # fmt: skip
 
     # -- what is there -------------------------------------------------------------------------
 
@@ -209,6 +306,7 @@ class CorpScopedAdmin(CorpScopedChoices, admin.ModelAdmin):
         extra_context: dict | None = None,
     ) -> Any:
         self._404_unless_here(request, object_id)
+        extra_context = {**(extra_context or {}), **self._pseudonymous_context(request, object_id)}
         return super().changeform_view(request, object_id, form_url, extra_context)
 
     def delete_view(
@@ -222,6 +320,11 @@ class CorpScopedAdmin(CorpScopedChoices, admin.ModelAdmin):
     ) -> Any:
         if not self.has_view_or_change_permission(request):  # as the change page: 403 first
             raise PermissionDenied
+        pseudonymous = self._pseudonymous_context(request, object_id)
+        if pseudonymous:
+            title = _("Change history: %s") % pseudonymous["object"]
+            pseudonymous = {"object": pseudonymous["object"], "title": title}
+        extra_context = {**(extra_context or {}), **pseudonymous}
         return super().history_view(request, object_id, extra_context)
 
     def get_list_filter(self, request: HttpRequest) -> list:
