@@ -607,6 +607,8 @@ class ReferralCodeAdmin(CorpScopedAdmin):
             # The last `period` local days of the corp, today included.
             since = days.today(corp) - timedelta(days=period - 1) if period else None
             rows = referrer_leaderboard(corp=corp, since=since)
+            if not tenancy.may(request.user, corp, WRITE):  # a manager: ids, not names
+                rows = [{**row, "referrer__name": ""} for row in rows]
         return _page(self, request, "leaderboard.html", title=_("Referral leaderboard"),
                      form=form, rows=rows)  # fmt: skip
 

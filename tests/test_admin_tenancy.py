@@ -413,3 +413,16 @@ def test_an_operator_reads_the_customers_names(operator_a, corps):
     url = reverse("admin:contacts_externalcontact_changelist")
     found = operator_a.get(url, {"q": customer.name}).context["cl"].result_list
     assert list(found) == [customer]
+
+
+def test_the_referral_leaderboard_names_no_one_to_a_manager(manager_a, operator_a, corps):
+    from channels_app.models import Attribution
+
+    referrer = corps["a"][ExternalContact]
+    Attribution.objects.filter(corp=corps["corp_a"]).update(referrer=referrer, is_first_touch=True)
+    url = reverse("admin:channels_app_referralcode_leaderboard")
+    query = {"corp": corps["corp_a"].pk, "days": "0"}
+    assert referrer.name in operator_a.get(url, query).content.decode()
+    html = manager_a.get(url, query).content.decode()
+    assert referrer.external_userid in html
+    assert referrer.name not in html
