@@ -228,6 +228,28 @@ def corp_b_state(corp_b: Corp) -> dict[str, list]:
     return state
 
 
+def assert_no_choice_of(response: Any, corp_b: Corp, where: str) -> None:
+    """No choice of the page's forms (its own and its inlines') belongs to corp B."""
+    from django.forms import ModelChoiceField
+
+    adminform = response.context.get("adminform")
+    forms = [adminform.form if adminform else response.context["form"]]  # or a custom page's
+    for inline in response.context.get("inline_admin_formsets", []):
+        forms += [*inline.formset.forms, inline.formset.empty_form]
+    for form in forms:
+        for name, field in form.fields.items():
+            # An inline row's own id is looked up among the parent's rows, not these choices.
+            if (
+                not isinstance(field, ModelChoiceField)
+                or name == field.queryset.model._meta.pk.name
+            ):
+                continue
+            path = corp_path_for(field.queryset.model)
+            if path is not None:
+                in_b = field.queryset.filter(**{path: corp_b.pk}).exists()
+                assert not in_b, (where, name)
+
+
 def listed(response: Any) -> set:
     return {obj.pk for obj in response.context["cl"].result_list}
 
@@ -286,7 +308,12 @@ def test_access_matrix(world, rf, model):
         expected = 200 if "d" in rights else 403
         assert client.get(_url(model, "delete", row_a.pk)).status_code == expected, where
         expected = 200 if "a" in rights else 403
-        assert client.get(_url(model, "add")).status_code == expected, where
+        added = client.get(_url(model, "add"))
+        assert added.status_code == expected, where
+        if "a" in rights and role != "superuser" and corp_model:
+            assert_no_choice_of(added, world["corp_b"], where)
+        if "c" in rights and role != "superuser" and corp_model:
+            assert_no_choice_of(client.get(_url(model, "change", row_a.pk)), world["corp_b"], where)
         posted = client.post(_url(model, "change", row_a.pk), {})
         if "c" in rights:
             assert posted.status_code in (200, 302), where  # a form with errors, or saved
