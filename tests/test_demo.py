@@ -69,7 +69,7 @@ def test_the_plan_is_deterministic_and_ends_before_the_anchor_day():
 def demo_corp(db) -> Corp:
     with time_machine.travel(NOW, tick=True):
         command = Command()
-        corp = command._corp()
+        corp = command._corp(callback_url="http://127.0.0.1:8000/wecom/callback/")
         command._channels(corp)
         yield corp
 
