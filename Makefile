@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 ADDR ?= 127.0.0.1:8000
 
-.PHONY: run test test-sla lint format clean
+.PHONY: run manage test test-sla lint format clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,12 @@ run: export DEBUG ?= true
 run: $(STAMP)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py demo --addr $(ADDR)
+
+# Any manage.py command on the same footing as the demo (DEBUG on unless set), e.g.
+# make manage ARGS="wecom_sandbox simulate --code xhs-618 --adds 20"
+manage: export DEBUG ?= true
+manage: $(STAMP)
+	$(PY) manage.py $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

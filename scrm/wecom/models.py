@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from scrm import days
 from scrm.wecom.crypto import aes_key_is_valid
@@ -155,9 +156,9 @@ class ApiCall(models.Model):
 class Role(models.TextChoices):
     """What a user may do in one corp (see scrm/wecom/tenancy.py for who may do what)."""
 
-    ADMIN = "admin", _("admin")  # everything in the corp: credentials and users included
-    OPERATOR = "operator", _("operator")  # channels, codes, customers, tags, imports
-    MANAGER = "manager", _("manager")  # read-only: customers, reports, exports
+    ADMIN = "admin", pgettext_lazy("role", "admin")  # everything: credentials, users too
+    OPERATOR = "operator", pgettext_lazy("role", "operator")  # channels, codes, customers...
+    MANAGER = "manager", pgettext_lazy("role", "manager")  # read-only: customers, reports
 
 
 class CorpMembership(models.Model):

@@ -119,8 +119,7 @@ class Command(BaseCommand):
             f"落地页 Landing: http://{addr}/l/{landing}/",
             f"API:          http://{addr}/api/v1/  (docs: /api/docs/)",
             f"Callbacks:    {url}",
-            "More customers: .venv/bin/python manage.py wecom_sandbox simulate --code "
-            f"{landing} --adds 20",
+            f'More customers: make manage ARGS="wecom_sandbox simulate --code {landing} --adds 20"',
         ]
         rule = "=" * 78
         return self.style.SUCCESS("\n".join(["", rule, *(f"  {line}" for line in lines), rule, ""]))

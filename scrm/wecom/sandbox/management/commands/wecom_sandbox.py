@@ -32,7 +32,7 @@ attributed to the code and its channel. Without --code, customers add a random m
 app put into a contact way (see a live code's page in the admin); a made-up one attributes to
 nothing (the customer arrives without a channel).
 
-examples:
+examples (with the demo's `make run`: make manage ARGS="wecom_sandbox simulate ..."):
   python manage.py wecom_sandbox simulate --code xhs-618 --adds 20
   python manage.py wecom_sandbox simulate --adds 200 --rate 20 --duplicates 0.1 --shuffle
   python manage.py wecom_sandbox simulate --code xhs-618 --scans 50 --no-add 0.3 \\
