@@ -5,16 +5,25 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 ADDR ?= 127.0.0.1:8000
 
-.PHONY: run test test-sla lint format clean
+.PHONY: run manage test test-sla lint format clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
+# The demo is a development server on the sandbox: DEBUG on (it serves the static files and
+# accepts the development key), unless DEBUG is set in the environment.
+run: export DEBUG ?= true
 run: $(STAMP)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py demo --addr $(ADDR)
+
+# Any manage.py command on the same footing as the demo (DEBUG on unless set), e.g.
+# make manage ARGS="wecom_sandbox simulate --code xhs-618 --adds 20"
+manage: export DEBUG ?= true
+manage: $(STAMP)
+	$(PY) manage.py $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -28,15 +28,15 @@ from analytics.reports import ChannelReport, DailyReport, ReportParams
 from analytics.reports import base as definitions
 from analytics.reports.base import GROUPS, ReportError, ReportResult
 from channels_app.models import Channel, LiveCode
-from scrm.wecom.models import Corp
+from scrm.api_tenancy import CorpField, CorpRolePermission
+from scrm.wecom import tenancy
 
 DEFINITIONS = definitions.__doc__ or ""
 
 
 class ReportQuerySerializer(serializers.Serializer):
-    corp = serializers.SlugRelatedField(
-        slug_field="corp_id", queryset=Corp.objects.all(), help_text=_("the corp's WeCom corp ID")
-    )
+    # Only the corps the user may read: another corp is "unknown", as if it did not exist.
+    corp = CorpField(action=tenancy.READ, help_text=_("the corp's WeCom corp ID"))
     window = serializers.ChoiceField(
         choices=WINDOWS, default=30, help_text=_("days after the first add that count")
     )
@@ -178,9 +178,12 @@ class ChannelReportView(APIView):
     # ?format= names the answer (json, csv, xlsx), not a renderer: see analytics.api_exports.
     content_negotiation_class = FormatIsAParameter
     renderer_classes = [JSONRenderer]
+    permission_classes = [CorpRolePermission]
 
     def get(self, request: Request) -> Any:
-        query = ChannelReportQuerySerializer(data=request.query_params)
+        query = ChannelReportQuerySerializer(
+            data=request.query_params, context={"request": request}
+        )
         query.is_valid(raise_exception=True)
         result = ChannelReport(query.params()).calculate()
         return _answer(request, result, query.validated_data["format"])
@@ -197,9 +200,10 @@ class ChannelReportView(APIView):
 class DailyReportView(APIView):
     content_negotiation_class = FormatIsAParameter
     renderer_classes = [JSONRenderer]
+    permission_classes = [CorpRolePermission]
 
     def get(self, request: Request) -> Any:
-        query = ReportQuerySerializer(data=request.query_params)
+        query = ReportQuerySerializer(data=request.query_params, context={"request": request})
         query.is_valid(raise_exception=True)
         result = DailyReport(query.params()).calculate()
         return _answer(request, result, query.validated_data["format"])

@@ -38,6 +38,7 @@ from analytics.exports import CONTENT_TYPES, report_export_response, report_kind
 from analytics.models import ExportJob
 from analytics.reports import ReportResult
 from scrm.api_docs import DetailSerializer
+from scrm.api_tenancy import CorpRolePermission
 
 ANSWER_FORMATS = ("json", "csv", "xlsx")
 FORMAT_HELP = gettext_lazy(
@@ -122,6 +123,8 @@ def report_responses(json_serializer: type[serializers.Serializer]) -> dict:
 
 
 class ExportJobView(APIView):
+    permission_classes = [CorpRolePermission]
+
     @extend_schema(
         tags=["reports"],
         operation_id="report_export_retrieve",
@@ -137,6 +140,8 @@ class ExportJobView(APIView):
 
 
 class ExportJobDownloadView(APIView):
+    permission_classes = [CorpRolePermission]
+
     @extend_schema(
         tags=["reports"],
         operation_id="report_export_download",

@@ -33,6 +33,7 @@ from analytics.exports import (
 )
 from analytics.models import ExportJob
 from analytics.reports import ChannelReport, DailyReport, ReportParams, ReportResult
+from scrm.wecom import tenancy
 from scrm.wecom.models import Corp
 
 logger = logging.getLogger("analytics.export_jobs")
@@ -49,21 +50,15 @@ def export_job_needed(result: ReportResult) -> bool:
     return len(result.rows) > settings.REPORT_EXPORT_SYNC_MAX_ROWS
 
 
-def corps_visible_to(user: Any) -> QuerySet[Corp]:
-    """The corps whose exports `user` may see. No per-user corp membership exists yet: every
-    corp is visible to a signed-in user, as in the report API itself. This is the one place
-    tenancy work makes real (the user's memberships)."""
-    if not getattr(user, "is_authenticated", False):
-        return Corp.objects.none()
-    return Corp.objects.all()
-
-
 def export_jobs_visible_to(user: Any) -> QuerySet[ExportJob]:
-    """The export jobs `user` may see: their own (all, for a superuser) of the corps they may
-    see (corps_visible_to). Any other job is a 404, as if it did not exist."""
-    jobs = ExportJob.objects.filter(corp__in=corps_visible_to(user)).select_related("corp")
+    """The export jobs `user` may see: their own (all, for a superuser) of the corps where they
+    may still read reports (scrm.wecom.tenancy). Any other job is a 404, as if it did not exist.
+    """
+    jobs = tenancy.scope(ExportJob.objects.select_related("corp"), user, tenancy.READ)
     if getattr(user, "is_superuser", False):
         return jobs
+    if not getattr(user, "is_authenticated", False):
+        return jobs.none()
     return jobs.filter(created_by=user.pk)
 
 
@@ -145,8 +140,13 @@ def export_job_run(*, job_id: int) -> ExportJob | None:
     claimed_at = _claim(job_id)
     if claimed_at is None:
         return None
-    job = ExportJob.objects.select_related("corp").get(pk=job_id)
+    job = ExportJob.objects.select_related("corp", "created_by").get(pk=job_id)
     counter = ExportJob.objects.filter(pk=job_id, started_at=claimed_at)  # while still ours
+    if job.created_by is not None and not tenancy.may(job.created_by, job.corp, tenancy.READ):
+        # The user lost the corp (or the account) between asking and this run: no file.
+        counter.update(status=ExportJob.Status.FAILED, error="not allowed: no role in the corp",
+                       finished_at=timezone.now())  # fmt: skip
+        return ExportJob.objects.get(pk=job_id)
     try:
         with translation.override(job.language or settings.LANGUAGE_CODE):
             params = _params_from_json(job.corp, job.params)

@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
+from itertools import islice
 from typing import Any
 
 from django.db import transaction
@@ -70,6 +71,8 @@ FIRST_TOUCH = "add_event__attribution__"  # from a first source to its add's att
 FLOW_FIGURES = ("scans", "adds", "landing_adds", "lost", "removed")
 SCAN_BREAKDOWNS = ("utm_source", "utm_medium", "utm_campaign", "device")
 BATCH = 1000  # rows per INSERT
+# Days computed at a time: a month of a large corp's grouped rows fits in tens of MB.
+CHUNK_DAYS = 31
 MONEY = DecimalField(max_digits=16, decimal_places=2)
 COST_PLACES = Decimal("0.000001")
 
@@ -81,13 +84,38 @@ def day_range(first: date, last: date) -> Iterator[date]:
         day += timedelta(days=1)
 
 
+def _chunks(first: date, last: date) -> Iterator[tuple[date, date]]:
+    """first..last in ranges of at most CHUNK_DAYS days."""
+    while first <= last:
+        chunk_last = min(last, first + timedelta(days=CHUNK_DAYS - 1))
+        yield first, chunk_last
+        first = chunk_last + timedelta(days=1)
+
+
+def _insert(model: type, rows: Iterable) -> None:
+    """INSERT `rows` (model instances, possibly a generator) BATCH at a time: a rebuild's
+    memory is that of a batch, not of a year of customers."""
+    rows = iter(rows)
+    while batch := list(islice(rows, BATCH)):
+        model.objects.bulk_create(batch)
+
+
 @transaction.atomic
 def rollups_rebuild(*, corp: Corp, first: date, last: date, now: datetime | None = None) -> None:
     """Recompute and replace the corp's rollups of the local days first..last (flows and
     visitors of those days, cohorts first added on them, costs spread over them) and mark the
-    days computed. `now` is the as-of time of the 30-day retention (default: now)."""
+    days computed. `now` is the as-of time of the 30-day retention (default: now).
+
+    One transaction (readers see the old rollups or the new, never half), computed CHUNK_DAYS
+    at a time: every rollup row belongs to one day, so the chunks are independent, and the
+    memory a rebuild needs is that of one chunk's grouped rows, whatever the range."""
     now = now or timezone.now()
     rollup_state_lock(corp=corp)
+    for chunk_first, chunk_last in _chunks(first, last):
+        _rebuild_days(corp, chunk_first, chunk_last, now)
+
+
+def _rebuild_days(corp: Corp, first: date, last: date, now: datetime) -> None:
     start, end = days.days_bounds(first, last, corp)
     for model in (
         DailyFlow,
@@ -100,14 +128,14 @@ def rollups_rebuild(*, corp: Corp, first: date, last: date, now: datetime | None
     ):
         model.objects.filter(corp=corp, day__gte=first, day__lte=last).delete()
     facts = _Facts(corp, start, end)
-    DailyFlow.objects.bulk_create(_flows(facts), batch_size=BATCH)
-    DailyFlowBreakdown.objects.bulk_create(_flow_breakdowns(facts), batch_size=BATCH)
-    DailyVisitor.objects.bulk_create(_visitors(facts), batch_size=BATCH)
-    CustomerCohort.objects.bulk_create(_customer_cohorts(facts, now), batch_size=BATCH)
+    _insert(DailyFlow, _flows(facts))
+    _insert(DailyFlowBreakdown, _flow_breakdowns(facts))
+    _insert(DailyVisitor, _visitors(facts))
+    _insert(CustomerCohort, _customer_cohorts(facts, now))
     customers = CustomerCohort.objects.filter(corp=corp, day__gte=first, day__lte=last)
-    DailyCohort.objects.bulk_create(_cohorts(customers, corp), batch_size=BATCH)
-    DailyCohortBreakdown.objects.bulk_create(_cohort_breakdowns(customers, corp), batch_size=BATCH)
-    DailyCost.objects.bulk_create(_costs(corp, first, last), batch_size=BATCH)
+    _insert(DailyCohort, _cohorts(customers, corp))
+    _insert(DailyCohortBreakdown, _cohort_breakdowns(customers, corp))
+    _insert(DailyCost, _costs(corp, first, last))
     RollupDay.objects.bulk_create(
         [
             RollupDay(corp=corp, day=day, computed_at=now, dirty=False)
@@ -277,7 +305,7 @@ def _summed_by_text(rows: list, figures: tuple[str, ...]) -> list:
     return list(merged.values())
 
 
-def _visitors(facts: _Facts) -> list[DailyVisitor]:
+def _visitors(facts: _Facts) -> Iterator[DailyVisitor]:
     devices = (
         facts.scans.exclude(device_key="")
         .annotate(
@@ -287,7 +315,8 @@ def _visitors(facts: _Facts) -> list[DailyVisitor]:
         .distinct()
         .order_by()
     )
-    return [DailyVisitor(corp=facts.corp, **row) for row in devices]
+    for row in devices.iterator(chunk_size=BATCH):
+        yield DailyVisitor(corp=facts.corp, **row)
 
 
 # -- cohorts -----------------------------------------------------------------------------------
@@ -337,7 +366,7 @@ def _live_after_first_add(delta: timedelta) -> Exists:
     )
 
 
-def _customer_cohorts(facts: _Facts, now: datetime) -> list[CustomerCohort]:
+def _customer_cohorts(facts: _Facts, now: datetime) -> Iterator[CustomerCohort]:
     """Each customer first added in the range, with its first touch and what followed: the
     per-customer subqueries run once here, and the cohort tables are sums of these rows."""
     order, refund = ConversionEvent.Kind.ORDER, ConversionEvent.Kind.REFUND
@@ -368,11 +397,9 @@ def _customer_cohorts(facts: _Facts, now: datetime) -> list[CustomerCohort]:
         **{f"touch_{name}": value for name, value in touch.items()},
         **figures,
     ).values("external_contact_id", *KEY, *(f"touch_{name}" for name in touch), *figures)
-    customers = []
-    for row in rows:
+    for row in rows.iterator(chunk_size=BATCH):
         values = {name: _text(row.pop(f"touch_{name}")) for name in touch}
-        customers.append(CustomerCohort(corp=facts.corp, **values, **row))
-    return customers
+        yield CustomerCohort(corp=facts.corp, **values, **row)
 
 
 def _cohort_sums(customers: QuerySet, key: tuple[str, ...]) -> QuerySet:

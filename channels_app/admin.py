@@ -62,7 +62,9 @@ from channels_app.services.publishing import (
 from channels_app.services.referrals import referral_code_get_or_create, referral_link
 from scrm import days
 from scrm.csv_import import csv_template
+from scrm.wecom import tenancy
 from scrm.wecom.admin import ReadOnlyAdmin, local_time_column
+from scrm.wecom.admin_tenancy import READ, WRITE, CorpScopedAdmin, CorpScopedInline
 from scrm.wecom.client import WeComError
 
 
@@ -117,7 +119,7 @@ class ChannelCostFormSet(forms.BaseInlineFormSet):
                                    currency=cost.currency, note=cost.note)  # fmt: skip
 
 
-class ChannelCostInline(admin.TabularInline):
+class ChannelCostInline(CorpScopedInline, admin.TabularInline):
     model = ChannelCost
     formset = ChannelCostFormSet
     fields = ["start_date", "end_date", "amount", "currency", "note"]
@@ -125,7 +127,7 @@ class ChannelCostInline(admin.TabularInline):
 
 
 @admin.register(Channel)
-class ChannelAdmin(admin.ModelAdmin):
+class ChannelAdmin(CorpScopedAdmin):
     list_display = ["name", "code", "channel_type", "category", "is_active",
                     live_code_count, scans_today, adds_today]  # fmt: skip
     list_filter = ["channel_type", "category", "is_active", "corp"]
@@ -142,7 +144,9 @@ class ChannelAdmin(admin.ModelAdmin):
     actions = ["import_costs"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Channel]:
-        return channels_with_today().order_by(*(self.get_ordering(request) or ["corp", "code"]))
+        return self.scoped(request, channels_with_today()).order_by(
+            *(self.get_ordering(request) or ["corp", "code"])
+        )
 
     def save_formset(self, request: HttpRequest, form: forms.ModelForm, formset: object,
                      change: bool) -> None:  # fmt: skip
@@ -156,7 +160,7 @@ class ChannelAdmin(admin.ModelAdmin):
                 *super().get_urls()]  # fmt: skip
 
     def has_import_costs_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("channels_app.add_channelcost")
+        return self.may_write_anywhere(request)
 
     @admin.action(permissions=["import_costs"], description=_("Import costs from CSV"))
     def import_costs(self, request: HttpRequest, queryset: QuerySet[Channel]) -> HttpResponse:
@@ -169,11 +173,13 @@ class ChannelAdmin(admin.ModelAdmin):
         if not self.has_import_costs_permission(request):
             raise PermissionDenied
         ids = [int(pk) for pk in request.GET.get("channels", "").split(",") if pk.isdigit()]
-        selected = list(Channel.objects.filter(pk__in=ids).order_by("code"))
+        channels = self.scoped(request, Channel.objects.filter(pk__in=ids), WRITE)
+        selected = list(channels.order_by("code"))
         if request.GET.get("template"):
             rows = "".join(f"{channel.code},,,,CNY,\r\n" for channel in selected)
             return _csv_download(csv_template(imports.COST_COLUMNS) + rows, "costs.csv")
-        form = CsvUploadForm(request.POST or None, request.FILES or None)
+        form = CsvUploadForm(request.POST or None, request.FILES or None,
+                             corps=tenancy.corps_for_user(request.user, WRITE))  # fmt: skip
         result = None
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
@@ -188,7 +194,7 @@ class ChannelAdmin(admin.ModelAdmin):
 
 
 @admin.register(ChannelCost)
-class ChannelCostAdmin(admin.ModelAdmin):
+class ChannelCostAdmin(CorpScopedAdmin):
     list_display = ["channel", "start_date", "end_date", "amount", "currency", "note",
                     local_time_column(ChannelCost, "created_at")]  # fmt: skip
     list_filter = [("channel", admin.RelatedOnlyFieldListFilter), "start_date", "currency", "corp"]
@@ -215,7 +221,7 @@ class ChannelCostAdmin(admin.ModelAdmin):
 # -- live codes --------------------------------------------------------------------------------
 
 
-class PoolMemberInline(admin.TabularInline):
+class PoolMemberInline(CorpScopedInline, admin.TabularInline):
     model = PoolMember
     formset = PoolMemberFormSet
     fields = ["staff", "weight", "daily_cap", "is_backup", "is_enabled"]
@@ -223,7 +229,7 @@ class PoolMemberInline(admin.TabularInline):
     extra = 0
 
 
-class PoolScopedInline(admin.TabularInline):
+class PoolScopedInline(CorpScopedInline, admin.TabularInline):
     """Shifts, special dates and stores choose their members among the code's own pool."""
 
     extra = 0
@@ -256,7 +262,7 @@ class StoreInline(PoolScopedInline):
 
 
 @admin.register(LiveCode)
-class LiveCodeAdmin(admin.ModelAdmin):
+class LiveCodeAdmin(CorpScopedAdmin):
     list_display = ["name", "channel", "mode", "status", scans_today, adds_today,
                     "assigned_of_cap", "is_published", "sync_error"]  # fmt: skip
     list_filter = ["mode", "status", "strategy", "channel", "corp"]
@@ -280,7 +286,9 @@ class LiveCodeAdmin(admin.ModelAdmin):
     actions = ["publish", "pause", "archive", "download_png_zip", "download_poster_zip"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[LiveCode]:
-        return live_codes_with_today().order_by(*(self.get_ordering(request) or ["-created_at"]))
+        return self.scoped(request, live_codes_with_today()).order_by(
+            *(self.get_ordering(request) or ["-created_at"])
+        )
 
     def get_readonly_fields(self, request: HttpRequest, obj: LiveCode | None = None) -> list:
         # A published code's corp and mode are what WeCom and printed posters rely on.
@@ -455,7 +463,8 @@ class LiveCodeAdmin(admin.ModelAdmin):
             raise PermissionDenied
         if request.GET.get("template"):
             return _csv_download(csv_template(imports.LIVE_CODE_COLUMNS), "live-codes.csv")
-        form = CsvUploadForm(request.POST or None, request.FILES or None)
+        form = CsvUploadForm(request.POST or None, request.FILES or None,
+                             corps=tenancy.corps_for_user(request.user, WRITE))  # fmt: skip
         result = None
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
@@ -472,7 +481,9 @@ class LiveCodeAdmin(admin.ModelAdmin):
     def import_wecom_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_add_permission(request):
             raise PermissionDenied
-        form = CorpChoiceForm(request.POST or None)
+        form = CorpChoiceForm(
+            request.POST or None, corps=tenancy.corps_for_user(request.user, WRITE)
+        )
         report = None
         if request.method == "POST" and form.is_valid():
             try:
@@ -490,6 +501,7 @@ class LiveCodeAdmin(admin.ModelAdmin):
 
 @admin.register(Scan)
 class ScanAdmin(ReadOnlyAdmin):
+    personal_fields = ("referral",)  # named by the referrer
     list_display = [local_time_column(Scan, "created_at"), "live_code", "staff", "store", "device",
                     "in_wechat", "reused",
                     "utm_source", "utm_campaign", "referral"]  # fmt: skip
@@ -502,6 +514,7 @@ class ScanAdmin(ReadOnlyAdmin):
 
 @admin.register(Attribution)
 class AttributionAdmin(ReadOnlyAdmin):
+    personal_fields = ("__str__", "external_contact", "referrer", "follow_relation")
     list_display = [local_time_column(Attribution, "added_at"), "external_contact", "staff",
                     "live_code", "channel", "state_kind",
                     "is_first_touch", "referrer", "store"]  # fmt: skip
@@ -522,7 +535,8 @@ class DailyCounterAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ReferralCode)
-class ReferralCodeAdmin(admin.ModelAdmin):
+class ReferralCodeAdmin(CorpScopedAdmin):
+    personal_fields = ("__str__", "referrer")
     form = ReferralCodeForm
     list_display = ["referrer", "live_code", "link", local_time_column(ReferralCode, "created_at")]
     list_filter = ["live_code__channel", "corp"]
@@ -532,7 +546,8 @@ class ReferralCodeAdmin(admin.ModelAdmin):
     readonly_fields = ["link", "token", "config_id", "qr_code", "state", "created_at"]
 
     def get_fields(self, request: HttpRequest, obj: ReferralCode | None = None) -> list:
-        return ["live_code", "referrer", *(self.readonly_fields if obj else [])]
+        fields = ["live_code", "referrer", *(self.readonly_fields if obj else [])]
+        return self.visible_fields(request, obj, fields)
 
     def get_readonly_fields(self, request: HttpRequest, obj: ReferralCode | None = None) -> list:
         return self.readonly_fields if obj else []
@@ -583,13 +598,17 @@ class ReferralCodeAdmin(admin.ModelAdmin):
     def leaderboard_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
-        form = LeaderboardForm.from_query(request.GET)
+        form = LeaderboardForm.from_query(
+            request.GET, corps=tenancy.corps_for_user(request.user, READ)
+        )
         rows = None
         if form.is_valid():
             corp, period = form.cleaned_data["corp"], form.cleaned_data["days"]
             # The last `period` local days of the corp, today included.
             since = days.today(corp) - timedelta(days=period - 1) if period else None
             rows = referrer_leaderboard(corp=corp, since=since)
+            if not tenancy.may(request.user, corp, WRITE):  # a manager: ids, not names
+                rows = [{**row, "referrer__name": ""} for row in rows]
         return _page(self, request, "leaderboard.html", title=_("Referral leaderboard"),
                      form=form, rows=rows)  # fmt: skip
 

@@ -14,6 +14,7 @@ from channels_app.models import Attribution, Channel, LiveCode
 from channels_app.selectors import customers_with_first_source_names
 from contacts.admin import ExternalContactAdmin, FirstSourceInline
 from contacts.models import ExternalContact, FirstSource
+from scrm.wecom import tenancy
 
 
 class FirstChannelFilter(admin.SimpleListFilter):
@@ -21,7 +22,8 @@ class FirstChannelFilter(admin.SimpleListFilter):
     parameter_name = "first_channel"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
-        channels = Channel.objects.select_related("corp").order_by("corp__name", "code")
+        channels = tenancy.scope(Channel.objects.select_related("corp"), request.user)
+        channels = channels.order_by("corp__name", "code")
         return [(str(channel.pk), str(channel)) for channel in channels]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
@@ -44,7 +46,8 @@ class FirstLiveCodeFilter(admin.SimpleListFilter):
         if value is None or not value.isdigit():
             return []
         # A code that is gone still filters (to nobody): an unapplied filter would show all.
-        name = LiveCode.objects.filter(pk=int(value)).values_list("name", flat=True).first()
+        codes = tenancy.scope(LiveCode.objects.filter(pk=int(value)), request.user)
+        name = codes.values_list("name", flat=True).first()
         return [(value, name or value)]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:

@@ -9,10 +9,11 @@ from channels_app.models import GroupJoinWay, GroupMemberJoin, SourceRule, Welco
 from channels_app.services.groups import group_join_way_publish
 from channels_app.services.publishing import PublishError
 from scrm.wecom.admin import local_time_column
+from scrm.wecom.admin_tenancy import CorpScopedAdmin
 
 
 @admin.register(SourceRule)
-class SourceRuleAdmin(admin.ModelAdmin):
+class SourceRuleAdmin(CorpScopedAdmin):
     list_display = ["name", "corp", "is_active", "priority", "scope", "channel", "channel_type",
                     "live_code", "add_way", "state_prefix", "weekdays"]  # fmt: skip
     list_filter = ["is_active", "scope", "channel_type", "corp"]
@@ -31,7 +32,8 @@ class SourceRuleAdmin(admin.ModelAdmin):
 
 
 @admin.register(WelcomeDelivery)
-class WelcomeDeliveryAdmin(admin.ModelAdmin):
+class WelcomeDeliveryAdmin(CorpScopedAdmin):
+    personal_fields = ("__str__", "follow_relation")
     list_display = [local_time_column(WelcomeDelivery, "sent_at"), "follow_relation", "source",
                     "outcome", "errcode", local_time_column(WelcomeDelivery, "added_at"),
                     local_time_column(WelcomeDelivery, "received_at")]  # fmt: skip
@@ -47,7 +49,7 @@ class WelcomeDeliveryAdmin(admin.ModelAdmin):
 
 
 @admin.register(GroupJoinWay)
-class GroupJoinWayAdmin(admin.ModelAdmin):
+class GroupJoinWayAdmin(CorpScopedAdmin):
     list_display = ["name", "channel", "scene", "state", "config_id",
                     local_time_column(GroupJoinWay, "published_at"), "joins"]  # fmt: skip
     list_filter = ["channel", "scene", "corp"]
@@ -73,7 +75,8 @@ class GroupJoinWayAdmin(admin.ModelAdmin):
 
 
 @admin.register(GroupMemberJoin)
-class GroupMemberJoinAdmin(admin.ModelAdmin):
+class GroupMemberJoinAdmin(CorpScopedAdmin):
+    personal_fields = ("external_contact",)
     list_display = [local_time_column(GroupMemberJoin, "joined_at"), "chat_id", "member_id",
                     "external_contact", "join_way",
                     "channel", "join_scene", "state_kind"]  # fmt: skip

@@ -2,7 +2,9 @@
 
 Thin: serializers validate, services do the WeCom work (publish, referral codes), selectors and
 the FilterSets of channels_app/filters.py read. Corps appear only as their corp_id: no secret of
-a Corp is ever serialized.
+a Corp is ever serialized. Every view is scoped by scrm.api_tenancy: rows of the user's corps
+only (another corp's is a 404), writes by admins and operators of the row's corp, and the
+corps, channels and codes a write names are looked up among those the user may write.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from drf_spectacular.utils import (
     extend_schema,
     inline_serializer,
 )
-from rest_framework import mixins, permissions, renderers, serializers, status, viewsets
+from rest_framework import mixins, renderers, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -75,7 +77,14 @@ from scrm.api_docs import (
     WeComFailureSerializer,
     one_or_list,
 )
+from scrm.api_tenancy import (
+    CorpField,
+    CorpScopedMixin,
+    ScopedPrimaryKeyRelatedField,
+    writable_corps,
+)
 from scrm.csv_import import RowError
+from scrm.wecom import tenancy
 from scrm.wecom.client import WeComError
 from scrm.wecom.models import Corp
 
@@ -116,13 +125,6 @@ class ModelSerializer(serializers.ModelSerializer):
             raise ValidationError({self.integrity_field: [self.integrity_error]}) from exc
 
 
-class CorpField(serializers.SlugRelatedField):
-    """A corp by its corp_id: settable on create, fixed afterwards."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(slug_field="corp_id", queryset=Corp.objects.all(), **kwargs)
-
-
 def _check_corp_unchanged(serializer: serializers.Serializer, corp: Corp | None) -> None:
     instance = serializer.instance
     if instance is not None and corp is not None and corp.pk != instance.corp_id:
@@ -139,24 +141,6 @@ def service_errors() -> Iterator[None]:
         if NON_FIELD_ERRORS in detail:
             detail[api_settings.NON_FIELD_ERRORS_KEY] = detail.pop(NON_FIELD_ERRORS)
         raise ValidationError(detail) from exc
-
-
-class ModelPermissions(permissions.DjangoModelPermissions):
-    """Reading needs a login; writing needs the model's add, change or delete permission, as
-    in the admin (costs feed ROI, publishing reaches WeCom). Actions that change an existing
-    row (publish, pause) need change."""
-
-    change_actions = ("publish", "pause")
-
-    def has_permission(self, request: Request, view: viewsets.GenericViewSet) -> bool:
-        if getattr(view, "action", None) not in self.change_actions:
-            return super().has_permission(request, view)
-        meta = view.get_queryset().model._meta
-        return bool(
-            request.user
-            and request.user.is_authenticated
-            and request.user.has_perm(f"{meta.app_label}.change_{meta.model_name}")
-        )
 
 
 class ReloadAfterSaveMixin:
@@ -201,13 +185,12 @@ class ChannelSerializer(ModelSerializer):
         return attrs
 
 
-class ChannelViewSet(ReloadAfterSaveMixin, viewsets.ModelViewSet):
+class ChannelViewSet(CorpScopedMixin, ReloadAfterSaveMixin, viewsets.ModelViewSet):
     """渠道 with today's scans and adds (today: the channel's corp's local day) and number of
     live codes."""
 
-    # The model for the schema and the permissions; get_queryset() reads the corps' time zones.
+    # The model, for the schema; get_queryset() reads the corps' time zones.
     queryset = Channel.objects.none()
-    permission_classes = [ModelPermissions]
     serializer_class = ChannelSerializer
     filterset_class = ChannelFilter
 
@@ -240,13 +223,11 @@ class ChannelCostListSerializer(serializers.ListSerializer):
             rows = [row for row in data if isinstance(row, dict)]
             corp_ids = {str(row.get("corp")) for row in rows}
             codes = {str(row.get("channel")) for row in rows}
-            channels = Channel.objects.select_related("corp").filter(
-                corp__corp_id__in=corp_ids, code__in=codes
-            )
+            # Only the corps where the user may write: another corp is "unknown".
+            corps = writable_corps(self.context).filter(corp_id__in=corp_ids)
+            channels = Channel.objects.select_related("corp").filter(corp__in=corps, code__in=codes)
             self.context["channels"] = {(c.corp.corp_id, c.code): c for c in channels}
-            self.context["corps"] = {
-                corp.corp_id: corp for corp in Corp.objects.filter(corp_id__in=corp_ids)
-            }
+            self.context["corps"] = {corp.corp_id: corp for corp in corps}
         return super().to_internal_value(data)
 
     def create(self, validated_data: list[dict]) -> list[ChannelCost]:
@@ -272,7 +253,7 @@ class ChannelCostSerializer(ModelSerializer):
         if corps is not None:
             corp = corps.get(corp_id)
         else:
-            corp = Corp.objects.filter(corp_id=corp_id).first()
+            corp = writable_corps(self.context).filter(corp_id=corp_id).first()
         if corp is None:
             raise ValidationError({"corp": [_("Unknown corp: %(corp)s") % {"corp": corp_id}]})
         return corp
@@ -328,11 +309,10 @@ def row_errors(errors: dict | list) -> list[dict]:
     return flat
 
 
-class ChannelCostViewSet(viewsets.ModelViewSet):
+class ChannelCostViewSet(CorpScopedMixin, viewsets.ModelViewSet):
     """Spend per channel and date range. POST a list of up to 1,000 rows to add them at once:
     all rows are validated and either all are written or none (errors listed per row)."""
 
-    permission_classes = [ModelPermissions]
     serializer_class = ChannelCostSerializer
     filterset_class = ChannelCostFilter
 
@@ -399,7 +379,7 @@ class ScheduleRuleSerializer(ModelSerializer):
 
 class LiveCodeSerializer(ModelSerializer):
     corp = CorpField()
-    channel = serializers.PrimaryKeyRelatedField(queryset=Channel.objects.all())
+    channel = ScopedPrimaryKeyRelatedField(queryset=Channel.objects.all())
     channel_code = serializers.CharField(source="channel.code", read_only=True)
     tag_ids = serializers.ListField(child=serializers.CharField(max_length=64), required=False)
     welcome_attachments = serializers.ListField(child=serializers.DictField(), required=False)
@@ -480,14 +460,13 @@ class PNGRenderer(renderers.BaseRenderer):
         return data if isinstance(data, bytes) else b""  # errors carry no image
 
 
-class LiveCodeViewSet(ReloadAfterSaveMixin, viewsets.ModelViewSet):
+class LiveCodeViewSet(CorpScopedMixin, ReloadAfterSaveMixin, viewsets.ModelViewSet):
     """活码 with pool, shifts and today's figures (today: the code's corp's local day). Edits
     save only; POST publish/ pushes the code to WeCom (a native code keeps its config_id and
     printed QR), pause/ pauses it."""
 
-    # The model for the schema and the permissions; get_queryset() reads the corps' time zones.
+    # The model, for the schema; get_queryset() reads the corps' time zones.
     queryset = LiveCode.objects.none()
-    permission_classes = [ModelPermissions]
     serializer_class = LiveCodeSerializer
     filterset_class = LiveCodeFilter
 
@@ -596,7 +575,7 @@ class ScanSerializer(ModelSerializer):
         read_only_fields = fields
 
 
-class ScanViewSet(viewsets.ReadOnlyModelViewSet):
+class ScanViewSet(CorpScopedMixin, viewsets.ReadOnlyModelViewSet):
     """Visits of tracked links, newest first. ?from=/?to= are local days of the corp (?corp=),
     else of each scan's own corp."""
 
@@ -633,7 +612,7 @@ class AttributionSerializer(ModelSerializer):
         read_only_fields = fields
 
 
-class AttributionViewSet(viewsets.ReadOnlyModelViewSet):
+class AttributionViewSet(CorpScopedMixin, viewsets.ReadOnlyModelViewSet):
     """Adds resolved to code, channel, scan or referrer. ?state_kind=foreign lists adds whose
     state is not ours (other tools, codes not imported yet) for reconciling. ?from=/?to= are
     local days of the corp (?corp=), else of each add's own corp."""
@@ -668,7 +647,7 @@ class ReferralCodeSerializer(ModelSerializer):
 
 
 class ReferralCodeCreateSerializer(serializers.Serializer):
-    live_code = serializers.PrimaryKeyRelatedField(queryset=LiveCode.objects.select_related("corp"))
+    live_code = ScopedPrimaryKeyRelatedField(queryset=LiveCode.objects.select_related("corp"))
     referrer = serializers.CharField(max_length=64, help_text=_("the customer's external UserID"))
 
     def validate(self, attrs: dict) -> dict:
@@ -685,12 +664,13 @@ class ReferralCodeCreateSerializer(serializers.Serializer):
 
 
 class LeaderboardQuerySerializer(serializers.Serializer):
-    corp = CorpField()
+    corp = CorpField(action=tenancy.READ)
     since = serializers.DateField(required=False, help_text=_("a local day of the corp"))
     limit = serializers.IntegerField(min_value=1, max_value=200, default=50)
 
 
 class ReferralCodeViewSet(
+    CorpScopedMixin,
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
@@ -699,7 +679,6 @@ class ReferralCodeViewSet(
     """老带新 codes. POST {live_code, referrer} returns the referrer's code, made once: a link
     for any code, and for a native code a WeCom QR of its own."""
 
-    permission_classes = [ModelPermissions]
     serializer_class = ReferralCodeSerializer
     filterset_class = ReferralCodeFilter
 
@@ -720,7 +699,9 @@ class ReferralCodeViewSet(
         },
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        given = ReferralCodeCreateSerializer(data=request.data)
+        given = ReferralCodeCreateSerializer(
+            data=request.data, context=self.get_serializer_context()
+        )
         given.is_valid(raise_exception=True)
         try:
             referral = referral_code_get_or_create(**given.validated_data)
@@ -750,7 +731,9 @@ class ReferralCodeViewSet(
     @action(detail=False, methods=["get"])
     def leaderboard(self, request: Request) -> Response:
         """?corp=<corp_id>&since=YYYY-MM-DD: referrers by new customers (first adds)."""
-        params = LeaderboardQuerySerializer(data=request.query_params)
+        params = LeaderboardQuerySerializer(
+            data=request.query_params, context=self.get_serializer_context()
+        )
         params.is_valid(raise_exception=True)
         corp: Corp = params.validated_data["corp"]
         since: date | None = params.validated_data.get("since")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import QueryDict
 from django.utils.text import capfirst
@@ -17,12 +18,13 @@ from scrm.wecom.models import Corp
 
 
 class CorpChoiceForm(forms.Form):
-    corp = forms.ModelChoiceField(
-        label=capfirst(_("corp")), queryset=Corp.objects.filter(is_active=True).order_by("name")
-    )
+    """A choice among `corps` (the corps where the user may do what the page does), active."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    corp = forms.ModelChoiceField(label=capfirst(_("corp")), queryset=Corp.objects.none())
+
+    def __init__(self, *args: object, corps: QuerySet[Corp], **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
+        self.fields["corp"].queryset = corps.filter(is_active=True).order_by("name")
         corps = list(self.fields["corp"].queryset[:2])
         if len(corps) == 1:  # the usual single-corp install: nothing to choose
             self.fields["corp"].initial = corps[0].pk
@@ -53,14 +55,14 @@ class LeaderboardForm(CorpChoiceForm):
     )  # fmt: skip
 
     @classmethod
-    def from_query(cls, query: QueryDict) -> LeaderboardForm:
-        """Bound from the query string, defaulting to the first corp and 30 days."""
+    def from_query(cls, query: QueryDict, *, corps: QuerySet[Corp]) -> LeaderboardForm:
+        """Bound from the query string, defaulting to the first of `corps` and 30 days."""
         data = query.copy()
         if not data.get("corp"):
-            corp = Corp.objects.filter(is_active=True).order_by("name").first()
+            corp = corps.filter(is_active=True).order_by("name").first()
             data["corp"] = corp.pk if corp else ""
         data.setdefault("days", "30")
-        return cls(data)
+        return cls(data, corps=corps)
 
 
 class ReferralCodeForm(forms.ModelForm):

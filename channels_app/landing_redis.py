@@ -16,7 +16,7 @@ asks again). So Redis can only spend what the database gave, and a visit on the 
 (a Redis outage) only takes what is left: together they never exceed a cap. What a grant
 leaves unspent (Redis lost its data, a cap lowered mid-day) is never assigned that day.
 
-Keys, all under `scrm:landing:`:
+Keys, all under settings.LANDING_REDIS_PREFIX (`scrm:landing:` by default):
   n:<code>:<day>        hash staff id -> the day's new assignments (the ranking's loads; seeded
                         from DailyCounter.assigned for members it lacks)
   g:<code>:<day>        hash staff id -> "left:cap": grant not yet spent, and the cap it was
@@ -51,8 +51,7 @@ from scrm.lru import LRU
 
 logger = logging.getLogger(__name__)
 
-PREFIX = "scrm:landing:"
-STREAM = PREFIX + "scans"
+PREFIX = "scrm:landing:"  # the default of settings.LANDING_REDIS_PREFIX
 DAY_TTL_SECONDS = 3 * 24 * 3600  # a day's loads and grants outlive the day
 KEEP_MARGIN_SECONDS = 60  # device, hold and last keys outlive the lease and the return window
 # Capacity reserved from a capped member's DailyCounter per grant: a tenth of its cap, at most
@@ -266,8 +265,11 @@ class RedisStore:
     """The scripts bound to one Redis client (thread-safe: redis-py pools connections), and
     this process's last-seen loads (the ranking's input between two visits)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, prefix: str = PREFIX) -> None:
         self.client = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        # Every key starts with the prefix: a deployment (or a test run) may share the Redis.
+        self.prefix = prefix
+        self.stream = prefix + "scans"
         self._visit = self.client.register_script(_VISIT)
         self._seed_loads_script = self.client.register_script(_SEED_LOADS)
         self._grant = self.client.register_script(_GRANT)
@@ -279,17 +281,14 @@ class RedisStore:
         self._loads: LRU[tuple, dict[int, int]] = LRU(LOADS_CACHED)
         self._slots_seeded: LRU[int, object] = LRU(SLOTS_CACHED)
 
-    @staticmethod
-    def loads_key(live_code_id: int, day: date) -> str:
-        return f"{PREFIX}n:{live_code_id}:{day}"
+    def loads_key(self, live_code_id: int, day: date) -> str:
+        return f"{self.prefix}n:{live_code_id}:{day}"
 
-    @staticmethod
-    def grants_key(live_code_id: int, day: date) -> str:
-        return f"{PREFIX}g:{live_code_id}:{day}"
+    def grants_key(self, live_code_id: int, day: date) -> str:
+        return f"{self.prefix}g:{live_code_id}:{day}"
 
-    @staticmethod
-    def slots_key(live_code_id: int, staff_id: int) -> str:
-        return f"{PREFIX}slots:{live_code_id}:{staff_id}"
+    def slots_key(self, live_code_id: int, staff_id: int) -> str:
+        return f"{self.prefix}slots:{live_code_id}:{staff_id}"
 
     def loads(self, visit: VisitRequest) -> dict[int, int]:
         return self._loads.get((visit.live_code.pk, visit.day)) or {}
@@ -306,8 +305,8 @@ class RedisStore:
         scan_json = json.dumps({**visit.scan, "created_at": visit.now.isoformat()},
                                separators=(",", ":"))  # fmt: skip
         keys = [self.loads_key(live_code_id, visit.day), self.grants_key(live_code_id, visit.day),
-                f"{PREFIX}dev:{live_code_id}:{visit.device_key}", STREAM]  # fmt: skip
-        args = [f"{PREFIX}slots:{live_code_id}:", PREFIX + "hold:", PREFIX + "last:",
+                f"{self.prefix}dev:{live_code_id}:{visit.device_key}", self.stream]  # fmt: skip
+        args = [f"{self.prefix}slots:{live_code_id}:", self.prefix + "hold:", self.prefix + "last:",
                 visit.device_key, visit.now.timestamp(), visit.lease.total_seconds(),
                 visit.return_window.total_seconds(), keep_ms, scan_json,
                 "," + ",".join(map(str, visit.keepers)) + ",", "1" if record_busy else "0",
@@ -387,16 +386,16 @@ class RedisStore:
 
     def pending_scans(self, count: int) -> list[tuple[str, dict[bytes, bytes]]]:
         return [(entry_id.decode(), fields) for entry_id, fields in
-                self.client.xrange(STREAM, count=count)]  # fmt: skip
+                self.client.xrange(self.stream, count=count)]  # fmt: skip
 
     def forget_scans(self, visit_ids: Sequence[str]) -> None:
         if visit_ids:
-            self.client.xdel(STREAM, *visit_ids)
+            self.client.xdel(self.stream, *visit_ids)
 
     def slot_scans(self, slot_id: int) -> list[tuple[str, dict[bytes, bytes]]]:
         """The slot's last scans still in the buffer (not yet written), newest first: one
         round trip, whatever else the buffer holds."""
-        found = self._slot_scans(keys=[STREAM], args=[f"{PREFIX}last:{slot_id}",
+        found = self._slot_scans(keys=[self.stream], args=[f"{self.prefix}last:{slot_id}",
                                                       SLOT_SCANS_WALKED])  # fmt: skip
         return [(entry_id.decode(), dict(zip(flat[::2], flat[1::2], strict=True)))
                 for entry_id, flat in found]  # fmt: skip
@@ -426,7 +425,7 @@ def _flush_soon() -> None:
 
 
 _instance: RedisStore | None = None
-_instance_url = ""
+_instance_url = ""  # the prefix and URL the instance was made for
 _instance_lock = threading.Lock()
 
 
@@ -436,8 +435,10 @@ def landing_redis() -> RedisStore | None:
     url = settings.LANDING_REDIS_URL
     if not url:
         return None
-    if _instance is None or _instance_url != url:
+    made_for = f"{settings.LANDING_REDIS_PREFIX} {url}"
+    if _instance is None or _instance_url != made_for:
         with _instance_lock:
-            if _instance is None or _instance_url != url:
-                _instance, _instance_url = RedisStore(url), url
+            if _instance is None or _instance_url != made_for:
+                _instance = RedisStore(url, settings.LANDING_REDIS_PREFIX)
+                _instance_url = made_for
     return _instance

@@ -787,9 +787,12 @@ class SourceRule(models.Model):
 
 
 class WelcomeDelivery(models.Model):
-    """The outcome of one add's welcome message (the welcome_code works once, for 20 s)."""
+    """One add's welcome message (the welcome_code works once, for 20 s): queued with the add,
+    claimed by the worker that sends it, then its outcome. The row is the durable to-do: a
+    welcome whose worker died is found here and queued again while its code lives."""
 
     class Outcome(models.TextChoices):
+        QUEUED = "queued", _("queued")
         SENT = "sent", _("sent")
         ALREADY_CHATTING = "already_chatting", _("already chatting (41051)")
         EXPIRED = "expired", _("code expired (41050)")
@@ -810,6 +813,12 @@ class WelcomeDelivery(models.Model):
     outcome = models.CharField(_("outcome"), max_length=20, choices=Outcome.choices)
     errcode = models.IntegerField(_("errcode"), null=True, blank=True)
     received_at = models.DateTimeField(_("callback received at"), null=True, blank=True)
+    # While queued: the add's welcome_code (single-use, 20 s; no personal data), when it was
+    # last put on the queue, and when a worker claimed it (a claim older than a few seconds
+    # is a worker that died).
+    welcome_code = models.CharField(_("welcome code"), max_length=128, blank=True)
+    queued_at = models.DateTimeField(_("queued at"), null=True, blank=True)
+    claimed_at = models.DateTimeField(_("claimed at"), null=True, blank=True)
     sent_at = models.DateTimeField(_("sent at"), auto_now_add=True)
 
     class Meta:
@@ -819,6 +828,14 @@ class WelcomeDelivery(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["corp", "follow_relation", "added_at"], name="welcome_once_per_add"
+            ),
+        ]
+        indexes = [
+            # The sweep's question, every two seconds: which welcomes are still queued.
+            models.Index(
+                fields=["received_at"],
+                name="welcome_queued",
+                condition=models.Q(outcome="queued"),
             ),
         ]
 

@@ -78,3 +78,13 @@ def group_joins_record_task(corp_id: int, chat_id: str, member_ids: list, event_
         corp=corp, chat_id=chat_id, member_ids=list(member_ids),
         event_time=datetime.fromtimestamp(event_ts, UTC),
     )  # fmt: skip
+
+
+@shared_task(acks_late=True, expires=10)
+def welcome_sweep_task() -> int:
+    """Beat, every 2 s, on its own queue that the welcome workers also consume (settings.
+    CELERY_TASK_ROUTES): welcomes whose worker died go out while their code lives
+    (channels_app.services.welcome)."""
+    from channels_app.services.welcome import welcomes_recover
+
+    return welcomes_recover()

@@ -6,11 +6,13 @@ from django.utils.translation import gettext_lazy as _
 from contacts.add_ways import ADD_WAY_CHOICES, add_way_label
 from contacts.models import ExternalContact, FirstSource, FollowRelation, RelationEvent, Staff
 from scrm import days
+from scrm.wecom import tenancy
 from scrm.wecom.admin import local_time_column
+from scrm.wecom.admin_tenancy import CorpScopedAdmin, CorpScopedInline
 
 
 @admin.register(Staff)
-class StaffAdmin(admin.ModelAdmin):
+class StaffAdmin(CorpScopedAdmin):
     list_display = ["userid", "name", "department", "status", "corp",
                     local_time_column(Staff, "created_at")]  # fmt: skip
     list_filter = ["status", "corp", "department"]
@@ -38,7 +40,7 @@ class FirstSourceStateFilter(admin.SimpleListFilter):
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
         states = (
-            FirstSource.objects.exclude(state="")
+            tenancy.scope(FirstSource.objects.exclude(state=""), request.user)
             .order_by("state")
             .values_list("state", flat=True)
             .distinct()[:100]
@@ -72,8 +74,11 @@ class AddWayLabelMixin:
         return add_way_label(obj.add_way)
 
 
-class FirstSourceInline(AddWayLabelMixin, admin.StackedInline):
+class FirstSourceInline(AddWayLabelMixin, CorpScopedInline, admin.StackedInline):
     model = FirstSource
+    # Inline rows are labelled with the customer's name: the customer's page shows them only to
+    # those who may see personal data (managers read the first source in the list's columns).
+    personal = True
     fields = ["added_at", "staff", "add_way_display", "state", "backfilled"]
     readonly_fields = fields
     can_delete = False
@@ -86,8 +91,9 @@ class FirstSourceInline(AddWayLabelMixin, admin.StackedInline):
         return False
 
 
-class FollowRelationInline(AddWayLabelMixin, admin.TabularInline):
+class FollowRelationInline(AddWayLabelMixin, CorpScopedInline, admin.TabularInline):
     model = FollowRelation
+    personal = True  # the staff member's remark on the customer
     fk_name = "external_contact"
     fields = [
         "staff",
@@ -108,11 +114,12 @@ class FollowRelationInline(AddWayLabelMixin, admin.TabularInline):
         return False
 
 
-class RelationHistoryInline(AddWayLabelMixin, admin.TabularInline):
+class RelationHistoryInline(AddWayLabelMixin, CorpScopedInline, admin.TabularInline):
     """关系变更历史: every add, deletion and transfer of the customer, oldest first."""
 
     model = RelationEvent
     fk_name = "external_contact"
+    personal = True
     fields = ["occurred_at", "kind", "staff", "state", "add_way_display", "fail_reason",
               "backfilled", "recorded_at"]  # fmt: skip
     readonly_fields = fields
@@ -131,7 +138,9 @@ class RelationHistoryInline(AddWayLabelMixin, admin.TabularInline):
 
 
 @admin.register(ExternalContact)
-class ExternalContactAdmin(admin.ModelAdmin):
+class ExternalContactAdmin(CorpScopedAdmin):
+    personal_fields = ("__str__", "name", "unionid", "avatar", "corp_name", "gender",
+                       "details_error")  # fmt: skip
     list_display = [
         "__str__",
         "external_userid",

@@ -20,7 +20,9 @@ from django.utils.translation import gettext_lazy
 from contacts.calibration import DEFAULT_COMPARE_DAYS, STATS_RETENTION_DAYS
 from contacts.models import CalibrationDeviation, CalibrationRun
 from scrm import days
+from scrm.wecom import tenancy
 from scrm.wecom.admin import local_time_column
+from scrm.wecom.admin_tenancy import WRITE, CorpScopedAdmin, CorpScopedInline
 from scrm.wecom.models import Corp
 
 # Kept here, not in templates/, so the page ships with the admin class that serves it.
@@ -55,6 +57,10 @@ class CalibrationStartForm(forms.Form):
         ),
     )
 
+    def __init__(self, *args: object, corps: QuerySet[Corp], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["corp"].queryset = corps.filter(is_active=True)
+
     def clean(self) -> dict:
         data = super().clean()
         corp, since = data.get("corp"), data.get("since")
@@ -71,7 +77,7 @@ def default_since() -> date:
     return min(todays) - timedelta(days=DEFAULT_COMPARE_DAYS)
 
 
-class CalibrationDeviationInline(admin.TabularInline):
+class CalibrationDeviationInline(CorpScopedInline, admin.TabularInline):
     model = CalibrationDeviation
     fields = ["day", "staff", "ours", "wecom", "delta"]
     readonly_fields = fields
@@ -94,7 +100,7 @@ class CalibrationDeviationInline(admin.TabularInline):
 
 
 @admin.register(CalibrationRun)
-class CalibrationRunAdmin(admin.ModelAdmin):
+class CalibrationRunAdmin(CorpScopedAdmin):
     list_display = [
         local_time_column(CalibrationRun, "started_at"), "corp", "status", "since",
         "staff_count", "contacts_seen", "relations_backfilled", "first_sources_backfilled",
@@ -124,7 +130,8 @@ class CalibrationRunAdmin(admin.ModelAdmin):
         """Start a calibration: queue calibrate_task for the chosen corp."""
         if not self.has_add_permission(request):
             raise PermissionDenied
-        form = CalibrationStartForm(request.POST or None)
+        corps = tenancy.corps_for_user(request.user, WRITE)  # only where the user may write
+        form = CalibrationStartForm(request.POST or None, corps=corps)
         if request.method == "POST" and form.is_valid():
             return self._start(request, form.cleaned_data["corp"], form.cleaned_data["since"])
         since = default_since()

@@ -18,6 +18,7 @@ from django.utils.translation import gettext_lazy
 
 from contacts.compliance import contact_erase, contact_export, external_contact_find
 from contacts.conversions import (
+    CSV_COLUMNS,
     FIELDS,
     MAX_ROWS_PER_CSV,
     ConversionImportError,
@@ -31,7 +32,10 @@ from contacts.models import (
     TimelineEvent,
 )
 from scrm import days
+from scrm.csv_import import CsvFileError, csv_table_read
+from scrm.wecom import tenancy
 from scrm.wecom.admin import ReadOnlyAdmin, local_time_column
+from scrm.wecom.admin_tenancy import CREDENTIALS, WRITE, CorpScopedAdmin
 from scrm.wecom.models import CallbackEvent, Corp
 
 
@@ -56,7 +60,8 @@ class MatchedFilter(admin.SimpleListFilter):
 
 
 @admin.register(ConversionEvent)
-class ConversionEventAdmin(admin.ModelAdmin):
+class ConversionEventAdmin(CorpScopedAdmin):
+    personal_fields = ("external_contact", "unionid")
     list_display = [local_time_column(ConversionEvent, "occurred_at"), "kind", "custom_name",
                     "amount", "currency", "external_id", "external_contact",
                     local_time_column(ConversionEvent, "matched_at"), "corp"]  # fmt: skip
@@ -73,7 +78,7 @@ class ConversionEventAdmin(admin.ModelAdmin):
         return False
 
     def has_import_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("contacts.add_conversionevent")
+        return self.may_write_anywhere(request)
 
     def get_urls(self) -> list[URLPattern]:
         name = f"{self.opts.app_label}_{self.opts.model_name}_import"
@@ -90,6 +95,8 @@ class ConversionEventAdmin(admin.ModelAdmin):
         form = ConversionCsvForm(request.POST or None, request.FILES or None)
         errors: list[dict[str, Any]] = []
         if request.method == "POST" and form.is_valid():
+            errors = _rows_of_other_corps(request, form.cleaned_data["file"])
+        if request.method == "POST" and form.is_valid() and not errors:
             try:
                 result = conversions_import_csv(file=form.cleaned_data["file"], actor=request.user)
             except ConversionImportError as exc:
@@ -113,6 +120,24 @@ class ConversionEventAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/contacts/conversionevent/import.html", context)
 
 
+def _rows_of_other_corps(request: HttpRequest, upload: Any) -> list[dict[str, Any]]:
+    """The file's rows naming a corp the user may not write (each row names its corp): the
+    whole file is refused with them, as for any invalid row, and nothing is imported."""
+    try:
+        table = csv_table_read(upload, columns=CSV_COLUMNS, max_rows=MAX_ROWS_PER_CSV, strict=True)
+    except CsvFileError:
+        return []  # the service reports what is wrong with the file
+    finally:
+        upload.seek(0)
+    writable = set(tenancy.corps_for_user(request.user, WRITE).values_list("corp_id", flat=True))
+    message = _("Unknown corp.")  # as for a corp that does not exist: nothing disclosed
+    return [
+        {"line": number, "field": "corp_id", "message": message}
+        for number, cells in table.rows
+        if (corp_id := (cells.get("corp_id") or "").strip()) and corp_id not in writable
+    ]
+
+
 # -- audit log and personal data ---------------------------------------------------------------
 
 
@@ -122,9 +147,10 @@ class PersonalDataForm(forms.Form):
     )
     external_userid = forms.CharField(max_length=64, label=gettext_lazy("external UserID"))
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, corps: QuerySet[Corp], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        corps = list(Corp.objects.order_by("corp_id")[:2])
+        self.fields["corp"].queryset = corps.order_by("corp_id")
+        corps = list(corps.order_by("corp_id")[:2])
         if len(corps) == 1:
             self.fields["corp"].initial = corps[0].pk
 
@@ -142,6 +168,7 @@ class PersonalDataForm(forms.Form):
 
 @admin.register(AuditLog)
 class AuditLogAdmin(ReadOnlyAdmin):
+    read_action = WRITE  # who exported or erased whom: for the corp's operators and admins
     list_display = [local_time_column(AuditLog, "created_at"), "actor_label", "action", "target",
                     "corp"]  # fmt: skip
     list_filter = ["action", "corp"]
@@ -155,18 +182,22 @@ class AuditLogAdmin(ReadOnlyAdmin):
         return [path("pipl/", view, name=name), *super().get_urls()]
 
     def personal_data_view(self, request: HttpRequest) -> HttpResponse:
-        """Find a customer; Export downloads everything held (JSON), Erase asks to confirm."""
-        if not request.user.has_perm("contacts.view_externalcontact"):
+        """Find a customer; Export downloads everything held (JSON), Erase asks to confirm.
+        Exporting is for operators and admins (managers see no personal data); erasing, which
+        cannot be undone, for the corp's admins. The corps offered are those."""
+        if not self.may_write_anywhere(request):
             raise PermissionDenied
         action = request.POST.get("action", "")
-        form = PersonalDataForm(request.POST if action else None)
+        erase = action in ("erase", "erase_confirmed")
+        if erase and not tenancy.may_anywhere(request.user, CREDENTIALS):
+            raise PermissionDenied
+        corps = tenancy.corps_for_user(request.user, CREDENTIALS if erase else WRITE)
+        form = PersonalDataForm(request.POST if action else None, corps=corps)
         if action and form.is_valid():
             contact = form.contact
             if action == "export":
                 return self._export(request, contact)
-            if action in ("erase", "erase_confirmed"):
-                if not request.user.has_perm("contacts.delete_externalcontact"):
-                    raise PermissionDenied
+            if erase:
                 if contact.erased_at is not None:
                     message = _(
                         "The personal data of this customer (#%(id)d) was already erased on "
@@ -186,7 +217,7 @@ class AuditLogAdmin(ReadOnlyAdmin):
             "opts": self.opts,
             "title": _("Personal data: export or erase a customer's data"),
             "form": form,
-            "can_erase": request.user.has_perm("contacts.delete_externalcontact"),
+            "can_erase": tenancy.may_anywhere(request.user, CREDENTIALS),
         }
         return TemplateResponse(request, "admin/contacts/auditlog/pipl.html", context)
 

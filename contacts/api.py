@@ -5,6 +5,8 @@ from contacts.add_ways import add_way_label
 from contacts.filters import ExternalContactFilter
 from contacts.models import ExternalContact, FirstSource, FollowRelation
 from contacts.selectors import external_contact_list
+from scrm.api_tenancy import CorpScopedMixin
+from scrm.wecom import tenancy
 
 
 class FirstSourceSerializer(serializers.ModelSerializer):
@@ -65,6 +67,11 @@ class FollowRelationSerializer(serializers.ModelSerializer):
         return add_way_label(obj.add_way)
 
 
+# What a manager (read-only) does not see: see ManagerExternalContactSerializer.
+PERSONAL_FIELDS = ("unionid", "avatar", "gender", "corp_name")
+RELATION_PERSONAL_FIELDS = ("oper_userid", "remark", "description")
+
+
 class ExternalContactSerializer(serializers.ModelSerializer):
     corp = serializers.CharField(source="corp.corp_id")
     first_source = serializers.SerializerMethodField()
@@ -88,6 +95,19 @@ class ExternalContactSerializer(serializers.ModelSerializer):
             "relations",
         ]
 
+    def to_representation(self, instance: ExternalContact) -> dict:
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        # A user who works with customers in one corp and only reads another (a manager
+        # there) gets that corp's customers without personal fields, as a manager would.
+        if request is not None and not tenancy.may(request.user, instance.corp_id, tenancy.WRITE):
+            for name in PERSONAL_FIELDS:
+                data.pop(name, None)
+            for relation in data.get("relations") or []:
+                for name in RELATION_PERSONAL_FIELDS:
+                    relation.pop(name, None)
+        return data
+
     @extend_schema_field(FirstSourceSerializer(allow_null=True))
     def get_first_source(self, obj: ExternalContact) -> dict | None:
         try:
@@ -96,9 +116,35 @@ class ExternalContactSerializer(serializers.ModelSerializer):
             return None
 
 
-class ExternalContactViewSet(viewsets.ReadOnlyModelViewSet):
+class ManagerFollowRelationSerializer(FollowRelationSerializer):
+    class Meta(FollowRelationSerializer.Meta):
+        fields = [
+            name
+            for name in FollowRelationSerializer.Meta.fields
+            if name not in RELATION_PERSONAL_FIELDS
+        ]
+
+
+class ManagerExternalContactSerializer(ExternalContactSerializer):
+    """A customer as a read-only manager sees them: what reports need (who, since when, from
+    which channel, code and staff, still followed or not), without personal fields: the unionid
+    (one person across every app of the WeChat platform), avatar, gender, company, and, on the
+    follow relations, the staff's remark and description (free text that often holds a phone
+    number or an address) and oper_userid (who shared the card: another customer's id)."""
+
+    relations = ManagerFollowRelationSerializer(source="follow_relations", many=True)
+
+    class Meta(ExternalContactSerializer.Meta):
+        fields = [
+            name for name in ExternalContactSerializer.Meta.fields if name not in PERSONAL_FIELDS
+        ]
+
+
+class ExternalContactViewSet(CorpScopedMixin, viewsets.ReadOnlyModelViewSet):
     """Customers with their first source and follow relations. Read-only. ?added_from= and
-    ?added_to= are local days of the corp (?corp=), else of each customer's own corp."""
+    ?added_to= are local days of the corp (?corp=), else of each customer's own corp. A user
+    who is only a manager (read-only) in every corp of theirs gets the customers without
+    personal fields (ManagerExternalContactSerializer)."""
 
     serializer_class = ExternalContactSerializer
     filterset_class = ExternalContactFilter
@@ -106,3 +152,9 @@ class ExternalContactViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         # The filter backend applies ExternalContactFilter to the selector's queryset.
         return external_contact_list()
+
+    def get_serializer_class(self) -> type[ExternalContactSerializer]:
+        # Personal fields for those who may work with customers (admin, operator) somewhere.
+        if tenancy.may_anywhere(self.request.user, tenancy.WRITE):
+            return ExternalContactSerializer
+        return ManagerExternalContactSerializer

@@ -5,7 +5,9 @@ POST [{"corp_id": ..., "external_id": ..., "kind": "order", "amount": "199.00",
   201 {"created": n, "duplicates": m, "matched": k, "unmatched": u}
   400 {"errors": [{"row": i, "field": f, "message": m}]}: nothing was written. `row` is the
       row's index in the list (0-based), null for the request as a whole.
-At most 1,000 rows per request; the contacts.add_conversionevent permission is required.
+At most 1,000 rows per request. Reading lists the conversions of the user's corps; sending
+needs the admin or operator role in each row's corp (another corp's corp_id is "Unknown
+corp.", and a row is matched only to that corp's customers).
 """
 
 from __future__ import annotations
@@ -14,10 +16,8 @@ from django.urls import path
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import ParseError
-from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from contacts.conversions import (
     MAX_ROWS_PER_REQUEST,
@@ -28,8 +28,10 @@ from contacts.conversions import (
 )
 from contacts.models import ConversionEvent
 from scrm.api_docs import RowErrorsSerializer
+from scrm.api_tenancy import CorpScopedMixin
 from scrm.csv_import import RowError
 from scrm.input_guard import GuardedJSONParser
+from scrm.wecom import tenancy
 
 
 class ConversionSerializer(serializers.ModelSerializer):
@@ -58,6 +60,15 @@ class ConversionSerializer(serializers.ModelSerializer):
 
     def get_matched(self, obj: ConversionEvent) -> bool:
         return obj.external_contact_id is not None
+
+    def to_representation(self, instance: ConversionEvent) -> dict:
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        # A manager (read-only in the row's corp) gets no unionid: one person across every
+        # app of the WeChat platform, beyond what reports need (as in the customers API).
+        if request is not None and not tenancy.may(request.user, instance.corp_id, tenancy.WRITE):
+            data.pop("unionid", None)
+        return data
 
 
 class ConversionRowSerializer(serializers.Serializer):
@@ -88,19 +99,9 @@ class ConversionRowSerializer(serializers.Serializer):
     note = serializers.CharField(max_length=255, required=False, allow_blank=True)
 
 
-class CanSendConversions(BasePermission):
-    """Reading needs a login; sending revenue that feeds ROI needs the add permission."""
-
-    def has_permission(self, request: Request, view: APIView) -> bool:
-        if request.method != "POST":
-            return True
-        return request.user.has_perm("contacts.add_conversionevent")
-
-
-class ConversionListView(generics.ListAPIView):
+class ConversionListView(CorpScopedMixin, generics.ListAPIView):
     serializer_class = ConversionSerializer
     filterset_class = ConversionEventFilter
-    permission_classes = [IsAuthenticated, CanSendConversions]
     parser_classes = [GuardedJSONParser]  # JSON nested too deep: 400, not RecursionError
 
     def get_queryset(self):
@@ -111,7 +112,7 @@ class ConversionListView(generics.ListAPIView):
         description=(
             f"Up to {MAX_ROWS_PER_REQUEST:,} rows a request, written all or none; a row sent "
             "again (same corp_id and external_id, same content) is a duplicate. Needs the "
-            "contacts.add_conversionevent permission. "
+            "admin or operator role in each row's corp. "
             f"一次至多 {MAX_ROWS_PER_REQUEST:,} 行，全部写入或全部不写。"
         ),
         request=ConversionRowSerializer(many=True),
@@ -135,7 +136,8 @@ class ConversionListView(generics.ListAPIView):
             error = RowError(None, "", str(exc.detail))
             return Response({"errors": [error.as_dict()]}, status=status.HTTP_400_BAD_REQUEST)
         try:
-            result = conversions_import(rows=rows, actor=request.user, source="api")
+            corps = tenancy.corps_for_user(request.user, tenancy.WRITE)
+            result = conversions_import(rows=rows, actor=request.user, source="api", corps=corps)
         except ConversionImportError as exc:
             return Response({"errors": exc.as_list()}, status=status.HTTP_400_BAD_REQUEST)
         return Response(result.as_dict(), status=status.HTTP_201_CREATED)

@@ -1,7 +1,8 @@
 """GET /api/v1/contacts/<id>/timeline/: a customer's timeline (客户动态), newest first.
 
 Paginated like the other lists (?limit=&offset=), same authentication; 404 for an unknown
-customer. Times are given in the corp's time zone, with their UTC offset.
+customer or one of a corp the user has no role in. Times are given in the corp's time zone,
+with their UTC offset.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from rest_framework import generics, serializers
 
 from contacts.models import ExternalContact, TimelineEvent
 from scrm import days
+from scrm.api_tenancy import CorpScopedMixin
+from scrm.wecom import tenancy
 
 
 def timeline_event_list(*, contact: ExternalContact) -> QuerySet[TimelineEvent]:
@@ -41,12 +44,14 @@ class TimelineEventSerializer(serializers.ModelSerializer):
         return days.local_datetime(obj.occurred_at, obj.corp).isoformat()
 
 
-class ContactTimelineView(generics.ListAPIView):
+class ContactTimelineView(CorpScopedMixin, generics.ListAPIView):
     queryset = TimelineEvent.objects.none()  # the model, for the schema: rows need the customer
     serializer_class = TimelineEventSerializer
 
     def get_queryset(self) -> QuerySet[TimelineEvent]:
-        contact = get_object_or_404(ExternalContact, pk=self.kwargs["pk"])
+        # A customer of another corp is a 404, as if there were none.
+        contacts = tenancy.scope(ExternalContact.objects.all(), self.request.user, tenancy.READ)
+        contact = get_object_or_404(contacts, pk=self.kwargs["pk"])
         return timeline_event_list(contact=contact)
 
 

@@ -24,10 +24,12 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import F, Q, Value
-from django.db.models.functions import Coalesce, Replace
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from contacts import compliance_traces as traces
 from contacts.add_ways import add_way_label
+from contacts.compliance_traces import Identity
 from contacts.models import (
     AuditLog,
     ConversionEvent,
@@ -126,7 +128,7 @@ def contact_export(*, contact: ExternalContact, actor: User | None) -> dict[str,
         FollowRelation.objects.filter(external_contact=contact)
         .order_by("created_at", "pk")
         .values(
-            "staff__userid", "staff__name", "created_at", "add_way", "state", "oper_userid",
+            "id", "staff__userid", "staff__name", "created_at", "add_way", "state", "oper_userid",
             "remark", "description", "status", "status_changed_at", "deleted_at",
             "transfer_fail_reason", "backfilled",
         )
@@ -136,33 +138,53 @@ def contact_export(*, contact: ExternalContact, actor: User | None) -> dict[str,
     history = list(
         RelationEvent.objects.filter(corp_id=contact.corp_id, external_contact=contact)
         .order_by("occurred_at", "pk")
-        .values("kind", "occurred_at", "staff__userid", "state", "add_way", "fail_reason",
+        .values("id", "kind", "occurred_at", "staff__userid", "state", "add_way", "fail_reason",
                 "backfilled")
     )  # fmt: skip
     tags = list(
         CustomerTag.objects.filter(follow_relation__external_contact=contact)
         .order_by("created_at", "pk")
-        .values("follow_relation__staff__userid", "tag__tag_id", "tag__group__name", "tag__name",
-                "source", "created_at")
+        .values("id", "follow_relation__staff__userid", "tag__tag_id", "tag__group__name",
+                "tag__name", "source", "created_at")
     )  # fmt: skip
     timeline = list(
         TimelineEvent.objects.filter(external_contact=contact)
         .order_by("occurred_at", "pk")
-        .values("kind", "occurred_at", "staff__userid", "summary", "data")
+        .values("id", "kind", "occurred_at", "staff__userid", "summary", "data")
     )
+    # Conversions sent with the customer's ids but not matched yet are theirs too: erasure
+    # links them (and blanks the ids).
     conversions = list(
-        ConversionEvent.objects.filter(external_contact=contact)
+        ConversionEvent.objects.filter(_conversions_of(contact))
         .order_by("occurred_at", "pk")
-        .values("external_id", "kind", "custom_name", "amount", "currency", "occurred_at",
+        .values("id", "external_id", "kind", "custom_name", "amount", "currency", "occurred_at",
                 "external_userid", "unionid", "matched_at", "note", "created_at")
     )  # fmt: skip
+    identity = Identity.of(contact, pseudonym=contact.external_userid)
     callback_events = list(
-        CallbackEvent.objects.filter(corp_id=contact.corp_id,
-                                     external_user_id=contact.external_userid)
+        traces.callback_events_of(identity)
         .order_by("event_time", "pk")
-        .values("event", "change_type", "user_id", "external_user_id", "event_time", "payload",
-                "raw_body", "status", "received_at", "processed_at")
+        .values("id", "event", "change_type", "user_id", "external_user_id", "dedup_key",
+                "event_time", "payload", "raw_body", "status", "last_error", "received_at",
+                "processed_at")
     )  # fmt: skip
+    admin_log = list(
+        traces.admin_log_of(identity)
+        .order_by("action_time", "pk")
+        .values("id", "action_time", "user__username", "content_type__app_label",
+                "content_type__model", "object_id", "object_repr", "action_flag",
+                "change_message")
+    )  # fmt: skip
+    api_calls = list(
+        traces.api_calls_of(identity)
+        .order_by("created_at", "pk")
+        .values("id", "created_at", "endpoint", "errcode", "errmsg")
+    )
+    batch_tag_errors = [
+        {"job": job.pk, "created_at": job.created_at, **entry}
+        for job, entries in traces.batch_tag_errors_of(identity)
+        for entry in entries
+    ]
     data = {
         "format": EXPORT_FORMAT,
         "exported_at": timezone.now(),
@@ -176,6 +198,9 @@ def contact_export(*, contact: ExternalContact, actor: User | None) -> dict[str,
         "timeline": timeline,
         "conversions": conversions,
         "callback_events": callback_events,
+        "admin_log": admin_log,
+        "api_calls": api_calls,
+        "batch_tag_errors": batch_tag_errors,
     }
     counts = {key: len(value) for key, value in data.items() if isinstance(value, list)}
     _audit(contact=contact, actor=actor, action="export", detail={"sections": counts})
@@ -211,22 +236,24 @@ def contact_erase(*, contact: ExternalContact, actor: User | None) -> None:
     relations = FollowRelation.objects.filter(external_contact_id=contact.pk).update(
         remark="", description="", oper_userid="", updated_at=now
     )
-    # Conversions keep their amounts and links. Rows sent with this customer's ids but not
-    # matched yet are linked first, so the blanked ids do not orphan them.
-    conversion_ids = Q(external_contact_id=contact.pk) | Q(
-        external_contact__isnull=True, corp_id=contact.corp_id, external_userid=original
-    )
-    if contact.unionid:
-        conversion_ids |= Q(
-            external_contact__isnull=True, corp_id=contact.corp_id, unionid=contact.unionid
-        )
-    conversions = ConversionEvent.objects.filter(conversion_ids).update(
+    # Conversions keep their amounts and links; a note is free text (a phone number, a name).
+    # Rows sent with this customer's ids but not matched yet are linked first, so the blanked
+    # ids do not orphan them.
+    conversions = ConversionEvent.objects.filter(_conversions_of(contact)).update(
         external_contact_id=contact.pk,
         matched_at=Coalesce(F("matched_at"), Value(now)),
         external_userid="",
         unionid="",
+        note="",
     )
-    events = _callback_events_erase(contact=contact, original=original, pseudonym=pseudonym)
+    # `contact` still holds the values from before the update above.
+    identity = Identity.of(contact, pseudonym=pseudonym)
+    events = _callback_events_erase(identity)
+    traced = {
+        "admin_log": traces.admin_log_erase(identity),
+        "api_calls": traces.api_calls_erase(identity),
+        "batch_tag_errors": traces.batch_tag_errors_erase(identity),
+    }
     others = {k: v for provider in erase_providers for k, v in provider(contact, pseudonym).items()}
     # Summaries and details can name tags, channels, reasons, amounts: keep only the kinds.
     timeline = TimelineEvent.objects.filter(external_contact_id=contact.pk).update(
@@ -238,7 +265,7 @@ def contact_erase(*, contact: ExternalContact, actor: User | None) -> None:
         action="erase",
         detail={"pseudonym": pseudonym, "follow_relations": relations,
                 "conversions": conversions, "callback_events": events,
-                "timeline_events": timeline, **others},
+                "timeline_events": timeline, **traced, **others},
     )  # fmt: skip
     contact.refresh_from_db()
     timeline_record(
@@ -250,20 +277,40 @@ def contact_erase(*, contact: ExternalContact, actor: User | None) -> None:
     )
 
 
-def _callback_events_erase(*, contact: ExternalContact, original: str, pseudonym: str) -> int:
-    """Blank the raw and parsed bodies of the customer's inbox rows and replace the id in their
-    columns and dedup key. Rows not processed yet are ignored: processing them would bring
-    the customer back under the original id."""
-    events = CallbackEvent.objects.filter(corp_id=contact.corp_id, external_user_id=original)
-    events.filter(status__in=[CallbackEvent.Status.PENDING, CallbackEvent.Status.FAILED]).update(
-        status=CallbackEvent.Status.IGNORED, last_error="personal data erased"
-    )
-    return events.update(
-        raw_body="",
-        payload={},
-        external_user_id=pseudonym,
-        dedup_key=Replace(F("dedup_key"), Value(original), Value(pseudonym)),
-    )
+def _conversions_of(contact: ExternalContact) -> Q:
+    """The customer's conversions, and those sent with their ids but not matched yet."""
+    condition = Q(external_contact_id=contact.pk) | Q(
+        external_contact__isnull=True, corp_id=contact.corp_id,
+        external_userid=contact.external_userid,
+    )  # fmt: skip
+    if contact.unionid:
+        condition |= Q(
+            external_contact__isnull=True, corp_id=contact.corp_id, unionid=contact.unionid
+        )
+    return condition
+
+
+def _callback_events_erase(identity: Identity) -> int:
+    """The customer's own inbox rows lose their raw and parsed bodies; rows naming them among
+    others (a group chat's MemChangeList) keep the others' fields with the customer's id
+    replaced, and lose the raw body (it is encrypted, but decryptable with the corp's key).
+    The id becomes the pseudonym in the columns and the dedup key. Own rows not processed yet
+    are ignored: processing them would bring the customer back under the original id."""
+    count = 0
+    for event in traces.callback_events_of(identity):
+        own = event.external_user_id == identity.external_userid
+        changes: dict[str, object] = {
+            "raw_body": "",
+            "payload": {} if own else identity.scrub(event.payload),
+            "external_user_id": identity.scrub(event.external_user_id),
+            "dedup_key": identity.scrub(event.dedup_key),
+            "last_error": identity.scrub(event.last_error),
+        }
+        if own and event.status in (CallbackEvent.Status.PENDING, CallbackEvent.Status.FAILED):
+            changes.update(status=CallbackEvent.Status.IGNORED, last_error="personal data erased")
+        CallbackEvent.objects.filter(pk=event.pk).update(**changes)
+        count += 1
+    return count
 
 
 # -- retention ---------------------------------------------------------------------------------

@@ -234,25 +234,31 @@ def conversions_import(
     actor: User | None = None,
     source: str = "api",
     max_rows: int = MAX_ROWS_PER_REQUEST,
+    corps: QuerySet[Corp] | None = None,
 ) -> ImportResult:
     """Validate and store conversion rows, all or none (one transaction); with an actor, an
-    audit row records who sent them.
+    audit row records who sent them. `corps`: the corps the rows may name (those where the
+    sender may write; None: every corp); any other corp_id is an "Unknown corp." row error,
+    so a row is only ever matched to a customer of a corp the sender works in.
 
     Raises ConversionImportError with every row error found. Safe to call again with the same
     rows: they come back as duplicates.
     """
     try:
-        return _import(rows, max_rows, actor, source)
+        return _import(rows, max_rows, actor, source, corps)
     except IntegrityError:
         # A concurrent import stored some of these external_ids between our check and our
         # insert (the unique constraint caught it): check again, they are known now.
-        return _import(rows, max_rows, actor, source)
+        return _import(rows, max_rows, actor, source, corps)
 
 
-def conversions_import_csv(*, file: IO[bytes] | bytes, actor: User | None = None) -> ImportResult:
+def conversions_import_csv(
+    *, file: IO[bytes] | bytes, actor: User | None = None, corps: QuerySet[Corp] | None = None
+) -> ImportResult:
     """conversions_import of a CSV file's rows (the admin's upload): the first row names the
-    columns, every one of FIELDS; at most MAX_ROWS_PER_CSV rows. Raises ConversionImportError
-    whose rows are the file's row numbers (the header is row 1; None for the file as a whole).
+    columns, every one of FIELDS; at most MAX_ROWS_PER_CSV rows; `corps` as there. Raises
+    ConversionImportError whose rows are the file's row numbers (the header is row 1; None for
+    the file as a whole).
     """
     try:
         table = csv_table_read(file, columns=CSV_COLUMNS, max_rows=MAX_ROWS_PER_CSV, strict=True)
@@ -261,14 +267,18 @@ def conversions_import_csv(*, file: IO[bytes] | bytes, actor: User | None = None
     numbers = [number for number, _cells in table.rows]
     rows = [{key: value for key, value in cells.items() if value} for _number, cells in table.rows]
     try:
-        return conversions_import(rows=rows, actor=actor, source="csv", max_rows=MAX_ROWS_PER_CSV)
+        return conversions_import(
+            rows=rows, actor=actor, source="csv", max_rows=MAX_ROWS_PER_CSV, corps=corps
+        )
     except ConversionImportError as exc:
         errors = [e if e.row is None else replace(e, row=numbers[e.row]) for e in exc.errors]
         raise ConversionImportError(errors) from None
 
 
 @transaction.atomic
-def _import(rows: object, max_rows: int, actor: User | None, source: str) -> ImportResult:
+def _import(
+    rows: object, max_rows: int, actor: User | None, source: str, allowed: QuerySet[Corp] | None
+) -> ImportResult:
     if not isinstance(rows, list):
         raise ConversionImportError([RowError(None, "", _("Send a JSON list of rows."))])
     if not rows:
@@ -278,7 +288,8 @@ def _import(rows: object, max_rows: int, actor: User | None, source: str) -> Imp
         raise ConversionImportError([RowError(None, "", message)])
     corp_ids = {str(r.get("corp_id") or "").strip() for r in rows if isinstance(r, dict)}
     corp_ids = {corp_id for corp_id in corp_ids if text_storable(corp_id)}  # NUL: row errors
-    corps = {c.corp_id: c for c in Corp.objects.filter(corp_id__in=corp_ids)}
+    known = Corp.objects.all() if allowed is None else allowed
+    corps = {c.corp_id: c for c in known.filter(corp_id__in=corp_ids)}
 
     errors: list[RowError] = []
     cleaned_rows: list[tuple[int, dict]] = []

@@ -46,7 +46,9 @@ from contacts.tags import (
     tags_delete,
 )
 from scrm import days
+from scrm.wecom import tenancy
 from scrm.wecom.admin import local_time_column
+from scrm.wecom.admin_tenancy import WRITE, CorpScopedAdmin, CorpScopedInline
 from scrm.wecom.client import WeComError
 from scrm.wecom.models import Corp
 
@@ -71,7 +73,7 @@ def delete_selected(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset
         return None
 
 
-class WeComFirstAdmin(admin.ModelAdmin):
+class WeComFirstAdmin(CorpScopedAdmin):
     """Saves and deletes go to WeCom first (the services), then the mirror. When WeCom refuses,
     the admin's transaction is rolled back and the form comes back with WeCom's reason."""
 
@@ -154,8 +156,8 @@ class TagGroupForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if "order" in self.fields:
             self.fields["order"].validators += ORDER_VALIDATORS
-        if "corp" in self.fields:
-            self.fields["corp"].queryset = Corp.objects.filter(is_active=True)
+        if "corp" in self.fields:  # the admin offers the user's corps; of those, the active
+            self.fields["corp"].queryset = self.fields["corp"].queryset.filter(is_active=True)
 
     def clean_new_tags(self) -> list[str]:
         lines = self.cleaned_data["new_tags"].splitlines()
@@ -174,7 +176,7 @@ class TagGroupForm(forms.ModelForm):
         return data
 
 
-class TagInline(admin.TabularInline):
+class TagInline(CorpScopedInline, admin.TabularInline):
     model = Tag
     fields = ["name", "order", "tag_id", "deleted"]
     readonly_fields = fields
@@ -195,9 +197,9 @@ class TagInline(admin.TabularInline):
 class TagLibrarySyncForm(forms.Form):
     corp = forms.ModelChoiceField(queryset=Corp.objects.none(), label=gettext_lazy("corp"))
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, corps: QuerySet[Corp], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        corps = Corp.objects.filter(is_active=True).order_by("corp_id")
+        corps = corps.filter(is_active=True).order_by("corp_id")
         self.fields["corp"].queryset = corps
         if len(first := list(corps[:2])) == 1:
             self.fields["corp"].initial = first[0].pk
@@ -257,7 +259,8 @@ class TagGroupAdmin(WeComFirstAdmin):
         """Mirror the corp's whole tag library from WeCom (get_corp_tag_list)."""
         if not self.has_change_permission(request):
             raise PermissionDenied
-        form = TagLibrarySyncForm(request.POST or None)
+        corps = tenancy.corps_for_user(request.user, WRITE)
+        form = TagLibrarySyncForm(request.POST or None, corps=corps)
         if request.method == "POST" and form.is_valid():
             corp = form.cleaned_data["corp"]
             try:
@@ -288,8 +291,8 @@ class TagForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if "order" in self.fields:
             self.fields["order"].validators += ORDER_VALIDATORS
-        if "group" in self.fields:
-            groups = TagGroup.objects.filter(deleted=False).select_related("corp")
+        if "group" in self.fields:  # the admin offers the user's groups; of those, the live
+            groups = self.fields["group"].queryset.filter(deleted=False).select_related("corp")
             self.fields["group"].queryset = groups
 
 
@@ -356,7 +359,7 @@ def resume(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySe
 
 
 @admin.register(BatchTagJob)
-class BatchTagJobAdmin(admin.ModelAdmin):
+class BatchTagJobAdmin(CorpScopedAdmin):
     """Jobs are started from the customer list (action); their page shows the progress."""
 
     list_display = [local_time_column(BatchTagJob, "created_at"), "operation", "progress",
@@ -377,7 +380,7 @@ class BatchTagJobAdmin(admin.ModelAdmin):
         return False
 
     def has_resume_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("contacts.add_batchtagjob")
+        return self.may_write_anywhere(request)
 
     @admin.display(description=gettext_lazy("operation"), ordering="add")
     def operation(self, obj: BatchTagJob) -> str:
@@ -436,7 +439,7 @@ class BatchTagForm(forms.Form):
 def batch_tag(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> Any:
     """Choose tags for the selected customers (or all those the filters select, across pages)
     on an intermediate page; the job then runs in the background, with a progress page."""
-    if not request.user.has_perm("contacts.add_batchtagjob"):
+    if not modeladmin.may_write_anywhere(request):  # the rows are those the user may write
         raise PermissionDenied
     corp_ids = list(queryset.order_by().values_list("corp_id", flat=True).distinct()[:2])
     if len(corp_ids) != 1:
@@ -482,12 +485,13 @@ def batch_tag(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: Quer
 # -- the customer's page: tags and timeline ----------------------------------------------------
 
 
-class CustomerTagsInline(admin.TabularInline):
+class CustomerTagsInline(CorpScopedInline, admin.TabularInline):
     """Tags are per follow relation in WeCom: one line per staff member."""
 
     model = FollowRelation
     fk_name = "external_contact"
     fields = ["staff", "status", "tag_list"]
+    personal = True  # rows labelled with the customer's name
     readonly_fields = fields
     verbose_name = gettext_lazy("tag")
     verbose_name_plural = gettext_lazy("tags")
@@ -527,11 +531,12 @@ class NewestTimelineFormSet(BaseInlineFormSet):
         return self._newest
 
 
-class TimelineInline(admin.TabularInline):
+class TimelineInline(CorpScopedInline, admin.TabularInline):
     """客户动态, newest first, times in the corp's zone (not the server's)."""
 
     model = TimelineEvent
     formset = NewestTimelineFormSet
+    personal = True  # what the customer did and said, in words
     fk_name = "external_contact"
     fields = ["local_time", "kind", "staff", "summary"]
     readonly_fields = fields

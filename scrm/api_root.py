@@ -19,6 +19,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from scrm.api_tenancy import CorpRolePermission
+
 # <int:pk> of a route, or <pk> as simplify_regex leaves a regex's named group.
 _PARAMETER = re.compile(r"<(?:[^>:]+:)?(?P<name>\w+)>")
 
@@ -49,6 +51,8 @@ class ApiRootView(APIView):
     """Every endpoint of the API by its URL name, with {id} where a row's id goes; `schema`
     and `api-docs` are its OpenAPI 3 schema and Swagger UI.
     列出 API 的全部接口及其地址（含 OpenAPI 架构与 Swagger UI 文档）。"""
+
+    permission_classes = [CorpRolePermission]  # a role in some corp, as every endpoint
 
     @extend_schema(
         operation_id="api_root",

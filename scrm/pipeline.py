@@ -18,7 +18,7 @@ from channels_app.models import Attribution, LiveCode
 from channels_app.services.attribution import attribution_record, first_touch_project
 from channels_app.services.publishing import live_code_request_sync
 from channels_app.services.rules import add_context, matching_rules, tag_ids_for, welcome_for
-from channels_app.services.welcome import welcome_send
+from channels_app.services.welcome import welcome_claim, welcome_queue, welcome_send
 from contacts import services as contact_services
 from contacts.models import CustomerTag, FollowRelation, RelationEvent, TimelineEvent
 from contacts.services import RelationRecorded
@@ -144,9 +144,15 @@ def on_add(event: CallbackEvent) -> None:
         state=str(event.payload.get("State") or ""),
         added_at=event.event_time,
     )
+    welcome_code = str(event.payload.get("WelcomeCode") or "")
+    if welcome_code:
+        # Written with the add: if the worker that takes the task dies, the row is still
+        # there for the sweep to queue again within the code's 20 seconds.
+        welcome_queue(attribution=recorded.attribution, welcome_code=welcome_code,
+                      received_at=event.received_at)  # fmt: skip
     _after_add_queue(
         recorded.attribution.pk,
-        welcome_code=str(event.payload.get("WelcomeCode") or ""),
+        welcome_code=welcome_code,
         received_at=event.received_at,
         fetch_details=True,
     )
@@ -170,6 +176,13 @@ def after_add(
     if attribution is None:
         return
     relation = attribution.follow_relation
+    # Claimed before the details are fetched: a claim tells the welcome sweep that a live
+    # worker has it; None when it was sent already (a replay) or another worker has it.
+    claim = (
+        welcome_claim(attribution=attribution, welcome_code=welcome_code, received_at=received_at)
+        if welcome_code
+        else None
+    )
     if fetch_details:
         try:
             contact_services.external_contact_refresh(contact_id=relation.external_contact_id)
@@ -182,12 +195,13 @@ def after_add(
         pk=attribution.add_event_id
     )
     rules = matching_rules(corp_id=attribution.corp_id, ctx=add_context(attribution, add_way))
-    if welcome_code:
+    if claim is not None:
         welcome_send(
             attribution=attribution,
             welcome_code=welcome_code,
             chosen=welcome_for(attribution, rules),
             received_at=received_at,
+            claim=claim,
         )
     tag_ids = tag_ids_for(attribution, rules)
     if tag_ids:

@@ -15,15 +15,50 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
-# Unset means the embedded development default; production sets DEBUG=false explicitly.
-DEBUG = env.bool("DEBUG", default=True)
+# DEBUG is off unless set: an unconfigured deployment never serves tracebacks or a known key.
+# The demo (make run) and the test run set DEBUG=true or their own key explicitly.
+DEBUG = env.bool("DEBUG", default=False)
+# Known to everyone who read this file: accepted only with DEBUG on.
+DEVELOPMENT_SECRET_KEY = "dev-only-insecure-key-never-use-in-production-0123456789abcdef"  # noqa: S105
 SECRET_KEY = env("SECRET_KEY", default="")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[])
+
+
+def secret_key_weakness(key: str) -> str | None:
+    """Why `key` is too weak to sign sessions and tokens, as Django's check --deploy judges
+    it (security.W009); None for a strong key."""
+    if not key:
+        return "it is empty"
+    if key == DEVELOPMENT_SECRET_KEY or key.startswith("django-insecure-"):
+        return "it is a published development key"
+    if len(key) < 50:
+        return f"it has {len(key)} characters, fewer than 50"
+    if len(set(key)) < 5:
+        return f"it has {len(set(key))} distinct characters, fewer than 5"
+    return None
+
+
 if DEBUG:
-    SECRET_KEY = SECRET_KEY or "dev-only-insecure-key-never-use-in-production-0123456789abcdef"
+    SECRET_KEY = SECRET_KEY or DEVELOPMENT_SECRET_KEY
     ALLOWED_HOSTS = ALLOWED_HOSTS or ["127.0.0.1", "localhost", "testserver"]
-elif not SECRET_KEY or not ALLOWED_HOSTS:
-    raise ImproperlyConfigured("With DEBUG off, SECRET_KEY and ALLOWED_HOSTS must be set.")
+else:
+    _weakness = secret_key_weakness(SECRET_KEY)
+    if _weakness:
+        raise ImproperlyConfigured(
+            f"With DEBUG off, SECRET_KEY must be a strong random key, and {_weakness}: set "
+            "SECRET_KEY to at least 50 random characters, e.g. the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'` "
+            "(or DEBUG=true for local development only)."
+        )
+    if not ALLOWED_HOSTS:
+        raise ImproperlyConfigured(
+            "With DEBUG off, ALLOWED_HOSTS must be set (comma-separated host names)."
+        )
+
+# Keys that encrypt corp secrets at rest (scrm/wecom/vault.py), comma-separated: the first
+# encrypts, all decrypt; rotate with `manage.py rotate_secrets`. Unset: derived from SECRET_KEY,
+# and `manage.py check` warns.
+SECRETS_KEY = env.list("SECRETS_KEY", default=[])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -54,6 +89,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "scrm.wecom.secret_lookups.SecretLookupMiddleware",  # no ?secret__startswith= oracle
     "scrm.middleware.AdminNumberRangeMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -92,6 +128,8 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://scrm")}
+if env("CACHE_KEY_PREFIX", default=""):  # deployments (or test runs) sharing one Redis database
+    CACHES["default"]["KEY_PREFIX"] = env("CACHE_KEY_PREFIX")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -188,6 +226,10 @@ SPECTACULAR_SETTINGS = {
 # Celery: without a broker, tasks run eagerly in-process (the embedded default).
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+if CELERY_TASK_ALWAYS_EAGER:
+    # Tasks run in the process; Celery still builds a producer for their serializer, and with
+    # no URL kombu warns "No hostname was supplied": the in-memory transport needs none.
+    CELERY_BROKER_URL = "memory://localhost/"
 CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -200,8 +242,19 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # the inbox row is stored and the sweeper re-queues it later.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
+# A prefix on every broker key (queues, pidbox): deployments or test runs sharing one Redis
+# database then never consume each other's messages.
+CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
+if env("CELERY_BROKER_KEY_PREFIX", default=""):
+    CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = env("CELERY_BROKER_KEY_PREFIX")
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"*.welcome_*": {"queue": "welcome"}}
+CELERY_TASK_ROUTES = {
+    # Exact names first. The welcome sweep has a queue of its own, which the welcome workers
+    # also consume (-Q welcome,welcome_sweep): taken in turn with the welcome queue, it never
+    # waits behind a burst of welcomes or of inbox drains.
+    "channels_app.tasks.welcome_sweep_task": {"queue": "welcome_sweep"},
+    "*.welcome_*": {"queue": "welcome"},
+}
 
 # WeCom gateway
 WECOM_API_BASE = env("WECOM_API_BASE", default="")  # empty: the built-in sandbox, in-process
@@ -228,6 +281,7 @@ WECOM_RAW_BODY_RETENTION_DAYS = env.int("WECOM_RAW_BODY_RETENTION_DAYS", default
 # LANDING_FLUSH_DELAY seconds. Unset: every visit is written to the database at once (fine for
 # a few hundred visits a second).
 LANDING_REDIS_URL = env("LANDING_REDIS_URL", default="")
+LANDING_REDIS_PREFIX = env("LANDING_REDIS_PREFIX", default="scrm:landing:")  # every key's start
 LANDING_FLUSH_DELAY = env.float("LANDING_FLUSH_DELAY", default=0.5)
 # Rate limits of the landing page (channels_app.services.landing_limits), counted in the cache
 # (CACHE_URL: shared by every process; per process without it); 0 turns one off. New

@@ -8,6 +8,9 @@ from scrm.wecom.services import TRANSIENT_ERRORS
 
 @shared_task(
     acks_late=True,
+    # A prefork child killed mid-task gives its message back at once. A whole worker killed
+    # keeps it until the broker's visibility timeout: the welcome sweep covers that case.
+    reject_on_worker_lost=True,
     # Busy WeCom, or a deadlock with another writer of the customer that rolled the step back
     # (OperationalError); every step is idempotent (the welcome is sent once per add).
     autoretry_for=TRANSIENT_ERRORS,

@@ -27,9 +27,32 @@ from scrm.wecom.models import Corp
 from scrm.wecom.sandbox.models import SandboxCorp
 from scrm.wecom.sandbox.simulate import event_xml, sandbox_corp_setup
 from scrm.wecom.services import corp_cache_clear, corp_create
+from tests.isolation import KEY_PREFIX, RUN_ID, clean_at_exit, redis_prefix_delete
 
 # Live-server request threads must not keep PostgreSQL connections open past the test run.
 django_settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+# This run's own names on shared services (tests/isolation.py): a test database, key prefixes;
+# set in the environment too, for the integration tests' worker processes.
+os.environ.update({
+    "CACHE_KEY_PREFIX": KEY_PREFIX,
+    "LANDING_REDIS_PREFIX": f"{KEY_PREFIX}:landing:",
+    "CELERY_BROKER_KEY_PREFIX": f"{KEY_PREFIX}:",
+})  # fmt: skip
+if django_settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    django_settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = (
+        f"test_{django_settings.DATABASES['default']['NAME']}_{RUN_ID}"
+    )
+if django_settings.CACHES["default"]["BACKEND"].endswith("RedisCache"):
+    django_settings.CACHES["default"]["KEY_PREFIX"] = KEY_PREFIX
+    clean_at_exit(django_settings.CACHES["default"]["LOCATION"])
+django_settings.LANDING_REDIS_PREFIX = f"{KEY_PREFIX}:landing:"
+clean_at_exit(os.environ.get("LANDING_REDIS_URL", ""))
+# The broker's keys (queues, pidbox) too.
+celery_app.conf.broker_transport_options = {
+    **(celery_app.conf.broker_transport_options or {}),
+    "global_keyprefix": f"{KEY_PREFIX}:",
+}
+clean_at_exit(os.environ.get("CELERY_BROKER_URL", ""))
 if django_settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A database file of this run's own, as in the demo, not SQLite's shared in-memory test
     # database: its table locks refuse a second concurrent writer at once ("database table is
@@ -46,6 +69,15 @@ if django_settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3
     )
 
 
+def _cache_clear() -> None:
+    """Empty the cache between tests: on Redis only this run's keys (RedisCache.clear() would
+    flush the whole database, another run's keys and the developer's with it)."""
+    if django_settings.CACHES["default"]["BACKEND"].endswith("RedisCache"):
+        redis_prefix_delete(django_settings.CACHES["default"]["LOCATION"], f"{KEY_PREFIX}:")
+    else:
+        cache.clear()
+
+
 @pytest.fixture(autouse=True)
 def _fast_and_isolated(request: pytest.FixtureRequest, settings) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins
@@ -56,14 +88,14 @@ def _fast_and_isolated(request: pytest.FixtureRequest, settings) -> None:
     # (tests/channels/test_landing_bots_and_limits.py).
     settings.LANDING_RATE_LIMIT_PER_IP = 0
     settings.LANDING_RATE_LIMIT_PER_CODE = 0
-    cache.clear()
+    _cache_clear()
     corp_cache_clear()  # rows vanish between tests; the per-process corp cache must too
     corp_zones_clear()  # and the corps' time zones (scrm.days)
     landing_config_cache_clear()  # and so must the landing page's
     landing_process_state_clear()
     store_redis = landing_redis()
-    if store_redis is not None:  # LANDING_REDIS_URL: a database of its own, emptied per test
-        store_redis.client.flushdb()
+    if store_redis is not None:  # LANDING_REDIS_URL: this run's keys, emptied per test
+        redis_prefix_delete(django_settings.LANDING_REDIS_URL, store_redis.prefix)
     # Unit tests run tasks eagerly; integration tests use the real broker and worker.
     eager = request.node.get_closest_marker("integration") is None
     previous = celery_app.conf.task_always_eager
@@ -146,8 +178,8 @@ def post_event(
     return post
 
 
-# The landing page's Redis path in tests: LANDING_REDIS_URL when set (a database of its own: it
-# is emptied per test). Tests that need it are skipped when it is unset or no Redis answers.
+# The landing page's Redis path in tests: LANDING_REDIS_URL when set (this run's keys in it are
+# emptied per test). Tests that need it are skipped when it is unset or no Redis answers.
 TEST_LANDING_REDIS_URL = os.environ.get("LANDING_REDIS_URL", "")
 
 
@@ -160,8 +192,10 @@ def landing_redis_enable(settings) -> RedisStore:
     except redis.RedisError:
         pytest.skip(f"needs Redis at {TEST_LANDING_REDIS_URL} for the landing page's Redis path")
     settings.LANDING_REDIS_URL = TEST_LANDING_REDIS_URL
-    client.flushdb()
-    return landing_redis()
+    client.close()
+    store = landing_redis()
+    redis_prefix_delete(TEST_LANDING_REDIS_URL, store.prefix)
+    return store
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from django_celery_beat.models import (
 from rest_framework.authtoken.models import Token
 
 from contacts.models import ExternalContact, FirstSource
-from scrm.wecom.models import ApiCall, CallbackEvent, Corp
+from scrm.wecom.models import ApiCall, CallbackEvent, Corp, CorpMembership, Role
 from tests.flows import customer_flows_in
 
 pytestmark = pytest.mark.django_db
@@ -48,6 +48,7 @@ def every_model_row(sandbox_corp, corp, post_event, admin_user) -> None:
     customer_flows_in(sandbox_corp, post_event)
     Group.objects.create(name="运营")
     Token.objects.create(user=admin_user)
+    CorpMembership.objects.create(user=admin_user, corp=corp, role=Role.ADMIN)
     interval = IntervalSchedule.objects.create(every=60, period=IntervalSchedule.SECONDS)
     CrontabSchedule.objects.create(minute="0", hour="3")
     SolarSchedule.objects.create(event="sunrise", latitude=31.23, longitude=121.47)

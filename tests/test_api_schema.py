@@ -24,6 +24,7 @@ from rest_framework.test import APIClient
 from channels_app.api import LeaderboardQuerySerializer
 from contacts.api_conversions import ConversionRowSerializer
 from contacts.conversions import FIELDS as CONVERSION_FIELDS
+from tests.tenancy import member
 
 API = "/api/v1/"
 PARAMETER = re.compile(r"<(?:[^>:]+:)?(?P<name>\w+)>")
@@ -51,8 +52,9 @@ def schema() -> dict:
 
 
 @pytest.fixture
-def user(django_user_model):
-    return django_user_model.objects.create_user(username="reader")  # no permissions
+def user(django_user_model, corp):
+    """A manager (read-only) of the sandbox corp: no Django permissions."""
+    return member(django_user_model.objects.create_user(username="reader"), corp, role="manager")
 
 
 @pytest.fixture

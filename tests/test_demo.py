@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
 from django.db.models import Max, Min
 
 from channels_app.models import Attribution, ChannelCost, Scan
@@ -17,7 +19,7 @@ from contacts.models import ConversionEvent, ExternalContact, FirstSource, Relat
 from scrm import days
 from scrm.demo_history import demo_history_seed, demo_late_orders_import
 from scrm.demo_plan import HISTORY_DAYS, plan_history
-from scrm.management.commands.demo import Command
+from scrm.management.commands.demo import DEMO_USER, Command
 from scrm.wecom.models import Corp
 from scrm.wecom.sandbox.models import SandboxFollow
 
@@ -67,7 +69,7 @@ def test_the_plan_is_deterministic_and_ends_before_the_anchor_day():
 def demo_corp(db) -> Corp:
     with time_machine.travel(NOW, tick=True):
         command = Command()
-        corp = command._corp()
+        corp = command._corp(callback_url="http://127.0.0.1:8000/wecom/callback/")
         command._channels(corp)
         yield corp
 
@@ -160,3 +162,13 @@ def test_four_weeks_of_history_through_the_services_written_once(demo_corp):
     late_orders = conversions.filter(note__startswith="补录")
     assert late_orders.count() == late
     assert all(o.created_at - o.occurred_at > dt.timedelta(days=1) for o in late_orders)
+
+
+def test_demo_refuses_to_create_its_known_superuser_with_debug_off(db, settings):
+    """DEBUG is off unless set: on a deployment `manage.py demo` creates no login whose
+    password the README prints (an unusable port makes a missing guard fail, not serve)."""
+    settings.DEBUG = False
+    with pytest.raises(CommandError, match="runs only with DEBUG on"):
+        call_command("demo", "--no-history", "--addr", "127.0.0.1:not-a-port")
+    assert not get_user_model().objects.filter(username=DEMO_USER).exists()
+    assert not Corp.objects.exists()

@@ -2,13 +2,17 @@
 HTTP to a live server; every simulated add becomes one customer with the right first source."""
 
 import io
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
 
 from contacts.models import ExternalContact, FirstSource
 from scrm.wecom.models import ApiCall, CallbackEvent, Corp
-from scrm.wecom.sandbox.models import SandboxDelivery, SandboxFollow
+from scrm.wecom.sandbox.models import SandboxCorp, SandboxDelivery, SandboxFollow
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -88,3 +92,50 @@ def test_simulated_scans_and_adds_through_a_landing_code_join_exactly(corp, live
         assert attribution.scan.staff_id == attribution.staff_id
         assert attribution.live_code_id == code.pk
     assert len(set(Attribution.objects.values_list("scan_id", flat=True))) == added
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_simulate_without_a_server_says_so_and_fails(corp):
+    url = f"http://127.0.0.1:{_free_port()}"
+    out = io.StringIO()
+    with pytest.raises(CommandError, match=rf"could not connect to {url}: is the app running"):
+        call_command("wecom_sandbox", "simulate", "--adds", "2", "--url", url, stdout=out)
+    assert f"Delivering to {url}/wecom/callback/{corp.corp_id}/" in out.getvalue()
+    with pytest.raises(CommandError, match="could not connect"):
+        call_command("wecom_sandbox", "simulate", "--code", "xhs618", "--adds", "2",
+                     "--url", url, stdout=io.StringIO())  # fmt: skip
+    assert ExternalContact.objects.count() == 0
+
+
+def test_simulate_through_an_unknown_code_says_the_page_answered_404(corp, live_server):
+    with pytest.raises(CommandError, match=r"answered 3 x HTTP 404 \(no live code with this slug"):
+        call_command("wecom_sandbox", "simulate", "--code", "nope", "--adds", "3",
+                     "--url", live_server.url, stdout=io.StringIO())  # fmt: skip
+
+
+def test_simulate_finds_the_only_sandbox_corp_and_its_saved_address(corp, live_server):
+    SandboxCorp.objects.filter(corp_id=corp.corp_id).update(
+        callback_url=f"{live_server.url}/wecom/callback/{corp.corp_id}/"
+    )
+    out = io.StringIO()
+    call_command("wecom_sandbox", "simulate", "--adds", "2", stdout=out)  # no --corp, no --url
+    assert f"Delivering to {live_server.url}/wecom/callback/" in out.getvalue()
+    assert ExternalContact.objects.count() == 2
+
+
+def test_simulate_help_gives_every_default_and_examples():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "wecom_sandbox", "simulate", "--help"],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
+    text = " ".join(result.stdout.split())
+    assert "examples:" in text
+    assert "--code xhs-618 --adds 20" in text
+    for option in ("--adds", "--rate", "--duplicates", "--drop", "--no-add"):
+        assert option in text
+    assert text.count("(default:") >= 9

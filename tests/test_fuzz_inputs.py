@@ -25,7 +25,6 @@ from collections.abc import Callable
 from urllib.parse import quote, urlencode
 
 import pytest
-from django.contrib.auth.models import Permission
 from rest_framework.authtoken.models import Token
 
 from channels_app.models import LiveCode
@@ -33,6 +32,7 @@ from channels_app.services.publishing import live_code_publish
 from scrm.wecom.crypto import MessageCrypto
 from scrm.wecom.models import Corp
 from tests.channels.conftest import channel, make_code, staff  # noqa: F401 (the same fixtures)
+from tests.tenancy import member
 
 pytestmark = pytest.mark.django_db
 
@@ -250,8 +250,7 @@ def test_no_input_gets_a_5xx(
     native = live_code_publish(live_code=make_code(mode="native"))
     paused = make_code(status=LiveCode.Status.PAUSED)
     slugs = [landing.slug, native.slug, paused.slug, "nope"]
-    sender = django_user_model.objects.create_user(username="shop-sync")
-    sender.user_permissions.add(Permission.objects.get(codename="add_conversionevent"))
+    sender = member(django_user_model.objects.create_user(username="shop-sync"), corp)
     token = f"Token {Token.objects.create(user=sender).key}"
 
     doors: dict[str, Callable[[random.Random], tuple[str, dict]]] = {

@@ -81,11 +81,15 @@ def catalog_write(
     """Write corp, staff, channels, costs, live codes and pools; return the lookups."""
     created = clock.start - 90 * DAY
     corp = CopyBuffer(cursor, "wecom_corp", ("id", "corp_id", "name", "secret", "agent_id",
-                      "callback_token", "encoding_aes_key", "time_zone", "is_active",
-                      "created_at"))  # fmt: skip
+                      "callback_token", "encoding_aes_key", "time_zone", "currency",
+                      "is_active", "created_at"))  # fmt: skip
     aes_key = ("bench" + hex_id(2, 7))[:43]
-    corp.add(row(CORP_PK, CORP_ID, "渠道报表压测企业", hex_id(1, 7), "1000002", "benchtoken",
-                 aes_key, clock.tz_name, True, clock.text(created)))  # fmt: skip
+    # Secrets are stored encrypted (scrm.wecom.vault); COPY bypasses the model's field.
+    from scrm.wecom.vault import seal
+
+    corp.add(row(CORP_PK, CORP_ID, "渠道报表压测企业", seal(hex_id(1, 7)), "1000002",
+                 seal("benchtoken"), seal(aes_key), clock.tz_name, "CNY", True,
+                 clock.text(created)))  # fmt: skip
     corp.flush()
 
     staff_ids = list(range(1, staff + 1))

@@ -3,6 +3,8 @@ contacts.compliance at start-up (ChannelsAppConfig.ready)."""
 
 from __future__ import annotations
 
+from django.db.models import Q, QuerySet
+
 from channels_app.models import Attribution, GroupMemberJoin, Scan, WelcomeDelivery
 from contacts.models import ExternalContact
 
@@ -32,14 +34,15 @@ def customer_channel_data(contact: ExternalContact) -> dict[str, list]:
     welcomes = list(
         WelcomeDelivery.objects.filter(follow_relation__external_contact=contact)
         .order_by("added_at", "pk")
-        .values("follow_relation__staff__userid", "added_at", "source", "outcome", "errcode",
-                "received_at", "sent_at")
+        .values("id", "follow_relation__staff__userid", "added_at", "source", "outcome",
+                "errcode", "received_at", "sent_at")
     )  # fmt: skip
     group_joins = list(
-        GroupMemberJoin.objects.filter(external_contact=contact)
+        _group_joins_of(contact)
         .order_by("joined_at", "pk")
-        .values("chat_id", "joined_at", "join_scene", "state", "channel__name")
-    )
+        .values("id", "chat_id", "member_id", "joined_at", "join_scene", "state",
+                "channel__name")
+    )  # fmt: skip
     return {
         "attributions": attributions,
         "scans": scans,
@@ -48,10 +51,20 @@ def customer_channel_data(contact: ExternalContact) -> dict[str, list]:
     }
 
 
+def _group_joins_of(contact: ExternalContact) -> QuerySet[GroupMemberJoin]:
+    """The customer's group joins, also those recorded before they were a customer (the
+    member's id without the link). `contact` as it was before any erasure."""
+    return GroupMemberJoin.objects.filter(
+        Q(external_contact=contact) | Q(corp_id=contact.corp_id, member_id=contact.external_userid)
+    )
+
+
 def customer_channel_data_erase(contact: ExternalContact, pseudonym: str) -> dict[str, int]:
-    """Unlink the customer's scans from the device (salted hashes) and replace their id in
-    group joins; attributions and counts stay, so reports do not change."""
+    """Unlink the customer's scans from the device (salted hashes), drop their referrer URLs
+    (a shared link can carry a name or a phone number) and replace their id in group joins;
+    attributions and counts stay, so reports do not change. `contact` is the row as it was
+    before erasure."""
     scan_ids = Attribution.objects.filter(external_contact=contact).values("scan_id")
-    scans = Scan.objects.filter(pk__in=scan_ids).update(ip_hash="", device_key="")
-    joins = GroupMemberJoin.objects.filter(external_contact=contact).update(member_id=pseudonym)
+    scans = Scan.objects.filter(pk__in=scan_ids).update(ip_hash="", device_key="", referrer_url="")
+    joins = _group_joins_of(contact).update(member_id=pseudonym)
     return {"scans": scans, "group_joins": joins}

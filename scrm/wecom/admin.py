@@ -2,15 +2,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import tzinfo
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.models import Group
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from scrm import days
-from scrm.wecom.models import ApiCall, CallbackEvent, Corp
+from scrm.wecom import tenancy
+from scrm.wecom.admin_tenancy import (
+    CREDENTIALS,
+    WRITE,
+    CorpScopedAdmin,
+    is_superuser,
+    superuser_only,
+)
+from scrm.wecom.models import ApiCall, CallbackEvent, Corp, CorpMembership
+from scrm.wecom.secret_lookups import lookup_names_secret
 from scrm.wecom.services import callback_events_retry
 
 SECRET_FIELDS = ("secret", "callback_token", "encoding_aes_key")
@@ -67,6 +80,8 @@ class CorpForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             for name in SECRET_FIELDS:
+                if name not in self.fields:  # a view-only form has none
+                    continue
                 self.fields[name].required = False
                 self.fields[name].help_text = _("Set. Leave blank to keep the current value.")
 
@@ -81,19 +96,43 @@ class CorpForm(forms.ModelForm):
 
 
 @admin.register(Corp)
-class CorpAdmin(admin.ModelAdmin):
+class CorpAdmin(CorpScopedAdmin):
+    """Members see their corps; only a corp's admins change it (its secrets are theirs only);
+    adding or deleting a corp is the deployment's (superusers)."""
+
+    corp_field = "pk"
+    write_action = CREDENTIALS
     form = CorpForm
     list_display = ["corp_id", "name", "time_zone", "is_active", "callback_path",
                     local_time_column(Corp, "created_at", zone_of=days.zone)]  # fmt: skip
     search_fields = ["corp_id", "name"]
     readonly_fields = ["callback_path", "created_at"]
 
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        # Never a filter on a secret: each answer would tell one more character of it. Refused
+        # here too, not only by scrm.wecom.secret_lookups' middleware: Django answers 400.
+        if lookup_names_secret(Corp, lookup):
+            return False
+        return super().lookup_allowed(lookup, value, request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return is_superuser(request) and super().has_add_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return is_superuser(request) and super().has_delete_permission(request, obj)
+
+    def get_fields(self, request: HttpRequest, obj: Corp | None = None) -> list:
+        fields = super().get_fields(request, obj)
+        if obj is not None and not self.may(request, CREDENTIALS, obj):
+            fields = [name for name in fields if name not in SECRET_FIELDS]
+        return fields
+
     @admin.display(description=_("callback URL path"))
     def callback_path(self, obj: Corp) -> str:
         return f"/wecom/callback/{obj.corp_id}/" if obj.corp_id else ""
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(CorpScopedAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -106,6 +145,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(CallbackEvent)
 class CallbackEventAdmin(ReadOnlyAdmin):
+    read_action = WRITE  # raw events and their errors: the operators' tools, not managers'
     list_display = [
         local_time_column(CallbackEvent, "received_at"),
         "corp",
@@ -141,7 +181,7 @@ class CallbackEventAdmin(ReadOnlyAdmin):
     ]
 
     def has_retry_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("wecom.view_callbackevent") and request.user.is_staff
+        return self.may_write_anywhere(request)
 
     @admin.action(permissions=["retry"], description=_("Retry the selected events"))
     def retry(self, request: HttpRequest, queryset: QuerySet[CallbackEvent]) -> None:
@@ -151,6 +191,7 @@ class CallbackEventAdmin(ReadOnlyAdmin):
 
 @admin.register(ApiCall)
 class ApiCallAdmin(ReadOnlyAdmin):
+    read_action = WRITE
     list_display = [
         local_time_column(ApiCall, "created_at"),
         "corp",
@@ -167,3 +208,85 @@ class ApiCallAdmin(ReadOnlyAdmin):
     search_fields = ["endpoint", "errmsg"]
     list_select_related = ["corp"]
     date_hierarchy = "created_at"
+
+
+# -- memberships and Django's own models -------------------------------------------------------
+
+
+def users_manageable_by(user: Model) -> QuerySet:
+    """The accounts a corp admin may give a role in their corps: the other members of those
+    corps (never a superuser, never themselves). New accounts are the deployment's: a superuser
+    creates them (User admin or `manage.py scrm_user add`)."""
+    corp_ids = tenancy.corp_ids_for_user(user, CREDENTIALS) or set()
+    return (
+        get_user_model()
+        .objects.filter(is_active=True, is_superuser=False, corp_memberships__corp__in=corp_ids)
+        .exclude(pk=user.pk)
+        .distinct()
+        .order_by("username")
+    )
+
+
+@admin.register(CorpMembership)
+class CorpMembershipAdmin(CorpScopedAdmin):
+    """A corp's admins manage the roles in their own corps; superusers manage every membership.
+    No one but a superuser changes their own membership (no self-promotion, no lock-out)."""
+
+    read_action = CREDENTIALS
+    write_action = CREDENTIALS
+    list_display = ["user", "corp", "role"]
+    list_filter = ["role", "corp"]
+    search_fields = ["user__username", "corp__corp_id", "corp__name"]
+    list_select_related = ["user", "corp"]
+    fields = ["user", "corp", "role"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: CorpMembership | None = None) -> list:
+        return ["user", "corp"] if obj is not None else []
+
+    def _own(self, request: HttpRequest, obj: CorpMembership | None) -> bool:
+        return obj is not None and obj.user_id == request.user.pk and not is_superuser(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return not self._own(request, obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return not self._own(request, obj) and super().has_delete_permission(request, obj)
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "user" and not is_superuser(request):
+            kwargs["queryset"] = users_manageable_by(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class CorpMembershipInline(admin.TabularInline):
+    model = CorpMembership
+    fields = ["corp", "role"]
+    extra = 0
+
+
+class MemberUserAdmin(UserAdmin):
+    inlines = [*UserAdmin.inlines, CorpMembershipInline]
+
+
+User = get_user_model()
+if isinstance(admin.site._registry.get(User), UserAdmin):
+    admin.site.unregister(User)
+    admin.site.register(User, MemberUserAdmin)
+
+
+def _django_models_superuser_only() -> None:
+    """Users, groups, API tokens and periodic tasks reach across corps or grant rights: for
+    superusers only, whatever model permissions a member holds."""
+    import django_celery_beat.admin  # noqa: F401  (registers its models first)
+    import rest_framework.authtoken.admin  # noqa: F401
+    from django_celery_beat import models as beat
+    from rest_framework.authtoken.models import TokenProxy
+
+    models = [User, Group, TokenProxy, beat.PeriodicTask, beat.IntervalSchedule,
+              beat.CrontabSchedule, beat.SolarSchedule, beat.ClockedSchedule]  # fmt: skip
+    for model in models:
+        if model in admin.site._registry:
+            superuser_only(model)
+
+
+_django_models_superuser_only()

@@ -5,9 +5,11 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from scrm import days
 from scrm.wecom.crypto import aes_key_is_valid
+from scrm.wecom.vault import EncryptedTextField
 
 
 def validate_aes_key(value: str) -> None:
@@ -27,11 +29,12 @@ class Corp(models.Model):
 
     corp_id = models.CharField(_("corp ID"), max_length=64, unique=True)
     name = models.CharField(_("name"), max_length=128)
-    # Secrets: write-only in the admin, never serialized or logged.
-    secret = models.CharField(_("app secret"), max_length=128)
+    # Secrets: encrypted at rest (scrm.wecom.vault), write-only in the admin, never serialized,
+    # logged or filtered on (the fields offer no lookup but isnull).
+    secret = EncryptedTextField(_("app secret"), max_length=128)
     agent_id = models.CharField(_("agent ID"), max_length=32, blank=True)
-    callback_token = models.CharField(_("callback token"), max_length=32)
-    encoding_aes_key = models.CharField(
+    callback_token = EncryptedTextField(_("callback token"), max_length=32)
+    encoding_aes_key = EncryptedTextField(
         _("EncodingAESKey"), max_length=43, validators=[validate_aes_key]
     )
     time_zone = models.CharField(
@@ -156,9 +159,9 @@ class ApiCall(models.Model):
 class Role(models.TextChoices):
     """What a user may do in one corp (see scrm/wecom/tenancy.py for who may do what)."""
 
-    ADMIN = "admin", _("admin")  # everything in the corp: credentials and users included
-    OPERATOR = "operator", _("operator")  # channels, codes, customers, tags, imports
-    MANAGER = "manager", _("manager")  # read-only: customers, reports, exports
+    ADMIN = "admin", pgettext_lazy("role", "admin")  # everything: credentials, users too
+    OPERATOR = "operator", pgettext_lazy("role", "operator")  # channels, codes, customers...
+    MANAGER = "manager", pgettext_lazy("role", "manager")  # read-only: customers, reports
 
 
 class CorpMembership(models.Model):

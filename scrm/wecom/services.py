@@ -7,7 +7,7 @@ import logging
 import re
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from xml.etree.ElementTree import ParseError
 
 import defusedxml.ElementTree as SafeET
@@ -20,9 +20,11 @@ from django.utils.module_loading import import_string
 
 from scrm.db import GroupInsert
 from scrm.debounce import QueueWindow
+from scrm.shared_version import shared_version_bump, shared_versions
 from scrm.wecom.client import WeComTransientError
 from scrm.wecom.crypto import CryptoError, MessageCrypto
 from scrm.wecom.models import CallbackEvent, Corp
+from scrm.wecom.vault import EncryptedTextField
 
 logger = logging.getLogger("scrm.wecom.callback")
 
@@ -83,6 +85,20 @@ def corp_create(
     return corp
 
 
+@transaction.atomic
+def corp_secrets_rotate() -> int:
+    """Re-encrypt every corp's secrets with the first key of SECRETS_KEY (any key in force
+    decrypts them). The plaintext does not change, so nothing else needs to know. Returns the
+    number of corps rewritten."""
+    names = [f.name for f in Corp._meta.fields if isinstance(f, EncryptedTextField)]
+    count = 0
+    for corp in Corp.objects.only("pk", *names).order_by("pk"):
+        # update(), not save(): the values are not changed, only sealed again.
+        Corp.objects.filter(pk=corp.pk).update(**{name: getattr(corp, name) for name in names})
+        count += 1
+    return count
+
+
 # -- callback ----------------------------------------------------------------------------------
 
 
@@ -103,9 +119,24 @@ def _parse_xml(data: bytes | str) -> dict[str, str]:
 
 # Corp credentials per process for a short while: the callback is the hot path and they change
 # rarely. A signature that fails with cached credentials is checked again with fresh ones, so
-# a rotated Token or EncodingAESKey takes effect at once; saving a Corp clears the entry.
+# a rotated Token or EncodingAESKey is accepted at once. Saving a Corp (disabling it, rotating
+# its keys) bumps a shared version (scrm.shared_version) that every process compares at most
+# every CORP_CHECK_SECONDS, one cache round trip: the old credentials and a disabled corp are
+# refused everywhere within about a second, not after CORP_CACHE_SECONDS.
 CORP_CACHE_SECONDS = 60
-_corp_cache: dict[str, tuple[float, Corp, MessageCrypto]] = {}
+CORP_CHECK_SECONDS = 1.0
+CORP_VERSION_KEY = "wecom:corps:version"
+
+
+class _CachedCorp(NamedTuple):
+    corp: Corp
+    crypto: MessageCrypto
+    version: tuple
+    expires: float  # monotonic: reload whatever the version
+    check: float  # monotonic: compare the version again
+
+
+_corp_cache: dict[str, _CachedCorp] = {}
 
 
 def corp_cache_clear(corp_id: str | None = None) -> None:
@@ -115,11 +146,37 @@ def corp_cache_clear(corp_id: str | None = None) -> None:
         _corp_cache.pop(corp_id, None)
 
 
+def corp_changed(**_: Any) -> None:
+    """A Corp was saved or deleted: this process forgets the credentials at once, every
+    process once the change committed and its next version check is due. Every corp's, as
+    a changed corp_id leaves its old entry behind (saves of corps are rare)."""
+    corp_cache_clear()
+    shared_version_bump(CORP_VERSION_KEY)
+    transaction.on_commit(corp_cache_clear)
+
+
+def _cached_corp(corp_id: str) -> _CachedCorp | None:
+    cached = _corp_cache.get(corp_id)
+    if cached is None:
+        return None
+    now = time.monotonic()
+    if cached.expires <= now:
+        return None
+    if cached.check > now:
+        return cached
+    if shared_versions(CORP_VERSION_KEY) != cached.version:
+        return None
+    cached = cached._replace(check=now + CORP_CHECK_SECONDS)
+    _corp_cache[corp_id] = cached
+    return cached
+
+
 def _crypto_for(corp_id: str, *, fresh: bool = False) -> tuple[Corp, MessageCrypto, bool]:
     """(corp, crypto, from_cache) for an active corp; CallbackRejected if there is none."""
-    cached = None if fresh else _corp_cache.get(corp_id)
-    if cached is not None and cached[0] > time.monotonic():
-        return cached[1], cached[2], True
+    cached = None if fresh else _cached_corp(corp_id)
+    if cached is not None:
+        return cached.corp, cached.crypto, True
+    version = shared_versions(CORP_VERSION_KEY)  # read before the row it describes
     corp = (
         Corp.objects.filter(corp_id=corp_id, is_active=True)
         .only("id", "corp_id", "callback_token", "encoding_aes_key")
@@ -132,7 +189,10 @@ def _crypto_for(corp_id: str, *, fresh: bool = False) -> tuple[Corp, MessageCryp
         crypto = MessageCrypto(corp.callback_token, corp.encoding_aes_key, corp.corp_id)
     except CryptoError as exc:
         raise CallbackRejected(400, "corp has an invalid EncodingAESKey") from exc
-    _corp_cache[corp_id] = (time.monotonic() + CORP_CACHE_SECONDS, corp, crypto)
+    now = time.monotonic()
+    _corp_cache[corp_id] = _CachedCorp(
+        corp, crypto, version, now + CORP_CACHE_SECONDS, now + CORP_CHECK_SECONDS
+    )
     return corp, crypto, False
 
 

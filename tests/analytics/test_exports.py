@@ -26,6 +26,7 @@ from analytics.models import ExportJob
 from analytics.reports import FIGURES, ChannelReport, ReportParams
 from analytics.rollups import rollups_rebuild
 from channels_app.models import ChannelCost
+from scrm.wecom.models import CorpMembership
 from tests.analytics.test_reports import (
     FIRST,
     LAST,
@@ -37,6 +38,7 @@ from tests.analytics.test_reports import (
     _scan,
     _slot,
 )
+from tests.tenancy import member
 
 pytestmark = pytest.mark.django_db
 
@@ -380,8 +382,12 @@ def test_a_job_is_a_404_to_whom_cannot_see_it(
 
     other = corp_create(corp_id="wwother000000001", name="其他企业", secret="s",
                         callback_token="t", encoding_aes_key="A" * 43)  # fmt: skip
-    owner = _client(django_user_model.objects.create_user(username="owner"))
-    stranger = _client(django_user_model.objects.create_user(username="stranger"))
+    owner_user = member(django_user_model.objects.create_user(username="owner"), other,
+                        role="manager")  # fmt: skip
+    owner = _client(owner_user)
+    # A manager of the first corp only.
+    stranger_user = django_user_model.objects.create_user(username="stranger")
+    stranger = _client(member(stranger_user, corp, role="manager"))
     with django_capture_on_commit_callbacks(execute=True):
         started = owner.get("/api/v1/reports/daily/", _query(other, format="xlsx"))
     assert started.status_code == 202
@@ -391,10 +397,12 @@ def test_a_job_is_a_404_to_whom_cannot_see_it(
     # Another user's job of another corp: as if it did not exist.
     assert stranger.get(url).status_code == 404
     assert stranger.get(f"{url}download/").status_code == 404
-    # The owner no longer sees the corp (what tenancy will decide in corps_visible_to): 404.
-    monkeypatch.setattr(
-        export_jobs, "corps_visible_to", lambda user: type(other).objects.filter(pk=corp.pk)
-    )
+    # A manager of both corps who did not ask for the job: 404 too.
+    member(stranger_user, other, role="manager")
+    assert stranger.get(url).status_code == 404
+    # The owner no longer belongs to the job's corp (a manager of the first one now): 404.
+    CorpMembership.objects.filter(user=owner_user, corp=other).delete()
+    member(owner_user, corp, role="manager")
     assert owner.get(url).status_code == 404
     assert owner.get(f"{url}download/").status_code == 404
 

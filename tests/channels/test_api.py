@@ -10,7 +10,6 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.contrib.auth.models import Permission
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -31,6 +30,7 @@ from scrm.wecom.sandbox.models import SandboxContactWay, SandboxFault
 from scrm.wecom.sandbox.simulate import random_aes_key, sandbox_customer_add
 from scrm.wecom.services import corp_create
 from tests.factories import ExternalContactFactory
+from tests.tenancy import member
 
 pytestmark = pytest.mark.django_db
 
@@ -41,11 +41,9 @@ LISTS = ["channels", "channel-costs", "live-codes", "scans", "referral-codes", "
 
 
 @pytest.fixture
-def user(django_user_model):
-    """An operator: may change channels, costs, codes and referral codes (as in the admin)."""
-    user = django_user_model.objects.create_user(username="ops")
-    user.user_permissions.set(Permission.objects.filter(content_type__app_label="channels_app"))
-    return user
+def user(django_user_model, corp):
+    """An operator of the sandbox corp: may change channels, costs, codes and referral codes."""
+    return member(django_user_model.objects.create_user(username="ops"), corp)
 
 
 @pytest.fixture
@@ -56,14 +54,17 @@ def api(user) -> APIClient:
 
 
 @pytest.fixture
-def other_corp(db):
-    return corp_create(
+def other_corp(db, user):
+    """A second corp, where the operator works too (isolation: tests/test_access_matrix_api.py)."""
+    other = corp_create(
         corp_id="wwother000000002",
         name="另一家企业",
         secret="other-secret-value-0123456789abcdef",
         callback_token="othertoken0123456789",
         encoding_aes_key=random_aes_key(),
     )
+    member(user, other)
+    return other
 
 
 @pytest.fixture
@@ -131,10 +132,11 @@ def test_anonymous_cannot_write(make_code):
     assert LiveCode.objects.get().status == "draft"
 
 
-def test_reading_needs_a_login_writing_needs_permissions(django_user_model, make_code):
+def test_reading_needs_a_login_writing_needs_permissions(django_user_model, make_code, corp):
     code = make_code(mode="native")
     reader = APIClient()
-    reader.force_login(django_user_model.objects.create_user(username="manager"))
+    manager = django_user_model.objects.create_user(username="manager")
+    reader.force_login(member(manager, corp, role="manager"))
     assert _ids(reader.get("/api/v1/live-codes/")) == [code.pk]
     assert reader.get(f"/api/v1/live-codes/{code.pk}/qr.png").status_code == 404  # unpublished
     assert reader.patch(f"/api/v1/live-codes/{code.pk}/", {"name": "x"}).status_code == 403
@@ -257,7 +259,7 @@ def test_channel_list_has_today_figures_in_constant_queries(
     assert (row["scans_today"], row["adds_today"], row["live_code_count"]) == (1, 0, 1)
     for index in range(20):
         Channel.objects.create(corp=corp, name=f"渠道{index}", code=f"c_{index}")
-    with django_assert_max_num_queries(4):  # session, user, count, page
+    with django_assert_max_num_queries(5):  # session, user, memberships, count, page
         assert len(api.get("/api/v1/channels/").json()["results"]) == 21
 
 
@@ -520,8 +522,8 @@ def test_live_code_list_in_constant_queries(api, make_code, staff, django_assert
         shift.members.set(code.pool.all())
         _scan(code)
     days.zones_in_use()  # the corps' time zones: read once per process, not per request
-    # session, user, count, page, pool with staff, shifts, shift members with staff
-    with django_assert_max_num_queries(7):
+    # session, user, memberships, count, page, pool with staff, shifts, shift members with staff
+    with django_assert_max_num_queries(8):
         rows = api.get("/api/v1/live-codes/").json()["results"]
     assert len(rows) == 12
     # staff03 has no cap: the code as a whole has none (None, not 30).
@@ -580,7 +582,7 @@ def test_scan_list_in_constant_queries(api, make_code, django_assert_max_num_que
         code = make_code(slug=f"code-{index}")
         for _ in range(5):
             _scan(code, staff=code.pool.first().staff)
-    with django_assert_max_num_queries(4):
+    with django_assert_max_num_queries(5):  # session, user, memberships, count, page
         assert len(api.get("/api/v1/scans/").json()["results"]) == 15
 
 

@@ -15,7 +15,7 @@ from django.db import connection
 
 from channels_app import landing_redis as landing_redis_module
 from channels_app.landing_db import database_store
-from channels_app.landing_redis import STREAM, landing_redis
+from channels_app.landing_redis import landing_redis
 from channels_app.models import Attribution, DailyCounter, PoolMember, Scan, ScheduleRule
 from channels_app.selectors import landing_config
 from channels_app.services import landing
@@ -172,7 +172,7 @@ class TestContract:
         assert (scan.utm_campaign, scan.staff, scan.slot) == ("双11", first.staff, first.slot)
         if landing_path == "redis":  # that one scan was written, nothing else flushed
             assert list(Scan.objects.values_list("utm_campaign", flat=True)) == ["双11"]
-            assert landing_redis().client.xlen(STREAM) == 2
+            assert landing_redis().client.xlen(landing_redis().stream) == 2
         else:
             assert Scan.objects.count() == 2
 

@@ -19,6 +19,7 @@ from scrm.wecom.models import Corp
 from scrm.wecom.sandbox.simulate import random_aes_key
 from scrm.wecom.services import corp_create
 from tests.flows import customer_flows_in
+from tests.tenancy import member
 
 pytestmark = pytest.mark.django_db
 
@@ -27,8 +28,9 @@ DAY = 86400
 
 
 @pytest.fixture
-def user(django_user_model):
-    return django_user_model.objects.create_user(username="ops")  # unusable password: fast
+def user(django_user_model, corp):
+    """An operator of the sandbox corp (unusable password: fast)."""
+    return member(django_user_model.objects.create_user(username="ops"), corp)
 
 
 @pytest.fixture
@@ -149,7 +151,7 @@ def test_filters_by_first_added_dates(api, customers):
     assert _ids(api.get(URL, {"added_from": today.isoformat(), "added_to": yesterday})) == set()
 
 
-def test_corp_filter_separates_corps(api, customers):
+def test_corp_filter_separates_corps(api, user, customers):
     other = corp_create(
         corp_id="wwother000000002",
         name="另一家企业",
@@ -164,6 +166,7 @@ def test_corp_filter_separates_corps(api, customers):
         state="dy_ad_07",
         added_at=timezone.now(),
     ).relation
+    member(user, other)  # an operator of both corps
     assert _ids(api.get(URL, {"corp": other.corp_id})) == {relation.external_contact_id}
     assert relation.external_contact_id not in _ids(
         api.get(URL, {"corp": customers["scan"].corp.corp_id})

@@ -44,7 +44,7 @@ from contacts.models import (
 from contacts.tasks import callback_bodies_prune_task
 from contacts.timeline import timeline_record
 from scrm.pipeline import add_record
-from scrm.wecom.models import CallbackEvent
+from scrm.wecom.models import CallbackEvent, CorpMembership, Role
 from tests.factories import (
     CorpFactory,
     ExternalContactFactory,
@@ -377,15 +377,23 @@ def test_personal_data_page_unknown_customer_and_permissions(
     assert response.status_code == 200
     assert response.context["form"].non_field_errors()
 
-    viewer = django_user_model.objects.create_user(username="viewer", is_staff=True)
-    viewer.user_permissions.add(Permission.objects.get(codename="view_externalcontact"))
-    client.force_login(viewer)
+    # An operator exports; erasing is for the corp's admins.
+    operator = django_user_model.objects.create_user(username="operator", is_staff=True)
+    CorpMembership.objects.create(user=operator, corp=world["corp"], role=Role.OPERATOR)
+    client.force_login(operator)
     form = {"corp": world["corp"].pk, "external_userid": ORIGINAL_ID}
     assert client.post(PIPL_URL, {**form, "action": "erase_confirmed"}).status_code == 403
     assert client.post(PIPL_URL, {**form, "action": "export"}).status_code == 200
     assert ExternalContact.objects.get(pk=world["contact"].pk).erased_at is None
 
+    # A manager sees no personal data; a staff account without membership nothing, even with
+    # Django's model permissions.
+    manager = django_user_model.objects.create_user(username="manager", is_staff=True)
+    CorpMembership.objects.create(user=manager, corp=world["corp"], role=Role.MANAGER)
+    client.force_login(manager)
+    assert client.get(PIPL_URL).status_code == 403
     nobody = django_user_model.objects.create_user(username="nobody", is_staff=True)
+    nobody.user_permissions.add(Permission.objects.get(codename="view_externalcontact"))
     client.force_login(nobody)
     assert client.get(PIPL_URL).status_code == 403
 

@@ -8,7 +8,6 @@ import io
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.urls import reverse
@@ -19,7 +18,9 @@ from rest_framework.test import APIClient
 from contacts.conversions import conversions_match_pending
 from contacts.models import AuditLog, ConversionEvent, TimelineEvent
 from contacts.tasks import conversions_match_pending_task
+from scrm.wecom.models import CorpMembership, Role
 from tests.factories import CorpFactory, ExternalContactFactory
+from tests.tenancy import member
 
 pytestmark = pytest.mark.django_db
 
@@ -38,10 +39,9 @@ def corp():
 
 
 @pytest.fixture
-def sender(django_user_model):
-    user = django_user_model.objects.create_user(username="shop-sync")
-    user.user_permissions.add(Permission.objects.get(codename="add_conversionevent"))
-    return user
+def sender(django_user_model, corp):
+    """An operator of the corp (the role that may send conversions)."""
+    return member(django_user_model.objects.create_user(username="shop-sync"), corp)
 
 
 @pytest.fixture
@@ -139,8 +139,9 @@ def test_another_currency_than_the_corps_is_refused_with_the_reason(api, corp):
     assert not ConversionEvent.objects.exists()  # all or nothing
 
 
-def test_naive_time_is_read_in_the_corps_time_zone(api, corp):
+def test_naive_time_is_read_in_the_corps_time_zone(api, sender, corp):
     new_york = CorpFactory(corp_id="wwconv0000000002", time_zone="America/New_York")
+    member(sender, new_york)
     rows = [
         _row(corp, 1, occurred_at="2024-06-18T20:30:00"),
         _row(new_york, 2, occurred_at="2024-06-18 20:30:00"),
@@ -245,8 +246,9 @@ def test_repeats_within_one_request(api, corp):
     ]
 
 
-def test_the_same_external_id_in_two_corps_is_two_conversions(api, corp):
+def test_the_same_external_id_in_two_corps_is_two_conversions(api, sender, corp):
     other = CorpFactory(corp_id="wwconv0000000003")
+    member(sender, other)
     assert _post(api, [_row(corp, 1), _row(other, 1)]).json()["created"] == 2
 
 
@@ -264,7 +266,8 @@ def test_anonymous_and_tokenless_requests_are_refused(corp):
 
 
 def test_sending_needs_the_add_permission_reading_a_login(django_user_model, corp):
-    reader = django_user_model.objects.create_user(username="manager")
+    # A manager (read-only) may read the corp's conversions but not send any.
+    reader = member(django_user_model.objects.create_user(username="manager"), corp, role="manager")
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=reader).key}")
     assert client.post(URL, [_row(corp)], format="json").status_code == 403
@@ -286,8 +289,9 @@ def test_session_login_can_send(sender, corp):
 # -- reading -----------------------------------------------------------------------------------
 
 
-def test_list_filters(api, corp):
+def test_list_filters(api, sender, corp):
     other = CorpFactory(corp_id="wwconv0000000004")
+    member(sender, other)
     ExternalContactFactory(corp=corp, external_userid="wm-alice")
     rows = [
         _row(corp, 1, external_userid="wm-alice"),
@@ -340,9 +344,10 @@ def test_unmatched_rows_are_matched_by_the_beat_task_once_the_customer_exists(ap
     assert TimelineEvent.objects.count() == 2
 
 
-def test_matching_in_batches_and_per_corp(api, corp, monkeypatch):
+def test_matching_in_batches_and_per_corp(api, sender, corp, monkeypatch):
     monkeypatch.setattr("contacts.conversions.MATCH_BATCH", 2)
     other = CorpFactory(corp_id="wwconv0000000005")
+    member(sender, other)
     rows = [_row(corp, n, external_userid="wm-late") for n in range(5)]
     rows.append(_row(other, 9, external_userid="wm-late"))
     assert _post(api, rows).json()["unmatched"] == 6
@@ -454,7 +459,7 @@ def test_import_page_link_and_permission(admin_client, client, django_user_model
     assert IMPORT_URL in changelist.content.decode()
     assert admin_client.get(IMPORT_URL).status_code == 200
     viewer = django_user_model.objects.create_user(username="viewer", is_staff=True)
-    viewer.user_permissions.add(Permission.objects.get(codename="view_conversionevent"))
+    CorpMembership.objects.create(user=viewer, corp=corp, role=Role.MANAGER)  # reads only
     client.force_login(viewer)
     assert client.get(reverse("admin:contacts_conversionevent_changelist")).status_code == 200
     assert (

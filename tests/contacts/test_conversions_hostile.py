@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.contrib.auth.models import Permission
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from contacts.models import ConversionEvent
 from tests.factories import CorpFactory
+from tests.tenancy import member
 
 pytestmark = pytest.mark.django_db
 
@@ -24,9 +24,8 @@ def corp():
 
 
 @pytest.fixture
-def api(django_user_model) -> APIClient:
-    user = django_user_model.objects.create_user(username="shop-sync")
-    user.user_permissions.add(Permission.objects.get(codename="add_conversionevent"))
+def api(django_user_model, corp) -> APIClient:
+    user = member(django_user_model.objects.create_user(username="shop-sync"), corp)
     client = APIClient(raise_request_exception=False)
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
     return client

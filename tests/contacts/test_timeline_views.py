@@ -15,6 +15,7 @@ from rest_framework.test import APIClient
 from contacts.models import ExternalContact, FollowRelation, TimelineEvent
 from contacts.tags import customer_tags_remove, tag_group_create, tags_apply
 from scrm.wecom.sandbox.simulate import sandbox_customer_add
+from tests.tenancy import member
 
 pytestmark = pytest.mark.django_db
 
@@ -51,9 +52,9 @@ def customer(corp, sandbox_corp, post_event) -> ExternalContact:
 
 
 @pytest.fixture
-def api(django_user_model) -> APIClient:
+def api(django_user_model, corp) -> APIClient:
     client = APIClient()
-    client.force_login(django_user_model.objects.create_user(username="ops"))
+    client.force_login(member(django_user_model.objects.create_user(username="ops"), corp))
     return client
 
 

@@ -14,9 +14,11 @@ from django.conf import settings
 from django.db import connection
 
 from scrm.celery import app as celery_app
+from tests.isolation import RUN_ID
 
 ROOT = Path(__file__).resolve().parents[2]
-WORKER_LOG = ROOT / ".pytest-worker.log"
+# This run's own worker logs (tests/isolation.py), kept after the run for a look.
+WORKER_LOG = ROOT / f".pytest-worker-{RUN_ID}.log"
 
 
 def _is_postgres() -> bool:
@@ -33,21 +35,28 @@ requires_broker = pytest.mark.skipif(
 )
 
 
-def _start_worker(queues: str, log_path: Path) -> tuple[subprocess.Popen, object]:
+def worker_env() -> dict[str, str]:
+    """The environment of a Celery process on the test database and the configured broker."""
     db = connection.settings_dict
-    env = {
+    return {
         **os.environ,
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "WECOM_RETRY_BASE_DELAY": "0",
         "PYTHONUNBUFFERED": "1",
     }
+
+
+def _start_worker(
+    queues: str, log_path: Path, name: str | None = None
+) -> tuple[subprocess.Popen, object]:
     log = log_path.open("w")
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "scrm", "worker", "-Q", queues,
-         "-n", f"{queues.replace(',', '-')}@%h", "--pool", "threads", "--concurrency", "4",
-         "--loglevel", "INFO", "--without-heartbeat", "--without-mingle", "--without-gossip"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+         "-n", f"{name or queues.replace(',', '-')}@%h", "--pool", "threads",
+         "--concurrency", "4", "--loglevel", "INFO", "--without-heartbeat", "--without-mingle",
+         "--without-gossip"],
+        cwd=ROOT, env=worker_env(), stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     return worker, log
 

@@ -6,7 +6,6 @@ import os
 import pytest
 import requests
 
-from channels_app.landing_redis import STREAM
 from channels_app.models import Channel, DailyCounter, LiveCode, Scan
 from channels_app.services.live_codes import live_code_create
 from channels_app.services.publishing import live_code_publish
@@ -63,7 +62,7 @@ def test_landing_scans_buffered_in_redis_reach_the_database_through_the_worker(
         assert response.status_code == 200
     # No flush here: the page queued it (debounced) and the worker ran it.
     assert wait_for(lambda: Scan.objects.count() == 12), WORKER_LOG.read_text()[-3000:]
-    assert wait_for(lambda: redis_path.client.xlen(STREAM) == 0)
+    assert wait_for(lambda: redis_path.client.xlen(redis_path.stream) == 0)
     assert Scan.objects.filter(utm_source="xhs", staff__isnull=False).count() == 12
     # Capacity comes from DailyCounter in grants (channels_app.landing_redis): it covers the
     # scans, within the caps.

@@ -8,18 +8,18 @@ import time
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
 from analytics.refresh import rollups_refresh
 from channels_app.models import Channel, LiveCode
 from channels_app.services.live_codes import live_code_create
 from channels_app.services.publishing import live_code_publish
-from contacts.models import Staff
+from contacts.models import ExternalContact, Staff
 from contacts.services import staff_get_or_create
 from scrm.demo_history import demo_history_seed, demo_late_orders_import
 from scrm.wecom.models import Corp
-from scrm.wecom.sandbox.models import SandboxMember
+from scrm.wecom.sandbox.models import SandboxCorp, SandboxMember
 from scrm.wecom.sandbox.simulate import sandbox_corp_setup, simulate_adds, simulate_scans
 from scrm.wecom.services import corp_create
 
@@ -28,6 +28,7 @@ DEMO_USER = "operator"
 DEMO_PASSWORD = "scrm-demo-2026"  # noqa: S105 - a local demo login, printed on purpose
 DEMO_WELCOME = "您好 {customer_name}，我是{staff_name}，很高兴为您服务！"
 HISTORY_THREAD = "demo-history"
+FIRST_BURST = 40  # customers added at the first start
 # The late orders (dated weeks back) arrive this long after the history: the reports revise
 # those days while the demo runs.
 LATE_ORDERS_AFTER = 60.0
@@ -58,13 +59,26 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--addr", default="127.0.0.1:8000")
-        parser.add_argument("--initial", type=int, default=40, help="customers at start")
+        parser.add_argument(
+            "--initial", type=int, default=None,
+            help=f"customers in a burst at start (default: {FIRST_BURST} on the first start, "
+            "none once the demo has customers)",
+        )  # fmt: skip
         parser.add_argument("--every", type=float, default=8.0, help="seconds between adds")
         parser.add_argument(
             "--no-history", action="store_true", help="skip the four weeks of past activity"
         )
 
     def handle(self, *args: object, **options: object) -> None:
+        if not settings.DEBUG:
+            # Its superuser's password is printed here and in the README: never on a
+            # deployment (DEBUG is off unless set; `make run` sets it).
+            raise CommandError(
+                f"The demo creates the superuser {DEMO_USER!r} with a published password and "
+                "runs only with DEBUG on (DEBUG=true, as `make run` sets it). Nothing was "
+                "created."
+            )
+        _quiet_console()
         addr = str(options["addr"])
         host, port = addr.rsplit(":", 1)
         if "WECOM_SANDBOX_PUBLIC_URL" not in os.environ:
@@ -74,31 +88,44 @@ class Command(BaseCommand):
             # Every simulated visitor of the demo comes from this machine: one IP, many people.
             settings.LANDING_RATE_LIMIT_PER_IP = 0
         self._operator()
-        corp = self._corp()
-        landing, states = self._channels(corp)
         url = f"http://{addr}/wecom/callback/{DEMO_CORP}/"
+        corp = self._corp(callback_url=url)
+        landing, states = self._channels(corp)
         if not options["no_history"]:
             threading.Thread(
                 target=self._history, args=(host, int(port), corp), name=HISTORY_THREAD,
                 daemon=True,
             ).start()  # fmt: skip
+        initial = options["initial"]
+        if initial is None:  # a second start finds its customers: no second burst
+            has_customers = ExternalContact.objects.filter(corp=corp).exists()
+            initial = 0 if has_customers else FIRST_BURST
+        self.banner = banner = self._banner(addr, landing, url)
         feeder = threading.Thread(
             target=self._feed,
-            args=(host, int(port), f"http://{addr}", landing, states,
-                  int(options["initial"]), float(options["every"])),
+            args=(host, int(port), f"http://{addr}", landing, states, int(initial),
+                  float(options["every"]), banner),
             daemon=True,
         )  # fmt: skip
         feeder.start()
         threading.Thread(target=self._rollups, args=(host, int(port), corp), name=ROLLUPS_THREAD,
                          daemon=True).start()  # fmt: skip
-        self.stdout.write(
-            self.style.SUCCESS(
-                f"\nDemo: http://{addr}/admin/  login: {DEMO_USER} / {DEMO_PASSWORD}\n"
-                f"Landing link: http://{addr}/l/{landing}/\n"
-                f"Customers arrive through the sandbox at {url}\n"
-            )
-        )
         call_command("runserver", addr, use_reloader=False)
+
+    def _banner(self, addr: str, landing: str, url: str) -> str:
+        """The login and the URLs, framed: printed once the server answers (so they come
+        after the server's own start lines), again when the history is written."""
+        lines = [
+            f"演示 Demo:     http://{addr}/admin/",
+            f"登录 Login:    {DEMO_USER} / {DEMO_PASSWORD}",
+            f"报表 Reports:  http://{addr}/reports/",
+            f"落地页 Landing: http://{addr}/l/{landing}/",
+            f"API:          http://{addr}/api/v1/  (docs: /api/docs/)",
+            f"Callbacks:    {url}",
+            f'More customers: make manage ARGS="wecom_sandbox simulate --code {landing} --adds 20"',
+        ]
+        rule = "=" * 78
+        return self.style.SUCCESS("\n".join(["", rule, *(f"  {line}" for line in lines), rule, ""]))
 
     def _operator(self) -> None:
         user, _ = get_user_model().objects.get_or_create(
@@ -108,8 +135,10 @@ class Command(BaseCommand):
         user.is_staff = user.is_superuser = True
         user.save()
 
-    def _corp(self) -> Corp:
+    def _corp(self, *, callback_url: str) -> Corp:
         sandbox = sandbox_corp_setup(corp_id=DEMO_CORP, name="示例企业（沙箱）", members=5)
+        # Where `wecom_sandbox simulate` delivers by default: this server, on whatever address.
+        SandboxCorp.objects.filter(pk=sandbox.pk).update(callback_url=callback_url)
         corp = Corp.objects.filter(corp_id=DEMO_CORP).first() or corp_create(
             corp_id=sandbox.corp_id, name=sandbox.name, secret=sandbox.secret,
             callback_token=sandbox.callback_token, encoding_aes_key=sandbox.encoding_aes_key,
@@ -163,6 +192,7 @@ class Command(BaseCommand):
             )  # fmt: skip
             if report.written:
                 self.stdout.write(self.style.SUCCESS(f"Demo history written: {report}"))
+                self.stdout.write(self.banner)  # again, below the history's lines
             else:
                 self.stdout.write(f"Demo history already there ({report.first_day}.."
                                   f"{report.last_day})")  # fmt: skip
@@ -192,16 +222,23 @@ class Command(BaseCommand):
             time.sleep(ROLLUPS_EVERY)
 
     def _feed(self, host: str, port: int, base: str, landing: str, states: list[str],
-              initial: int, every: float) -> None:  # fmt: skip
-        """Once the server answers: a burst of adds (duplicates, shuffled) and landing scans,
-        then one new customer every few seconds, as long as the server runs."""
+              initial: int, every: float, banner: str) -> None:  # fmt: skip
+        """Once the server answers: a burst of adds (duplicates, shuffled) and landing scans
+        (the first start only), the banner, then one new customer every few seconds, as long
+        as the server runs."""
         _wait_for(host, port)
         rng = random.Random()
         try:
-            simulate_adds(corp_id=DEMO_CORP, adds=initial, duplicates=0.15, shuffle=True,
-                          url=base, states=[*states, ""])  # fmt: skip
-            simulate_scans(corp_id=DEMO_CORP, slug=landing, scans=initial // 2, no_add=0.3,
-                           url=base)  # fmt: skip
+            if initial:
+                simulate_adds(corp_id=DEMO_CORP, adds=initial, duplicates=0.15, shuffle=True,
+                              url=base, states=[*states, ""])  # fmt: skip
+                simulate_scans(corp_id=DEMO_CORP, slug=landing, scans=initial // 2,
+                               no_add=0.3, url=base)  # fmt: skip
+                self.stdout.write(f"Demo: {initial} customers added through the sandbox.")
+            else:
+                self.stdout.write("Demo: customers already there, no new burst "
+                                  "(--initial N adds one).")  # fmt: skip
+            self.stdout.write(banner)
             while every > 0:
                 time.sleep(every)
                 if rng.random() < 0.4:
@@ -219,6 +256,18 @@ def _wait_for(host: str, port: int) -> None:
                 return
         except OSError:
             time.sleep(0.2)
+
+
+def _quiet_console() -> None:
+    """The demo's console shows what an operator needs (the banner, warnings, errors), not a
+    line per WeCom call, task and request of the simulated traffic; LOG_LEVEL=INFO shows them."""
+    if "LOG_LEVEL" in os.environ:
+        return
+    # In settings.LOGGING too: runserver's django.setup() configures logging again.
+    loggers = settings.LOGGING.setdefault("loggers", {})
+    for name in ("scrm.wecom.client", "celery.app.trace", "django.server"):
+        loggers[name] = {**loggers.get(name, {}), "level": "WARNING"}
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 class _QuietThread(logging.Filter):

@@ -7,6 +7,13 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 # (name, task, every N seconds). Upserted by name, so schedules edited in the admin keep their
 # enabled flag; run after every deploy.
 PERIODIC_TASKS = [
+    # A welcome_code lives 20 s: welcomes held by a worker that died are queued again within
+    # seconds, not after the broker's one-hour visibility timeout.
+    (
+        "channels: send welcomes lost with a worker",
+        "channels_app.tasks.welcome_sweep_task",
+        2,
+    ),
     ("wecom: re-queue stuck callback events", "scrm.wecom.tasks.callback_events_requeue_task", 60),
     (
         "contacts: fetch pending customer details",

@@ -50,6 +50,12 @@ class SimulationReport:
     scans_without_add: int = 0
     scans_without_code: int = 0
     dropped: int = 0
+    # Requests that reached no server (connection refused, timeout): the app is not there.
+    unreachable: int = 0
+    # Landing pages answered with another status than 200 (404: no such code, 410: paused or
+    # not published, 503: no staff member available), by status.
+    page_statuses: dict[int, int] = field(default_factory=dict)
+    target: str = ""  # the callback URL the events were delivered to
 
 
 def random_aes_key() -> str:
@@ -273,7 +279,7 @@ def simulate_scans(
     rng = random.Random(seed)
     base = _landing_base(corp, url)
     target = callback_url_for(corp, url)
-    report = SimulationReport()
+    report = SimulationReport(target=target)
     for index in range(1, scans + 1):
         utm = {"utm_source": "sandbox", "utm_campaign": f"sim{rng.randint(1, 3)}"}
         ip = f"198.18.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
@@ -286,8 +292,13 @@ def simulate_scans(
             )  # fmt: skip
         except requests.RequestException:
             report.scans_without_code += 1
+            report.unreachable += 1
             continue
         report.scans += 1
+        if page.status_code != 200:
+            report.page_statuses[page.status_code] = (
+                report.page_statuses.get(page.status_code, 0) + 1
+            )
         match = QR_IMAGE_RE.search(page.text)
         way = (
             SandboxContactWay.objects.filter(corp=corp, config_id=match.group(1)).first()
@@ -315,6 +326,7 @@ def simulate_scans(
             report.answered_200 += 1
         else:
             report.failed += 1
+            report.unreachable += status is None
         if progress:
             progress(index, scans)
         if rate > 0:
@@ -395,7 +407,7 @@ def simulate_adds(
         raise ValueError(f"sandbox corp {corp_id} has no member with customer contact enabled")
     rng = random.Random(seed)
     target = callback_url_for(corp, url)
-    report = SimulationReport()
+    report = SimulationReport(target=target)
     queue: list[tuple[bytes, str, int, str]] = []
     for _ in range(adds):
         state = rng.choice(states) if states else ""
@@ -440,6 +452,7 @@ def simulate_adds(
             report.answered_200 += 1
         else:
             report.failed += 1
+            report.unreachable += status is None
         if progress:
             progress(index, len(queue))
         if rate > 0:

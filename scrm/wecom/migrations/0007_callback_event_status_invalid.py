@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('wecom', '0005_corp_membership'),
+        ('wecom', '0006_corp_secrets_encrypted'),
     ]
 
     operations = [

@@ -1,0 +1,103 @@
+"""Writes of corp memberships: who belongs to which corp with which role (see tenancy.py).
+
+Used by `manage.py scrm_user`; each write is one transaction and logged (who, corp, role),
+since a membership is a grant of access."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils.translation import gettext as _
+
+from scrm.wecom import tenancy
+from scrm.wecom.models import Corp, CorpMembership, Role
+
+logger = logging.getLogger("scrm.wecom.memberships")
+
+
+def corps_by_corp_id(*, corp_ids: Iterable[str]) -> list[Corp]:
+    """The corps named by their WeCom corp IDs, in the order given; ValidationError naming
+    every unknown one (nothing is looked up twice)."""
+    wanted = list(dict.fromkeys(corp_ids))
+    found = {corp.corp_id: corp for corp in Corp.objects.filter(corp_id__in=wanted)}
+    unknown = [corp_id for corp_id in wanted if corp_id not in found]
+    if unknown:
+        raise ValidationError(_("Unknown corp: %(ids)s.") % {"ids": ", ".join(unknown)})
+    return [found[corp_id] for corp_id in wanted]
+
+
+@transaction.atomic
+def membership_set(*, user: Any, corp: Corp, role: str) -> CorpMembership:
+    """Give `user` `role` in `corp` (a new membership, or the role of the existing one)."""
+    if role not in Role.values:
+        raise ValidationError(_("Unknown role: %(role)s.") % {"role": role})
+    membership, created = CorpMembership.objects.get_or_create(
+        user=user, corp=corp, defaults={"role": role}
+    )
+    if not created and membership.role != role:
+        old = membership.role
+        membership.role = role
+        membership.full_clean()
+        membership.save(update_fields=["role"])
+        logger.info("membership %s@%s: %s -> %s", user, corp.corp_id, old, role)
+    elif created:
+        logger.info("membership %s@%s: %s", user, corp.corp_id, role)
+    tenancy.forget(user)
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, user: Any, corps: Iterable[Corp] | None = None) -> int:
+    """Remove `user`'s memberships of `corps` (None: of every corp); returns how many."""
+    memberships = CorpMembership.objects.filter(user=user)
+    if corps is not None:
+        memberships = memberships.filter(corp__in=[corp.pk for corp in corps])
+    removed, _by_model = memberships.delete()
+    logger.info("memberships of %s removed: %d", user, removed)
+    tenancy.forget(user)
+    return removed
+
+
+@transaction.atomic
+def scrm_user_add(
+    *, username: str, password: str | None, role: str, corps: Iterable[Corp]
+) -> tuple[Any, bool]:
+    """Create (or update, reactivating) a console user with `role` in each of `corps`: staff
+    (so they can sign in to the admin), never made a superuser. A new user needs a password,
+    checked by the project's password validators; an existing one keeps theirs unless one is
+    given. Returns (user, created)."""
+    User = get_user_model()
+    user = User.objects.filter(username=username).first()
+    created = user is None
+    if created:
+        if not password:
+            raise ValidationError(_("A new user needs a password (--password)."))
+        user = User(username=username, is_staff=True, is_superuser=False)
+        user.full_clean(exclude=["password"])
+    if password:
+        validate_password(password, user=user)
+        user.set_password(password)
+    user.is_staff = True
+    user.is_active = True  # added again after a `remove`
+    user.save()
+    for corp in corps:
+        membership_set(user=user, corp=corp, role=role)
+    return user, created
+
+
+@transaction.atomic
+def scrm_user_remove(*, user: Any, corps: Iterable[Corp] | None = None) -> int:
+    """Remove `user` from `corps`; with None, from every corp, and deactivate the account (not
+    deleted: what they did keeps its author). Returns the memberships removed."""
+    removed = membership_remove(user=user, corps=corps)
+    if corps is None and user.is_active:
+        user.is_active = False
+        user.save(update_fields=["is_active"])
+        logger.info("user %s deactivated", user)
+    return removed
