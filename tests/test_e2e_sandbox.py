@@ -134,7 +134,7 @@ def test_simulate_help_gives_every_default_and_examples():
         capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1],
     )  # fmt: skip
     text = " ".join(result.stdout.split())
-    assert "examples:" in text
+    assert "examples (with the demo" in text
     assert "--code xhs-618 --adds 20" in text
     for option in ("--adds", "--rate", "--duplicates", "--drop", "--no-add"):
         assert option in text

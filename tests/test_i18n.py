@@ -91,11 +91,13 @@ def _catalog(entries: list[dict]) -> dict[str, str]:
     for entry in entries:
         if entry.get("fuzzy") and entry["msgid"]:
             continue
+        # A context (pgettext) is part of the key, as gettext stores it: "context\x04msgid".
+        msgid = f"{entry['msgctxt']}\x04{entry['msgid']}" if "msgctxt" in entry else entry["msgid"]
         if "msgid_plural" in entry:
             for index, text in enumerate(entry["msgstr"]):
-                catalog[(entry["msgid"], index)] = text
+                catalog[(msgid, index)] = text
         elif entry["msgstr"][0]:
-            catalog[entry["msgid"]] = entry["msgstr"][0]
+            catalog[msgid] = entry["msgstr"][0]
     return catalog
 
 
