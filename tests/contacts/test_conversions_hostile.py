@@ -65,7 +65,7 @@ def test_json_nested_10000_deep_is_a_400(api, corp):
         response = api.post(URL, body, content_type="application/json")
         errors = _errors(response)
         assert errors[0]["row"] is None
-        assert "nested too deeply" in errors[0]["message"]
+        assert "嵌套层级过深" in errors[0]["message"]  # "nested too deeply", zh-hans first
 
 
 def test_rows_nested_a_few_hundred_deep_are_row_errors(api, corp):
