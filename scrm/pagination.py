@@ -41,7 +41,7 @@ class BoundedLimitOffsetPagination(LimitOffsetPagination):
         try:
             return _positive_int(request.query_params[name], strict=True, cutoff=self.max_limit)
         except ValueError as exc:
-            message = _("A whole number from 1 (at most %(max)d are given).")
+            message = _("Use a whole number, 1 or more (at most %(max)d rows are answered).")
             raise ValidationError({name: [message % {"max": self.max_limit}]}) from exc
 
     def get_offset(self, request: Request) -> int:
@@ -50,7 +50,7 @@ class BoundedLimitOffsetPagination(LimitOffsetPagination):
         try:
             return _positive_int(request.query_params[self.offset_query_param])
         except ValueError as exc:
-            message = _("A whole number from 0.")
+            message = _("Use a whole number, 0 or more.")
             raise ValidationError({self.offset_query_param: [message]}) from exc
 
     def get_next_link(self) -> str | None:
