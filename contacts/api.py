@@ -154,9 +154,8 @@ class ExternalContactViewSet(CorpScopedMixin, viewsets.ReadOnlyModelViewSet):
     ?first_channel_code= a channel's code and ?first_live_code_slug= a code's slug: the
     customers whose first add came through them. ?added_from= and ?added_to= are local days
     of the corp (?corp=), else of each customer's own corp. An unknown parameter is a 400
-    listing the valid ones. A user
-    who is only a manager (read-only) in every corp of theirs gets the customers without
-    personal fields (ManagerExternalContactSerializer)."""
+    listing the valid ones. A user who is only a manager (read-only) in every corp of theirs
+    gets the customers without personal fields (ManagerExternalContactSerializer)."""
 
     serializer_class = ExternalContactSerializer
     filterset_class = ExternalContactFilter
