@@ -28,13 +28,14 @@ from analytics.reports import ChannelReport, DailyReport, ReportParams
 from analytics.reports import base as definitions
 from analytics.reports.base import GROUPS, ReportError, ReportResult
 from channels_app.models import Channel, LiveCode
+from scrm.api_filters import StrictQuerySerializer
 from scrm.api_tenancy import CorpField, CorpRolePermission
 from scrm.wecom import tenancy
 
 DEFINITIONS = definitions.__doc__ or ""
 
 
-class ReportQuerySerializer(serializers.Serializer):
+class ReportQuerySerializer(StrictQuerySerializer):
     # Only the corps the user may read: another corp is "unknown", as if it did not exist.
     corp = CorpField(action=tenancy.READ, help_text=_("the corp's WeCom corp ID"))
     window = serializers.ChoiceField(

@@ -77,6 +77,7 @@ from scrm.api_docs import (
     WeComFailureSerializer,
     one_or_list,
 )
+from scrm.api_filters import StrictQuerySerializer
 from scrm.api_tenancy import (
     CorpField,
     CorpScopedMixin,
@@ -663,7 +664,7 @@ class ReferralCodeCreateSerializer(serializers.Serializer):
         return {**attrs, "referrer": referrer}
 
 
-class LeaderboardQuerySerializer(serializers.Serializer):
+class LeaderboardQuerySerializer(StrictQuerySerializer):
     corp = CorpField(action=tenancy.READ)
     since = serializers.DateField(required=False, help_text=_("a local day of the corp"))
     limit = serializers.IntegerField(min_value=1, max_value=200, default=50)

@@ -9,12 +9,22 @@ from scrm.api_tenancy import CorpScopedMixin
 from scrm.wecom import tenancy
 
 
+def _first(name: str, field: type[serializers.Field]) -> serializers.Field:
+    """The customer's `first_<name>` annotation (None on a customer read without it)."""
+    return field(source=f"external_contact.first_{name}", read_only=True, allow_null=True)
+
+
 class FirstSourceSerializer(serializers.ModelSerializer):
     staff = serializers.CharField(source="staff.userid")
     add_way_label = serializers.SerializerMethodField()
-    # The first add's live code and channel, annotated by external_contact_list.
-    live_code_id = serializers.SerializerMethodField()
-    channel_id = serializers.SerializerMethodField()
+    # The first add's live code and channel, annotated by external_contact_list (joined in
+    # the list's one query); null when the add was not through one of our codes.
+    live_code_id = _first("live_code_id", serializers.IntegerField)
+    live_code_name = _first("live_code_name", serializers.CharField)
+    live_code_slug = _first("live_code_slug", serializers.CharField)
+    channel_id = _first("channel_id", serializers.IntegerField)
+    channel_name = _first("channel_name", serializers.CharField)
+    channel_code = _first("channel_code", serializers.CharField)
 
     class Meta:
         model = FirstSource
@@ -25,18 +35,16 @@ class FirstSourceSerializer(serializers.ModelSerializer):
             "staff",
             "added_at",
             "live_code_id",
+            "live_code_name",
+            "live_code_slug",
             "channel_id",
+            "channel_name",
+            "channel_code",
             "backfilled",
         ]
 
     def get_add_way_label(self, obj: FirstSource) -> str:
         return add_way_label(obj.add_way)
-
-    def get_live_code_id(self, obj: FirstSource) -> int | None:
-        return getattr(obj.external_contact, "first_live_code_id", None)
-
-    def get_channel_id(self, obj: FirstSource) -> int | None:
-        return getattr(obj.external_contact, "first_channel_id", None)
 
 
 class FollowRelationSerializer(serializers.ModelSerializer):
@@ -141,10 +149,13 @@ class ManagerExternalContactSerializer(ExternalContactSerializer):
 
 
 class ExternalContactViewSet(CorpScopedMixin, viewsets.ReadOnlyModelViewSet):
-    """Customers with their first source and follow relations. Read-only. ?added_from= and
-    ?added_to= are local days of the corp (?corp=), else of each customer's own corp. A user
-    who is only a manager (read-only) in every corp of theirs gets the customers without
-    personal fields (ManagerExternalContactSerializer)."""
+    """Customers with their first source (its live code and channel by id, name, slug and
+    code) and follow relations. Read-only. ?first_channel= and ?first_live_code= take an id,
+    ?first_channel_code= a channel's code and ?first_live_code_slug= a code's slug: the
+    customers whose first add came through them. ?added_from= and ?added_to= are local days
+    of the corp (?corp=), else of each customer's own corp. An unknown parameter is a 400
+    listing the valid ones. A user who is only a manager (read-only) in every corp of theirs
+    gets the customers without personal fields (ManagerExternalContactSerializer)."""
 
     serializer_class = ExternalContactSerializer
     filterset_class = ExternalContactFilter

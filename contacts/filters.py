@@ -16,6 +16,21 @@ class IntegerFilter(django_filters.NumberFilter):
     field_class = forms.IntegerField
 
 
+class IdFilter(IntegerFilter):
+    """A row's id: a whole number a 64-bit key can hold (a larger one is a 400, not a
+    database overflow)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", 2**63 - 1)
+        super().__init__(*args, **kwargs)
+
+
+# The first add's Attribution (channels_app's, reached by its reverse name only: contacts
+# imports nothing of channels_app) names the first source's live code and channel.
+FIRST_ATTRIBUTION = "first_source__add_event__attribution__"
+
+
 class LocalDayFilter(django_filters.DateFilter):
     """A corp-local day as a bound on a datetime column: a day of the corp the query names
     (its `corp` filter, a corp ID), else of each row's own corp (reached through `corp`).
@@ -61,6 +76,20 @@ class ExternalContactFilter(django_filters.FilterSet):
         field_name="first_source__added_at", upper=True, label=_("first added to")
     )
     name = django_filters.CharFilter(lookup_expr="icontains", label=_("name contains"))
+    # The first add's channel and live code, by id or by their code and slug. Another corp's
+    # matches none of the user's customers (the list is scoped to the user's corps).
+    first_channel = IdFilter(
+        field_name=f"{FIRST_ATTRIBUTION}channel_id", label=_("first-add channel id")
+    )
+    first_channel_code = django_filters.CharFilter(
+        field_name=f"{FIRST_ATTRIBUTION}channel__code", label=_("first-add channel code")
+    )
+    first_live_code = IdFilter(
+        field_name=f"{FIRST_ATTRIBUTION}live_code_id", label=_("first-add live code id")
+    )
+    first_live_code_slug = django_filters.CharFilter(
+        field_name=f"{FIRST_ATTRIBUTION}live_code__slug", label=_("first-add live code slug")
+    )
 
     class Meta:
         model = ExternalContact

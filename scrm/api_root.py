@@ -49,7 +49,8 @@ def url_templates(
 
 class ApiRootView(APIView):
     """Every endpoint of the API by its URL name, with {id} where a row's id goes; `schema`
-    and `api-docs` are its OpenAPI 3 schema and Swagger UI.
+    and `api-docs` are its OpenAPI 3 schema and Swagger UI, `api-auth-login` the browsable
+    API's login.
     列出 API 的全部接口及其地址（含 OpenAPI 架构与 Swagger UI 文档）。"""
 
     permission_classes = [CorpRolePermission]  # a role in some corp, as every endpoint
@@ -81,4 +82,6 @@ class ApiRootView(APIView):
                 endpoints.setdefault(name or path, origin + url)
         for name in ("schema", "api-docs"):
             endpoints[name] = origin + reverse(name)
+        # The browsable API's session login (/api-auth/login/); a script sends a token.
+        endpoints["api-auth-login"] = origin + reverse("rest_framework:login")
         return Response(endpoints)

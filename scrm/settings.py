@@ -175,7 +175,8 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    # django-filter's backend, whose lists answer an unknown query parameter with a 400.
+    "DEFAULT_FILTER_BACKENDS": ["scrm.api_filters.StrictFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "scrm.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -190,11 +191,14 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": (
         "企业微信渠道活码与来源归因：渠道、渠道费用、活码（发布、暂停、二维码）、扫码、归因、"
         "老带新、客户（客户动态）与转化。登录后使用（会话或 Token：`Authorization: Token <key>`）；"
-        "列表按 `limit`/`offset` 分页；日期过滤按企业所在时区的自然日。\n\n"
+        "列表按 `limit`（或 `page_size`，至多 1000）/`offset` 分页；"
+        "未知的查询参数返回 400 并列出有效参数；日期过滤按企业所在时区的自然日。\n\n"
         "WeCom (企业微信) live codes and first-source attribution: channels, channel costs, "
         "live codes (publish, pause, QR), scans, attributions, referral codes, customers "
         "(timeline) and conversions. Log in first (session, or `Authorization: Token <key>`); "
-        "lists are paged with `limit`/`offset`; date filters are local days of the corp."
+        "lists are paged with `limit` (or `page_size`, at most 1000) and `offset`; an unknown "
+        "query parameter is a 400 listing the valid ones; date filters are local days of the "
+        "corp."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,

@@ -28,6 +28,8 @@ urlpatterns = [
         login_required(SpectacularSwaggerView.as_view(url_name="schema"), login_url="admin:login"),
         name="api-docs",
     ),
+    # The browsable API's login and logout (session), linked from its pages.
+    path("api-auth/", include("scrm.api_auth")),
     path("api/v1/", ApiRootView.as_view(), name="api-root"),
     path("api/v1/", include("contacts.urls")),
     path("api/v1/", include("channels_app.urls_api")),

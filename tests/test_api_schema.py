@@ -30,18 +30,23 @@ API = "/api/v1/"
 PARAMETER = re.compile(r"<(?:[^>:]+:)?(?P<name>\w+)>")
 
 
-def api_paths() -> set[str]:
-    """Every routed path under /api/v1/, as the schema writes it ({id} for a pk)."""
-    paths = set()
-    for _view, route, _namespace, _name in extract_views_from_urlpatterns(
+def api_routes() -> dict[str, str | None]:
+    """Every routed path under /api/v1/, as the schema writes it ({id} for a pk), with its URL
+    name."""
+    routes = {}
+    for _view, route, _namespace, name in extract_views_from_urlpatterns(
         get_resolver().url_patterns
     ):
         path = PARAMETER.sub(
             lambda m: "{id}" if m["name"] == "pk" else f"{{{m['name']}}}", simplify_regex(route)
         )
         if path.startswith(API):
-            paths.add(path)
-    return paths
+            routes[path] = name
+    return routes
+
+
+def api_paths() -> set[str]:
+    return set(api_routes())
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +114,7 @@ def test_every_filter_of_a_list_is_a_documented_parameter(schema):
             continue
         documented = {p["name"] for p in operations["get"].get("parameters", [])}
         assert set(filterset.base_filters) <= documented, path
-        assert {"limit", "offset"} <= documented, path  # paginated
+        assert {"limit", "offset", "page_size"} <= documented, path  # paginated
         checked.append(path)
     assert len(checked) >= 8  # every list of the API, not none by a broken walk
 
@@ -206,6 +211,12 @@ def test_api_root_lists_every_endpoint(api):
     assert listed["schema"] == "http://testserver/api/schema/"
     assert listed["api-docs"] == "http://testserver/api/docs/"
     assert listed["live-code-qr"] == "http://testserver/api/v1/live-codes/{id}/qr.png"
+    assert listed["api-auth-login"] == "http://testserver/api-auth/login/"
+    # Each endpoint under its own URL name (a name shared by two routes would hide one).
+    for path, name in api_routes().items():
+        if path != API:
+            assert name, f"an API route without a URL name: {path}"
+            assert urlsplit(listed[name]).path == path, name
     for url in listed.values():
         if "{" not in url:  # a list or an action of the whole collection: it answers
             assert api.get(url).status_code != 404, url
