@@ -72,6 +72,7 @@ class CorpForm(forms.ModelForm):
             "callback_token",
             "encoding_aes_key",
             "time_zone",
+            "language",
             "is_active",
         ]
         widgets = {name: forms.PasswordInput(render_value=False) for name in SECRET_FIELDS}
