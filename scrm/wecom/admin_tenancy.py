@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from contextvars import ContextVar
+from datetime import tzinfo
 from typing import Any
 
 from django.contrib import admin
@@ -31,8 +32,10 @@ from django.contrib.admin.utils import get_fields_from_path, unquote
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from scrm import days
 from scrm.wecom import tenancy
 from scrm.wecom.models import Corp
 from scrm.wecom.tenancy import CREDENTIALS, READ, WRITE
@@ -298,6 +301,15 @@ class CorpScopedAdmin(CorpScopedChoices, admin.ModelAdmin):
         if self.get_object(request, unquote(object_id), to_field) is None:
             raise Http404
 
+    def _corp_time_zone(self, request: HttpRequest, object_id: str | None) -> tzinfo | None:
+        """The time zone of the row's corp (None: no row, or a row without a corp)."""
+        if object_id is None or not self.has_view_or_change_permission(request):
+            return None
+        to_field = request.POST.get(TO_FIELD_VAR, request.GET.get(TO_FIELD_VAR))
+        obj = self.get_object(request, unquote(object_id), to_field)
+        corp_pk = corp_pk_of(obj, self.corp_field) if obj is not None else None
+        return days.corp_zone(corp_pk) if corp_pk is not None else None
+
     def changeform_view(
         self,
         request: HttpRequest,
@@ -307,7 +319,17 @@ class CorpScopedAdmin(CorpScopedChoices, admin.ModelAdmin):
     ) -> Any:
         self._404_unless_here(request, object_id)
         extra_context = {**(extra_context or {}), **self._pseudonymous_context(request, object_id)}
-        return super().changeform_view(request, object_id, form_url, extra_context)
+        zone = self._corp_time_zone(request, object_id)
+        if zone is None:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        # A row's times (read-only fields, inlines, date inputs both ways) are its corp's local
+        # times, the zone named once above the form; not settings.TIME_ZONE.
+        extra_context["corp_time_zone"] = str(zone)
+        with timezone.override(zone):
+            response = super().changeform_view(request, object_id, form_url, extra_context)
+            if hasattr(response, "render"):
+                response.render()
+        return response
 
     def delete_view(
         self, request: HttpRequest, object_id: str, extra_context: dict | None = None
@@ -325,7 +347,15 @@ class CorpScopedAdmin(CorpScopedChoices, admin.ModelAdmin):
             title = _("Change history: %s") % pseudonymous["object"]
             pseudonymous = {"object": pseudonymous["object"], "title": title}
         extra_context = {**(extra_context or {}), **pseudonymous}
-        return super().history_view(request, object_id, extra_context)
+        zone = self._corp_time_zone(request, object_id)
+        if zone is None:
+            return super().history_view(request, object_id, extra_context)
+        extra_context["corp_time_zone"] = str(zone)
+        with timezone.override(zone):
+            response = super().history_view(request, object_id, extra_context)
+            if hasattr(response, "render"):
+                response.render()
+        return response
 
     def get_list_filter(self, request: HttpRequest) -> list:
         """Related-field filters offer only the values present in the user's rows (Django's
