@@ -103,3 +103,14 @@ def test_the_customers_timeline_and_history_are_in_new_york_time(admin_client, n
     history = admin_client.get(_url(ExternalContact, "history", customer.pk)).content.decode()
     assert NEW_YORK in history
     _local_only(history)
+
+
+def test_a_list_counts_days_in_the_zone_the_users_corps_keep(admin_client, new_york_rows):
+    # 21:47 UTC on December 6th is December 6th in New York (December 7th in Shanghai).
+    url = _url(ApiCall, "changelist")
+    day = {"created_at__year": 2026, "created_at__month": 12}
+    december = admin_client.get(url, day).content.decode()
+    assert "created_at__day=6" in december
+    assert "created_at__day=7" not in december
+    assert NEW_YORK in admin_client.get(url, {**day, "created_at__day": 6}).content.decode()
+    assert NEW_YORK not in admin_client.get(url, {**day, "created_at__day": 7}).content.decode()

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.contrib import admin
 from django.contrib.admin.options import TO_FIELD_VAR
@@ -239,6 +240,23 @@ class CorpScopedAdmin(CorpScopedChoices, admin.ModelAdmin):
         return inlines
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> Any:
+        zone = self._users_time_zone(request)
+        if zone is None:
+            return self._changelist_view(request, extra_context)
+        # The user's corps keep one zone: the date hierarchy and date filters count its days.
+        with timezone.override(zone):
+            response = self._changelist_view(request, extra_context)
+            if hasattr(response, "render"):
+                response.render()
+        return response
+
+    def _users_time_zone(self, request: HttpRequest) -> tzinfo | None:
+        """The time zone of every corp the user may read, when they keep one (None: several)."""
+        corps = tenancy.corps_for_user(request.user, READ)
+        zones = list(corps.order_by().values_list("time_zone", flat=True).distinct()[:2])
+        return ZoneInfo(zones[0]) if len(zones) == 1 else None
+
+    def _changelist_view(self, request: HttpRequest, extra_context: dict | None) -> Any:
         if not self.hides_personal_data(request):
             return super().changelist_view(request, extra_context)
         # The row checkboxes are labelled with each row's name: rendered here, pseudonymous.
