@@ -15,7 +15,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models
 from django.urls import reverse
 
-from channels_app.models import Scan, WelcomeDelivery
+from channels_app.models import Channel, Scan, WelcomeDelivery
 from contacts.models import AuditLog, CalibrationRun, ExternalContact, TimelineEvent
 from scrm.wecom.models import ApiCall, CallbackEvent, CorpMembership, Role
 from tests.flows import customer_flows_in
@@ -114,3 +114,8 @@ def test_a_list_counts_days_in_the_zone_the_users_corps_keep(admin_client, new_y
     assert "created_at__day=7" not in december
     assert NEW_YORK in admin_client.get(url, {**day, "created_at__day": 6}).content.decode()
     assert NEW_YORK not in admin_client.get(url, {**day, "created_at__day": 7}).content.decode()
+
+
+def test_a_new_rows_page_names_the_zone_of_the_users_corps(admin_client, new_york_rows):
+    page = admin_client.get(_url(Channel, "add")).content.decode()
+    assert "America/New_York" in page

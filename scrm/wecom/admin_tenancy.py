@@ -337,7 +337,10 @@ class CorpScopedAdmin(CorpScopedChoices, admin.ModelAdmin):
     ) -> Any:
         self._404_unless_here(request, object_id)
         extra_context = {**(extra_context or {}), **self._pseudonymous_context(request, object_id)}
-        zone = self._corp_time_zone(request, object_id)
+        if object_id is None:  # a new row: the zone of the user's corps, when they keep one
+            zone = self._users_time_zone(request)
+        else:
+            zone = self._corp_time_zone(request, object_id)
         if zone is None:
             return super().changeform_view(request, object_id, form_url, extra_context)
         # A row's times (read-only fields, inlines, date inputs both ways) are its corp's local
