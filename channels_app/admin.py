@@ -274,6 +274,7 @@ class LiveCodeAdmin(CorpScopedAdmin):
     fieldsets = [
         (None, {"fields": ["corp", "channel", "name", "slug", "mode", "status"]}),
         (_("QR code"), {"fields": ["qr_preview", "landing_link"]}),
+        (_("Landing page"), {"fields": ["public_title", "language"]}),
         (capfirst(_("assignment")), {"fields": ["strategy", "penalize_slow_reply", "daily_target",
                                       "total_target"]}),
         (_("Adding"), {"fields": ["skip_verify", "auto_accept_from", "auto_accept_to",

@@ -396,7 +396,8 @@ class LiveCodeSerializer(ModelSerializer):
     class Meta:
         model = LiveCode
         fields = [
-            "id", "corp", "channel", "channel_code", "name", "slug", "mode", "status",
+            "id", "corp", "channel", "channel_code", "name", "public_title", "language", "slug",
+            "mode", "status",
             "strategy", "penalize_slow_reply", "skip_verify", "auto_accept_from",
             "auto_accept_to", "is_exclusive", "tag_ids", "welcome_text", "welcome_attachments",
             "daily_target", "total_target", "pool", "schedules",

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
@@ -133,6 +134,16 @@ class LiveCode(models.Model):
         Channel, on_delete=models.PROTECT, related_name="live_codes", verbose_name=_("channel")
     )
     name = models.CharField(_("name"), max_length=64)
+    # What customers read on the landing page (its title and heading); the channel's name is
+    # internal and never shown to them.
+    public_title = models.CharField(
+        _("public title"), max_length=64, blank=True,
+        help_text=_("Shown to customers as the landing page's title; blank: the code's name."),
+    )  # fmt: skip
+    language = models.CharField(
+        _("customer language"), max_length=16, blank=True, choices=settings.LANGUAGES,
+        help_text=_("The landing page's language; blank: the corp's."),
+    )  # fmt: skip
     # Global by design: /l/<slug>/ names no corp (see tenant_global_unique).
     slug = models.SlugField(_("link slug"), max_length=40, unique=True, validators=[slug_validator])
     mode = models.CharField(_("mode"), max_length=16, choices=Mode.choices, default=Mode.NATIVE)
@@ -191,6 +202,15 @@ class LiveCode(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def title_for_customers(self) -> str:
+        return self.public_title or self.name
+
+    @property
+    def customer_language(self) -> str:
+        """The language of the pages its customers see: its own, else its corp's."""
+        return self.language or self.corp.language
 
     def clean(self) -> None:
         if len(self.welcome_attachments or []) > 9:

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
+from django.utils import translation
 from django.utils.translation import get_language
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -65,7 +66,18 @@ def _store_links(request: HttpRequest, live_code: LiveCode) -> list[tuple[Store,
 @never_cache
 @require_GET
 def landing(request: HttpRequest, slug: str) -> HttpResponse:
+    """Every page of the link speaks the code's language (else its corp's), never the visitor's
+    Accept-Language: a campaign is written in one language, and its staff's names and the
+    code's title are in it."""
     config = landing_config(slug)
+    language = config.live_code.customer_language if config else settings.LANGUAGE_CODE
+    with translation.override(language):
+        response = _landing(request, config)
+    response["Content-Language"] = language
+    return response
+
+
+def _landing(request: HttpRequest, config: LandingConfig | None) -> HttpResponse:
     if config is None:
         return _page(request, "unavailable.html", {"reason": "missing"}, status=404)
     live_code = config.live_code

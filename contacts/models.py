@@ -212,7 +212,8 @@ class RelationEvent(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.occurred_at:%Y-%m-%d %H:%M}"
+        when = days.local_display(self.occurred_at, days.corp_zone(self.corp_id))
+        return f"{self.get_kind_display()} {when}"
 
     @property
     def add_way_label(self) -> str:

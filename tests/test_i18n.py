@@ -305,10 +305,12 @@ def test_corp_form_help_and_errors_are_chinese(zh_default, admin_client, corp):
 
 
 @pytest.mark.django_db
-def test_landing_page_speaks_chinese_first_english_on_request(zh_default, client):
+def test_landing_page_speaks_the_deployments_language_not_the_browsers(zh_default, client):
+    # No code, no corp: the deployment's language (a code's pages: tests/channels/
+    # test_landing_language.py).
     response = client.get("/l/no-such-code/")
     assert response.status_code == 404
     assert "链接不存在" in response.content.decode()
     response = client.get("/l/no-such-code/", HTTP_ACCEPT_LANGUAGE="en")
     assert response.status_code == 404
-    assert "Link not found" in response.content.decode()
+    assert "链接不存在" in response.content.decode()

@@ -72,18 +72,25 @@ class CorpForm(forms.ModelForm):
             "callback_token",
             "encoding_aes_key",
             "time_zone",
+            "language",
             "is_active",
         ]
         widgets = {name: forms.PasswordInput(render_value=False) for name in SECRET_FIELDS}
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
+        if "language" in self.fields:
+            self.fields["language"].required = False
         if self.instance.pk:
             for name in SECRET_FIELDS:
                 if name not in self.fields:  # a view-only form has none
                     continue
                 self.fields[name].required = False
                 self.fields[name].help_text = _("Set. Leave blank to keep the current value.")
+
+    def clean_language(self) -> str:
+        # Not posted (a script written before the field existed): the corp keeps its language.
+        return self.cleaned_data.get("language") or self.instance.language or "zh-hans"
 
     def _post_clean(self) -> None:
         # Before the model is built from cleaned_data: blank secrets keep the stored ones.
@@ -207,6 +214,7 @@ class ApiCallAdmin(ReadOnlyAdmin):
     list_filter = ["endpoint", "errcode", "http_status", "corp"]
     search_fields = ["endpoint", "errmsg"]
     list_select_related = ["corp"]
+    readonly_fields = ["created_at"]
     date_hierarchy = "created_at"
 
 

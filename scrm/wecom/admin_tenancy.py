@@ -23,7 +23,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from contextvars import ContextVar
+from datetime import tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.contrib import admin
 from django.contrib.admin.options import TO_FIELD_VAR
@@ -31,8 +33,10 @@ from django.contrib.admin.utils import get_fields_from_path, unquote
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from scrm import days
 from scrm.wecom import tenancy
 from scrm.wecom.models import Corp
 from scrm.wecom.tenancy import CREDENTIALS, READ, WRITE
@@ -236,6 +240,23 @@ class CorpScopedAdmin(CorpScopedChoices, admin.ModelAdmin):
         return inlines
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> Any:
+        zone = self._users_time_zone(request)
+        if zone is None:
+            return self._changelist_view(request, extra_context)
+        # The user's corps keep one zone: the date hierarchy and date filters count its days.
+        with timezone.override(zone):
+            response = self._changelist_view(request, extra_context)
+            if hasattr(response, "render"):
+                response.render()
+        return response
+
+    def _users_time_zone(self, request: HttpRequest) -> tzinfo | None:
+        """The time zone of every corp the user may read, when they keep one (None: several)."""
+        corps = tenancy.corps_for_user(request.user, READ)
+        zones = list(corps.order_by().values_list("time_zone", flat=True).distinct()[:2])
+        return ZoneInfo(zones[0]) if len(zones) == 1 else None
+
+    def _changelist_view(self, request: HttpRequest, extra_context: dict | None) -> Any:
         if not self.hides_personal_data(request):
             return super().changelist_view(request, extra_context)
         # The row checkboxes are labelled with each row's name: rendered here, pseudonymous.
@@ -298,6 +319,15 @@ class CorpScopedAdmin(CorpScopedChoices, admin.ModelAdmin):
         if self.get_object(request, unquote(object_id), to_field) is None:
             raise Http404
 
+    def _corp_time_zone(self, request: HttpRequest, object_id: str | None) -> tzinfo | None:
+        """The time zone of the row's corp (None: no row, or a row without a corp)."""
+        if object_id is None or not self.has_view_or_change_permission(request):
+            return None
+        to_field = request.POST.get(TO_FIELD_VAR, request.GET.get(TO_FIELD_VAR))
+        obj = self.get_object(request, unquote(object_id), to_field)
+        corp_pk = corp_pk_of(obj, self.corp_field) if obj is not None else None
+        return days.corp_zone(corp_pk) if corp_pk is not None else None
+
     def changeform_view(
         self,
         request: HttpRequest,
@@ -307,7 +337,20 @@ class CorpScopedAdmin(CorpScopedChoices, admin.ModelAdmin):
     ) -> Any:
         self._404_unless_here(request, object_id)
         extra_context = {**(extra_context or {}), **self._pseudonymous_context(request, object_id)}
-        return super().changeform_view(request, object_id, form_url, extra_context)
+        if object_id is None:  # a new row: the zone of the user's corps, when they keep one
+            zone = self._users_time_zone(request)
+        else:
+            zone = self._corp_time_zone(request, object_id)
+        if zone is None:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        # A row's times (read-only fields, inlines, date inputs both ways) are its corp's local
+        # times, the zone named once above the form; not settings.TIME_ZONE.
+        extra_context["corp_time_zone"] = str(zone)
+        with timezone.override(zone):
+            response = super().changeform_view(request, object_id, form_url, extra_context)
+            if hasattr(response, "render"):
+                response.render()
+        return response
 
     def delete_view(
         self, request: HttpRequest, object_id: str, extra_context: dict | None = None
@@ -325,7 +368,15 @@ class CorpScopedAdmin(CorpScopedChoices, admin.ModelAdmin):
             title = _("Change history: %s") % pseudonymous["object"]
             pseudonymous = {"object": pseudonymous["object"], "title": title}
         extra_context = {**(extra_context or {}), **pseudonymous}
-        return super().history_view(request, object_id, extra_context)
+        zone = self._corp_time_zone(request, object_id)
+        if zone is None:
+            return super().history_view(request, object_id, extra_context)
+        extra_context["corp_time_zone"] = str(zone)
+        with timezone.override(zone):
+            response = super().history_view(request, object_id, extra_context)
+            if hasattr(response, "render"):
+                response.render()
+        return response
 
     def get_list_filter(self, request: HttpRequest) -> list:
         """Related-field filters offer only the values present in the user's rows (Django's

@@ -40,6 +40,15 @@ class Corp(models.Model):
     time_zone = models.CharField(
         _("time zone"), max_length=64, default="Asia/Shanghai", validators=[validate_time_zone]
     )
+    # What its customers read: the landing pages speak it, whatever a visitor's browser asks
+    # for (a code may override it, LiveCode.language).
+    language = models.CharField(
+        _("customer language"),
+        max_length=16,
+        choices=settings.LANGUAGES,
+        default="zh-hans",
+        help_text=_("The language of the landing pages customers see."),
+    )
     # Money is kept in the corp's currency: amounts in another are refused (with a reason)
     # until exchange rates exist.
     currency = models.CharField(
