@@ -3,7 +3,7 @@ querysets; actions and pages call the publishing, import and referral services."
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 from django import forms
@@ -22,6 +22,7 @@ from django.utils.http import content_disposition_header
 from django.utils.text import capfirst
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_POST
 
 from channels_app.forms import (
     CorpChoiceForm,
@@ -357,8 +358,12 @@ class LiveCodeAdmin(CorpScopedAdmin):
     def publish(self, request: HttpRequest, queryset: QuerySet[LiveCode]) -> HttpResponse | None:
         if not request.POST.get("post"):
             return self._confirm(request, queryset, "publish", gettext("Publish to WeCom"))
+        self._publish(request, queryset.select_related("corp", "channel"))
+        return None
+
+    def _publish(self, request: HttpRequest, live_codes: Iterable[LiveCode]) -> None:
         published = []
-        for live_code in queryset.select_related("corp", "channel"):
+        for live_code in live_codes:
             try:
                 published.append(live_code_publish(live_code=live_code))
             except PublishError as exc:
@@ -369,7 +374,6 @@ class LiveCodeAdmin(CorpScopedAdmin):
         if published:
             text = ngettext("%(n)d code published.", "%(n)d codes published.", len(published))
             self.message_user(request, text % {"n": len(published)}, messages.SUCCESS)
-        return None
 
     @admin.action(permissions=["change"], description=_("Pause"))
     def pause(self, request: HttpRequest, queryset: QuerySet[LiveCode]) -> HttpResponse | None:
@@ -393,6 +397,30 @@ class LiveCodeAdmin(CorpScopedAdmin):
         _log(request, codes, CHANGE, gettext("Status set to %(status)s.") % {"status": label})
         text = gettext("%(n)d of %(selected)d selected codes set to %(status)s.")
         self.message_user(request, text % {"n": len(codes), "selected": selected, "status": label})
+
+    # -- the buttons of a code's own page ----------------------------------------------------
+
+    STATUS_BUTTONS = ("publish", "pause", "archive")
+
+    def status_view(self, request: HttpRequest, object_id: str, button: str) -> HttpResponse:
+        """Publish, pause or archive one code from its change page (a POST, as the list's
+        actions after their confirmation), then back to the page."""
+        live_code = self.get_object(request, unquote(object_id))
+        if live_code is None or button not in self.STATUS_BUTTONS:
+            raise Http404  # another corp's code, as its change page
+        if not self.has_change_permission(request, live_code):
+            raise PermissionDenied
+        codes = LiveCode.objects.filter(pk=live_code.pk)
+        if button == "publish":
+            self._publish(request, codes.select_related("corp", "channel"))
+        elif button == "pause":
+            self._set_status(request, codes.filter(status=LiveCode.Status.ACTIVE),
+                             LiveCode.Status.PAUSED, 1)  # fmt: skip
+        else:
+            self._set_status(request, codes, LiveCode.Status.ARCHIVED, 1)
+        return HttpResponseRedirect(
+            reverse("admin:channels_app_livecode_change", args=[live_code.pk])
+        )
 
     @admin.action(permissions=["view"], description=_("Download QR codes (PNG) as ZIP"))
     def download_png_zip(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
@@ -432,6 +460,8 @@ class LiveCodeAdmin(CorpScopedAdmin):
                  name=f"{name}_png"),
             path("<path:object_id>/poster.png", wrap(self.image_view), {"kind": "poster"},
                  name=f"{name}_poster"),
+            path("<path:object_id>/status/<str:button>/", wrap(require_POST(self.status_view)),
+                 name=f"{name}_status"),
             *super().get_urls(),
         ]  # fmt: skip
 

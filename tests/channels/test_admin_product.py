@@ -1,0 +1,131 @@
+"""A live code's own page works as the product's: publish, pause and archive buttons for those
+who may write in its corp, and no QR or poster to download while it is a draft."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from channels_app.models import LiveCode
+from channels_app.services.publishing import live_code_publish
+from scrm.wecom.models import Corp, Role
+from tests.tenancy import member
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def _change(code: LiveCode) -> str:
+    return reverse("admin:channels_app_livecode_change", args=[code.pk])
+
+
+def _button(code: LiveCode, button: str) -> str:
+    return reverse("admin:channels_app_livecode_status", args=[code.pk, button])
+
+
+def _user(django_user_model, corp: Corp, role: str):
+    user = django_user_model.objects.create_user(f"u-{role}", password="pw", is_staff=True)
+    return member(user, corp, role=role)
+
+
+# -- publish, pause and archive on the code's page -----------------------------------------------
+
+
+def test_a_draft_page_offers_publish_and_archive_not_pause(admin_client, make_code):
+    code = make_code()
+    html = admin_client.get(_change(code)).content.decode()
+    assert f'action="{_button(code, "publish")}"' in html
+    assert f'action="{_button(code, "archive")}"' in html
+    assert _button(code, "pause") not in html
+    assert 'name="csrfmiddlewaretoken"' in html
+
+
+def test_publish_then_pause_then_archive_from_the_page(admin_client, make_code):
+    code = make_code()
+    response = admin_client.post(_button(code, "publish"))
+    assert response.status_code == 302
+    assert response["Location"] == _change(code)
+    code.refresh_from_db()
+    assert code.status == LiveCode.Status.ACTIVE
+    assert code.published_at is not None
+    assert code.slots.exists()
+    assert _button(code, "pause") in admin_client.get(_change(code)).content.decode()
+
+    admin_client.post(_button(code, "pause"))
+    assert LiveCode.objects.get(pk=code.pk).status == LiveCode.Status.PAUSED
+    admin_client.post(_button(code, "archive"))
+    assert LiveCode.objects.get(pk=code.pk).status == LiveCode.Status.ARCHIVED
+    html = admin_client.get(_change(code)).content.decode()
+    assert _button(code, "archive") not in html
+    assert _button(code, "publish") in html  # publishing again brings it back
+
+
+def test_a_failed_publish_says_why_on_the_page(admin_client, make_code, sandbox_corp):
+    from scrm.wecom.sandbox.models import SandboxMember
+
+    SandboxMember.objects.filter(corp=sandbox_corp, userid="staff02").update(
+        customer_contact_enabled=False
+    )
+    code = make_code(mode="native", name="收银台")
+    response = admin_client.post(_button(code, "publish"), follow=True)
+    errors = [str(m) for m in response.context["messages"] if m.level_tag == "error"]
+    assert len(errors) == 1
+    assert "staff02" in errors[0]
+    assert LiveCode.objects.get(pk=code.pk).status == LiveCode.Status.DRAFT
+
+
+def test_the_buttons_take_a_post_only(admin_client, make_code):
+    code = make_code()
+    assert admin_client.get(_button(code, "publish")).status_code == 405
+    assert admin_client.post(_button(code, "delete")).status_code == 404
+    assert LiveCode.objects.get(pk=code.pk).status == LiveCode.Status.DRAFT
+
+
+def test_the_buttons_need_the_csrf_token(make_code, django_user_model, corp):
+    from django.test import Client
+
+    code = make_code()
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(_user(django_user_model, corp, Role.OPERATOR))
+    assert client.post(_button(code, "archive")).status_code == 403
+    assert LiveCode.objects.get(pk=code.pk).status == LiveCode.Status.DRAFT
+
+
+def test_an_operator_uses_them_a_manager_neither_sees_nor_uses_them(
+    client, make_code, django_user_model, corp
+):
+    code = make_code()
+    user = _user(django_user_model, corp, Role.MANAGER)
+    client.force_login(user)
+    html = client.get(_change(code)).content.decode()
+    assert client.get(_change(code)).status_code == 200
+    assert _button(code, "publish") not in html
+    assert client.post(_button(code, "archive")).status_code == 403
+    assert LiveCode.objects.get(pk=code.pk).status == LiveCode.Status.DRAFT
+
+    member(user, corp, role=Role.OPERATOR)
+    assert _button(code, "archive") in client.get(_change(code)).content.decode()
+    assert client.post(_button(code, "archive")).status_code == 302
+    assert LiveCode.objects.get(pk=code.pk).status == LiveCode.Status.ARCHIVED
+
+
+def test_another_corps_code_is_a_404(client, make_code, django_user_model):
+    code = make_code()
+    other = Corp.objects.create(corp_id="wwother", name="别家")
+    client.force_login(_user(django_user_model, other, Role.ADMIN))
+    assert client.post(_button(code, "archive")).status_code == 404
+    assert client.post(_button(code, "publish")).status_code == 404
+    assert LiveCode.objects.get(pk=code.pk).status == LiveCode.Status.DRAFT
+
+
+def test_pause_leaves_a_draft_a_draft(admin_client, make_code):
+    code = make_code()
+    admin_client.post(_button(code, "pause"))
+    assert LiveCode.objects.get(pk=code.pk).status == LiveCode.Status.DRAFT
+    live_code_publish(live_code=code)
+    admin_client.post(_button(code, "pause"))
+    assert LiveCode.objects.get(pk=code.pk).status == LiveCode.Status.PAUSED
