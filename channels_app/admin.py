@@ -334,6 +334,8 @@ class LiveCodeAdmin(CorpScopedAdmin):
     def qr_preview(self, obj: LiveCode) -> str:
         if obj.pk is None:
             return gettext("Shown after saving.")
+        if obj.published_at is None:  # a draft's QR would be printed before it works
+            return gettext("Shown once the code is published.")
         if obj.mode == LiveCode.Mode.NATIVE and not obj.qr_code:
             return gettext("WeCom makes the QR code when the code is published.")
         url = reverse("admin:channels_app_livecode_png", args=[obj.pk])
@@ -434,7 +436,8 @@ class LiveCodeAdmin(CorpScopedAdmin):
              kind: imports.QrKind) -> HttpResponse | None:  # fmt: skip
         try:
             export = imports.live_codes_export(live_codes=queryset, kind=kind,
-                                               base_url=_base_url(request))  # fmt: skip
+                                               base_url=_base_url(request),
+                                               published_only=True)  # fmt: skip
         except ValidationError as exc:
             self.message_user(request, " ".join(exc.messages), messages.ERROR)
             return None
@@ -475,7 +478,8 @@ class LiveCodeAdmin(CorpScopedAdmin):
             raise PermissionDenied
         try:
             image = imports.live_code_image(live_code=live_code, kind=kind,
-                                            base_url=_base_url(request))  # fmt: skip
+                                            base_url=_base_url(request),
+                                            published_only=True)  # fmt: skip
         except imports.QrUnavailable as exc:
             if request.GET.get("inline"):  # the change page's <img>: no page to show a message on
                 return HttpResponse(exc.message, status=404, content_type="text/plain")

@@ -129,3 +129,73 @@ def test_pause_leaves_a_draft_a_draft(admin_client, make_code):
     live_code_publish(live_code=code)
     admin_client.post(_button(code, "pause"))
     assert LiveCode.objects.get(pk=code.pk).status == LiveCode.Status.PAUSED
+
+
+# -- a draft has no QR to print ----------------------------------------------------------------
+
+
+def _image(code: LiveCode, kind: str) -> str:
+    return reverse(f"admin:channels_app_livecode_{kind}", args=[code.pk])
+
+
+def test_a_draft_page_offers_no_qr_nor_poster(admin_client, make_code):
+    code = make_code()  # a landing code: its link exists before it is published
+    html = admin_client.get(_change(code)).content.decode()
+    assert _image(code, "png") not in html
+    assert _image(code, "poster") not in html
+    assert "发布后显示" in html or "Shown once the code is published." in html
+
+    live_code_publish(live_code=code)
+    html = admin_client.get(_change(code)).content.decode()
+    assert f'src="{_image(code, "png")}?inline=1"' in html
+    assert _image(code, "poster") in html
+
+
+@pytest.mark.parametrize("kind", ["png", "poster"])
+def test_a_drafts_image_urls_explain_instead_of_serving_it(admin_client, make_code, kind):
+    code = make_code()
+    response = admin_client.get(_image(code, kind), follow=True)
+    assert response["Content-Type"].startswith("text/html")
+    assert any(code.name in str(message) for message in response.context["messages"])
+    assert admin_client.get(_image(code, kind), {"inline": 1}).status_code == 404
+
+
+def test_the_zip_skips_drafts(admin_client, make_code):
+    import io
+    import zipfile
+
+    published, draft = live_code_publish(live_code=make_code(name="已发布")), make_code(name="草稿")
+    data = {"action": "download_png_zip", "_selected_action": [published.pk, draft.pk]}
+    response = admin_client.post(reverse("admin:channels_app_livecode_changelist"), data)
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        names = archive.namelist()
+        skipped = archive.read("skipped.txt").decode()
+    assert len([name for name in names if name.endswith(".png")]) == 1
+    assert "草稿" in skipped
+
+
+def _in_each_language(text: str) -> set[str]:
+    from django.utils import translation
+
+    found = set()
+    for language in ("zh-hans", "en"):
+        with translation.override(language):
+            found.add(translation.gettext(text))
+    return found
+
+
+def test_a_drafts_landing_link_says_not_yet_published(client, make_code):
+    # Whatever language the landing page speaks (the visitor's or the corp's).
+    code = make_code()
+    response = client.get(f"/l/{code.slug}/")
+    text = response.content.decode()
+    assert response.status_code == 404
+    assert response.context["reason"] == "draft"
+    assert any(title in text for title in _in_each_language("This code is not yet published"))
+    ended = "The campaign has ended or is paused. Thank you for your interest."
+    for paused in ("This code is paused", ended):
+        assert not any(title in text for title in _in_each_language(paused))
+
+    paused = make_code(status=LiveCode.Status.PAUSED)
+    text = client.get(f"/l/{paused.slug}/").content.decode()
+    assert any(title in text for title in _in_each_language("This code is paused"))
