@@ -14,6 +14,7 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
     path("reports/", include("analytics.urls")),
+    path("i18n/", include("django.conf.urls.i18n")),  # set_language: the console's switch
     # The schema needs the API's login (session or token); the docs page, opened in a
     # browser, sends an anonymous visitor to the admin's login and back.
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -44,3 +44,42 @@ def test_an_operator_sees_the_product_sections_only(client, django_user_model, c
     sections = _sections(client.get("/admin/").content.decode())
     assert sections[:3] == ["channels_app", "contacts", "reports"]
     assert not {"django_celery_beat", "authtoken", "auth"} & set(sections)
+
+
+# -- the language switch ----------------------------------------------------------------------
+
+
+def test_every_admin_page_offers_both_languages(admin_client, client):
+    for html in (admin_client.get("/admin/").content.decode(),
+                 admin_client.get("/admin/contacts/externalcontact/").content.decode(),
+                 client.get("/admin/login/").content.decode()):  # fmt: skip
+        form = html.split('id="language-switch"', 1)[1].split("</form>", 1)[0]
+        assert 'action="/i18n/setlang/"' in form
+        assert 'name="csrfmiddlewaretoken"' in form
+        assert 'value="zh-hans"' in form
+        assert 'value="en"' in form
+
+
+def test_switching_to_english_and_back(admin_client):
+    assert "客户" in admin_client.get("/admin/").content.decode()  # Chinese first
+    response = admin_client.post(
+        "/i18n/setlang/", {"language": "en", "next": "/admin/contacts/externalcontact/"}
+    )
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/contacts/externalcontact/"
+    html = admin_client.get("/admin/").content.decode()
+    assert "Customers" in html
+    assert '<button type="submit" name="language" value="en" lang="en" aria-current="true"' in html
+
+    admin_client.post("/i18n/setlang/", {"language": "zh-hans", "next": "/admin/"})
+    html = admin_client.get("/admin/").content.decode()
+    assert "Customers" not in html
+    assert "客户" in html
+
+
+def test_the_switch_returns_to_this_site_only(admin_client):
+    response = admin_client.post(
+        "/i18n/setlang/", {"language": "en", "next": "https://evil.example/"}
+    )
+    assert response.status_code == 302
+    assert "evil.example" not in response["Location"]
