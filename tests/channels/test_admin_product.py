@@ -199,3 +199,24 @@ def test_a_drafts_landing_link_says_not_yet_published(client, make_code):
     paused = make_code(status=LiveCode.Status.PAUSED)
     text = client.get(f"/l/{paused.slug}/").content.decode()
     assert any(title in text for title in _in_each_language("This code is paused"))
+
+
+# -- the corp preselected ------------------------------------------------------------------------
+
+
+def test_a_new_codes_corp_is_preselected_when_the_user_may_write_in_one(
+    client, django_user_model, corp
+):
+    other = Corp.objects.create(corp_id="wwother", name="别家")
+    user = _user(django_user_model, corp, Role.OPERATOR)
+    member(user, other, role=Role.MANAGER)  # reads another corp: still one to write in
+    client.force_login(user)
+    html = client.get(reverse("admin:channels_app_livecode_add")).content.decode()
+    select = html.split('name="corp"', 1)[1].split("</select>", 1)[0]
+    assert f'<option value="{corp.pk}" selected>' in select
+    assert f'value="{other.pk}"' not in select
+
+    member(user, other, role=Role.OPERATOR)  # two corps: the user chooses
+    html = client.get(reverse("admin:channels_app_livecode_add")).content.decode()
+    select = html.split('name="corp"', 1)[1].split("</select>", 1)[0]
+    assert "selected" not in select.replace('value="" selected', "")
