@@ -30,6 +30,7 @@ from channels_app.forms import (
     LeaderboardForm,
     PoolMemberFormSet,
     ReferralCodeForm,
+    TagPickerForm,
     pool_member_choices,
 )
 from channels_app.models import (
@@ -285,6 +286,13 @@ class LiveCodeAdmin(CorpScopedAdmin):
     ]  # fmt: skip
     inlines = [PoolMemberInline, ScheduleRuleInline, ScheduleOverrideInline, StoreInline]
     actions = ["publish", "pause", "archive", "download_png_zip", "download_poster_zip"]
+    form = TagPickerForm
+
+    def get_form(self, request: HttpRequest, obj: LiveCode | None = None, **kwargs: object):
+        form = super().get_form(request, obj, **kwargs)
+        # The tag picker offers the tags of the corps where this user may write.
+        corp_ids = tenancy.corps_for_user(request.user, WRITE).values_list("pk", flat=True)
+        return type(form.__name__, (form,), {"corp_ids": tuple(corp_ids)})
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[LiveCode]:
         return self.scoped(request, live_codes_with_today()).order_by(

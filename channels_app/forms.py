@@ -13,6 +13,8 @@ from django.utils.translation import gettext_lazy as _
 
 from channels_app.models import PoolMember, ReferralCode
 from channels_app.services.live_codes import POOL_FIELDS, PoolRow, live_code_pool_set
+from contacts.models import Tag
+from contacts.selectors import tag_choices_by_group
 from scrm.csv_import import MAX_BYTES
 from scrm.wecom.models import Corp
 
@@ -127,3 +129,47 @@ def pool_member_choices(field: forms.Field, live_code_id: int | None) -> forms.F
     if live_code_id is None:
         field.help_text = _("Save the staff pool first, then choose its members here.")
     return field
+
+
+class TagPickerForm(forms.ModelForm):
+    """A form whose `tag_ids` (a JSON list of WeCom tag ids) is picked from the tag library,
+    grouped by tag group, instead of typed as JSON. `corp_ids` are the corps whose tags are
+    offered (where the user may write); a tag must belong to the row's own corp."""
+
+    corp_ids: tuple[int, ...] = ()
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        if "tag_ids" not in self.fields:  # read-only for this user
+            return
+        keep = [str(tag_id) for tag_id in (self.instance.tag_ids or [])]
+        field = forms.MultipleChoiceField(
+            label=self.fields["tag_ids"].label, required=False,
+            widget=forms.CheckboxSelectMultiple(attrs={"class": "tag-picker"}),
+            choices=tag_choices_by_group(corp_ids=self.corp_ids, keep=keep),
+            help_text=_("Applied to every customer added through it (WeCom's mark_tag)."),
+        )  # fmt: skip
+        self.fields["tag_ids"] = field
+        self.initial["tag_ids"] = keep
+
+    def clean(self) -> dict:
+        data = super().clean()
+        corp = data.get("corp") or getattr(self.instance, "corp", None)
+        chosen = [tag_id for tag_id in data.get("tag_ids") or [] if tag_id not in self._kept()]
+        if corp is not None and chosen:
+            known = set(
+                Tag.objects.filter(corp=corp, tag_id__in=chosen, deleted=False).values_list(
+                    "tag_id", flat=True
+                )
+            )
+            foreign = [tag_id for tag_id in chosen if tag_id not in known]
+            if foreign:
+                self.add_error("tag_ids", _("Tags of another corp: %(ids)s")
+                               % {"ids": ", ".join(foreign)})  # fmt: skip
+        return data
+
+    def _kept(self) -> set[str]:
+        """Tag ids the row already had: kept as they are, even if gone from the library."""
+        return (
+            {str(tag_id) for tag_id in (self.instance.tag_ids or [])} if self.instance.pk else set()
+        )

@@ -141,7 +141,7 @@ def _live_code_form(corp, channel, members: list) -> dict:
     data = {
         "corp": corp.pk, "channel": channel.pk, "name": "门店海报", "slug": "store-poster",
         "mode": "landing", "strategy": "least_loaded", "skip_verify": "on",
-        "tag_ids": "[]", "welcome_attachments": "[]",
+        "welcome_attachments": "[]",
     }  # fmt: skip
     for prefix in ("pool", "schedules", "overrides", "stores"):
         data |= {f"{prefix}-TOTAL_FORMS": 0, f"{prefix}-INITIAL_FORMS": 0}
@@ -179,7 +179,7 @@ def _change_form(code, pool: list[dict]) -> dict:
     shown (an existing row by its member's id), with delete ticked where asked."""
     data = {
         "channel": code.channel_id, "name": code.name, "slug": code.slug,
-        "strategy": code.strategy, "skip_verify": "on", "tag_ids": "[]",
+        "strategy": code.strategy, "skip_verify": "on",
         "welcome_attachments": "[]", "welcome_text": code.welcome_text,
     }  # fmt: skip
     for prefix in ("schedules", "overrides", "stores"):

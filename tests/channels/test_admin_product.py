@@ -220,3 +220,67 @@ def test_a_new_codes_corp_is_preselected_when_the_user_may_write_in_one(
     html = client.get(reverse("admin:channels_app_livecode_add")).content.decode()
     select = html.split('name="corp"', 1)[1].split("</select>", 1)[0]
     assert "selected" not in select.replace('value="" selected', "")
+
+
+# -- tags picked from the library --------------------------------------------------------------
+
+
+@pytest.fixture
+def library(corp):
+    from contacts.models import Tag, TagGroup
+
+    source = TagGroup.objects.create(corp=corp, group_id="g1", name="来源", order=2)
+    intent = TagGroup.objects.create(corp=corp, group_id="g2", name="意向", order=1)
+    for group, tag_id, name in ((source, "t-xhs", "小红书"), (source, "t-dy", "抖音"),
+                                (intent, "t-hot", "高意向")):  # fmt: skip
+        Tag.objects.create(corp=corp, group=group, tag_id=tag_id, name=name)
+    other = Corp.objects.create(corp_id="wwother", name="别家")
+    elsewhere = TagGroup.objects.create(corp=other, group_id="g9", name="别家的组")
+    Tag.objects.create(corp=other, group=elsewhere, tag_id="t-other", name="别家的标签")
+    return other
+
+
+def _form_data(code: LiveCode, **fields: object) -> dict:
+    data = {"channel": code.channel_id, "name": code.name, "slug": code.slug, "corp": code.corp_id,
+            "mode": code.mode, "strategy": code.strategy, "welcome_attachments": "[]",
+            "welcome_text": ""}  # fmt: skip
+    for prefix in ("pool", "schedules", "overrides", "stores"):
+        data |= {f"{prefix}-TOTAL_FORMS": 0, f"{prefix}-INITIAL_FORMS": 0}
+    return data | fields
+
+
+def test_tags_are_picked_from_the_library_grouped(client, django_user_model, corp, library,
+                                                  make_code):  # fmt: skip
+    code = make_code()
+    client.force_login(_user(django_user_model, corp, Role.OPERATOR))
+    response = client.get(_change(code))
+    field = response.context["adminform"].form.fields["tag_ids"]
+    assert field.choices == [("来源", [("t-xhs", "小红书"), ("t-dy", "抖音")]),
+                             ("意向", [("t-hot", "高意向")])]  # fmt: skip
+    html = response.content.decode()
+    assert 'type="checkbox" name="tag_ids" value="t-hot"' in html
+    assert "t-other" not in html  # another corp's library
+
+    response = client.post(_change(code), _form_data(code, tag_ids=["t-xhs", "t-hot"]))
+    assert response.status_code == 302
+    assert LiveCode.objects.get(pk=code.pk).tag_ids == ["t-xhs", "t-hot"]
+
+
+def test_another_corps_tag_is_refused(admin_client, corp, library, make_code):
+    code = make_code()
+    html = admin_client.get(_change(code)).content.decode()
+    assert "别家 · 别家的组" in html  # a superuser sees every corp's library, each named
+    response = admin_client.post(_change(code), _form_data(code, tag_ids=["t-other"]))
+    assert response.status_code == 200
+    assert "tag_ids" in response.context["adminform"].form.errors
+    assert LiveCode.objects.get(pk=code.pk).tag_ids == []
+
+
+def test_a_tag_gone_from_the_library_is_kept_not_dropped(admin_client, corp, library, make_code):
+    code = make_code(tag_ids=["t-gone", "t-dy"])
+    form = admin_client.get(_change(code)).context["adminform"].form
+    *_library, (_label, missing) = form.fields["tag_ids"].choices
+    assert missing == [("t-gone", "t-gone")]
+    response = admin_client.post(_change(code), _form_data(code, tag_ids=["t-gone", "t-dy"]))
+    assert response.status_code == 302
+    assert LiveCode.objects.get(pk=code.pk).tag_ids == ["t-gone", "t-dy"]
