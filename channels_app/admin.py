@@ -30,7 +30,7 @@ from channels_app.forms import (
     LeaderboardForm,
     PoolMemberFormSet,
     ReferralCodeForm,
-    TagPickerForm,
+    TagPickerAdminMixin,
     pool_member_choices,
 )
 from channels_app.models import (
@@ -264,7 +264,7 @@ class StoreInline(PoolScopedInline):
 
 
 @admin.register(LiveCode)
-class LiveCodeAdmin(CorpScopedAdmin):
+class LiveCodeAdmin(TagPickerAdminMixin, CorpScopedAdmin):
     list_display = ["name", "channel", "mode", "status", scans_today, adds_today,
                     "assigned_of_cap", "is_published", "sync_error"]  # fmt: skip
     list_filter = ["mode", "status", "strategy", "channel", "corp"]
@@ -286,13 +286,6 @@ class LiveCodeAdmin(CorpScopedAdmin):
     ]  # fmt: skip
     inlines = [PoolMemberInline, ScheduleRuleInline, ScheduleOverrideInline, StoreInline]
     actions = ["publish", "pause", "archive", "download_png_zip", "download_poster_zip"]
-    form = TagPickerForm
-
-    def get_form(self, request: HttpRequest, obj: LiveCode | None = None, **kwargs: object):
-        form = super().get_form(request, obj, **kwargs)
-        # The tag picker offers the tags of the corps where this user may write.
-        corp_ids = tenancy.corps_for_user(request.user, WRITE).values_list("pk", flat=True)
-        return type(form.__name__, (form,), {"corp_ids": tuple(corp_ids)})
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[LiveCode]:
         return self.scoped(request, live_codes_with_today()).order_by(

@@ -7,7 +7,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
-from django.http import QueryDict
+from django.http import HttpRequest, QueryDict
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
@@ -16,7 +16,9 @@ from channels_app.services.live_codes import POOL_FIELDS, PoolRow, live_code_poo
 from contacts.models import Tag
 from contacts.selectors import tag_choices_by_group
 from scrm.csv_import import MAX_BYTES
+from scrm.wecom import tenancy
 from scrm.wecom.models import Corp
+from scrm.wecom.tenancy import WRITE
 
 
 class CorpChoiceForm(forms.Form):
@@ -173,3 +175,15 @@ class TagPickerForm(forms.ModelForm):
         return (
             {str(tag_id) for tag_id in (self.instance.tag_ids or [])} if self.instance.pk else set()
         )
+
+
+class TagPickerAdminMixin:
+    """For a ModelAdmin of rows with `tag_ids` and a corp: the tag picker, offering the tags
+    of the corps where the user may write."""
+
+    form = TagPickerForm
+
+    def get_form(self, request: HttpRequest, obj: object = None, **kwargs: object) -> type:
+        form = super().get_form(request, obj, **kwargs)  # type: ignore[misc]
+        corp_ids = tenancy.corps_for_user(request.user, WRITE).values_list("pk", flat=True)
+        return type(form.__name__, (form,), {"corp_ids": tuple(corp_ids)})

@@ -284,3 +284,20 @@ def test_a_tag_gone_from_the_library_is_kept_not_dropped(admin_client, corp, lib
     response = admin_client.post(_change(code), _form_data(code, tag_ids=["t-gone", "t-dy"]))
     assert response.status_code == 302
     assert LiveCode.objects.get(pk=code.pk).tag_ids == ["t-gone", "t-dy"]
+
+
+def test_an_auto_rules_tags_are_picked_too(admin_client, corp, library):
+    from channels_app.models import SourceRule
+
+    url = reverse("admin:channels_app_sourcerule_add")
+    field = admin_client.get(url).context["adminform"].form.fields["tag_ids"]
+    assert ("来源", [("t-xhs", "小红书"), ("t-dy", "抖音")]) in [
+        (label.split(" · ")[-1], options) for label, options in field.choices
+    ]
+    data = {"corp": corp.pk, "name": "小红书来的", "is_active": "on", "priority": 1,
+            "scope": SourceRule._meta.get_field("scope").get_default() or "first_add",
+            "tag_ids": ["t-xhs"], "welcome_attachments": "[]", "weekdays": "1234567"}  # fmt: skip
+    response = admin_client.post(url, data)
+    errors = response.context["adminform"].form.errors if response.status_code == 200 else {}
+    assert response.status_code == 302, errors
+    assert SourceRule.objects.get(name="小红书来的").tag_ids == ["t-xhs"]
