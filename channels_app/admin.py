@@ -25,6 +25,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
 from channels_app.forms import (
+    AttachmentRowsForm,
     CorpChoiceForm,
     CsvUploadForm,
     LeaderboardForm,
@@ -144,6 +145,7 @@ class ChannelAdmin(CorpScopedAdmin):
     ]
     inlines = [ChannelCostInline]
     actions = ["import_costs"]
+    form = AttachmentRowsForm
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Channel]:
         return self.scoped(request, channels_with_today()).order_by(

@@ -11,6 +11,7 @@ from django.http import HttpRequest, QueryDict
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
+from channels_app.attachments import AttachmentRowsField
 from channels_app.models import PoolMember, ReferralCode
 from channels_app.services.live_codes import POOL_FIELDS, PoolRow, live_code_pool_set
 from contacts.models import Tag
@@ -133,7 +134,20 @@ def pool_member_choices(field: forms.Field, live_code_id: int | None) -> forms.F
     return field
 
 
-class TagPickerForm(forms.ModelForm):
+class AttachmentRowsForm(forms.ModelForm):
+    """A form whose `welcome_attachments` are edited as rows, not as raw JSON."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields.get("welcome_attachments")
+        if field is not None and not field.disabled:
+            self.fields["welcome_attachments"] = AttachmentRowsField(
+                label=field.label,
+                help_text=_("One row per attachment (at most 9), sent after the welcome text."),
+            )
+
+
+class TagPickerForm(AttachmentRowsForm):
     """A form whose `tag_ids` (a JSON list of WeCom tag ids) is picked from the tag library,
     grouped by tag group, instead of typed as JSON. `corp_ids` are the corps whose tags are
     offered (where the user may write); a tag must belong to the row's own corp."""

@@ -301,3 +301,47 @@ def test_an_auto_rules_tags_are_picked_too(admin_client, corp, library):
     errors = response.context["adminform"].form.errors if response.status_code == 200 else {}
     assert response.status_code == 302, errors
     assert SourceRule.objects.get(name="小红书来的").tag_ids == ["t-xhs"]
+
+
+# -- welcome attachments as rows ---------------------------------------------------------------
+
+LINK = {"msgtype": "link", "link": {"title": "新人券", "url": "https://shop.example/coupon"}}
+
+
+def test_attachments_are_edited_as_rows(admin_client, make_code):
+    code = make_code(welcome_attachments=[LINK])
+    html = admin_client.get(_change(code)).content.decode()
+    assert 'name="welcome_attachments-0-msgtype"' in html
+    assert 'value="新人券"' in html
+    assert 'value="https://shop.example/coupon"' in html
+    assert 'name="welcome_attachments-2-msgtype"' in html  # blank rows to add more
+
+    rows = {"welcome_attachments-0-msgtype": "link", "welcome_attachments-0-title": "新人券",
+            "welcome_attachments-0-url": "https://shop.example/coupon",
+            "welcome_attachments-1-msgtype": "image",
+            "welcome_attachments-1-media_id": "MEDIA_1"}  # fmt: skip
+    data = {k: v for k, v in _form_data(code).items() if k != "welcome_attachments"} | rows
+    response = admin_client.post(_change(code), data)
+    assert response.status_code == 302
+    assert LiveCode.objects.get(pk=code.pk).welcome_attachments == [
+        LINK,
+        {"msgtype": "image", "image": {"media_id": "MEDIA_1"}},
+    ]
+
+
+def test_an_incomplete_row_is_refused_with_its_number(admin_client, make_code):
+    code = make_code(welcome_attachments=[LINK])
+    data = {k: v for k, v in _form_data(code).items() if k != "welcome_attachments"}
+    data |= {"welcome_attachments-0-msgtype": "link", "welcome_attachments-0-title": "没有链接"}
+    response = admin_client.post(_change(code), data)
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors["welcome_attachments"]
+    assert any("1" in error and "url" in error for error in errors)
+    assert LiveCode.objects.get(pk=code.pk).welcome_attachments == [LINK]
+    # The rows come back as typed, to correct.
+    assert 'value="没有链接"' in response.content.decode()
+
+
+def test_a_channel_edits_its_attachments_as_rows_too(admin_client, channel):
+    url = reverse("admin:channels_app_channel_change", args=[channel.pk])
+    assert 'name="welcome_attachments-0-msgtype"' in admin_client.get(url).content.decode()
