@@ -3,7 +3,7 @@ querysets; actions and pages call the publishing, import and referral services."
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 from django import forms
@@ -22,13 +22,16 @@ from django.utils.http import content_disposition_header
 from django.utils.text import capfirst
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_POST
 
 from channels_app.forms import (
+    AttachmentRowsForm,
     CorpChoiceForm,
     CsvUploadForm,
     LeaderboardForm,
     PoolMemberFormSet,
     ReferralCodeForm,
+    TagPickerAdminMixin,
     pool_member_choices,
 )
 from channels_app.models import (
@@ -142,6 +145,7 @@ class ChannelAdmin(CorpScopedAdmin):
     ]
     inlines = [ChannelCostInline]
     actions = ["import_costs"]
+    form = AttachmentRowsForm
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Channel]:
         return self.scoped(request, channels_with_today()).order_by(
@@ -262,7 +266,7 @@ class StoreInline(PoolScopedInline):
 
 
 @admin.register(LiveCode)
-class LiveCodeAdmin(CorpScopedAdmin):
+class LiveCodeAdmin(TagPickerAdminMixin, CorpScopedAdmin):
     list_display = ["name", "channel", "mode", "status", scans_today, adds_today,
                     "assigned_of_cap", "is_published", "sync_error"]  # fmt: skip
     list_filter = ["mode", "status", "strategy", "channel", "corp"]
@@ -334,6 +338,8 @@ class LiveCodeAdmin(CorpScopedAdmin):
     def qr_preview(self, obj: LiveCode) -> str:
         if obj.pk is None:
             return gettext("Shown after saving.")
+        if obj.published_at is None:  # a draft's QR would be printed before it works
+            return gettext("Shown once the code is published.")
         if obj.mode == LiveCode.Mode.NATIVE and not obj.qr_code:
             return gettext("WeCom makes the QR code when the code is published.")
         url = reverse("admin:channels_app_livecode_png", args=[obj.pk])
@@ -358,8 +364,12 @@ class LiveCodeAdmin(CorpScopedAdmin):
     def publish(self, request: HttpRequest, queryset: QuerySet[LiveCode]) -> HttpResponse | None:
         if not request.POST.get("post"):
             return self._confirm(request, queryset, "publish", gettext("Publish to WeCom"))
+        self._publish(request, queryset.select_related("corp", "channel"))
+        return None
+
+    def _publish(self, request: HttpRequest, live_codes: Iterable[LiveCode]) -> None:
         published = []
-        for live_code in queryset.select_related("corp", "channel"):
+        for live_code in live_codes:
             try:
                 published.append(live_code_publish(live_code=live_code))
             except PublishError as exc:
@@ -370,7 +380,6 @@ class LiveCodeAdmin(CorpScopedAdmin):
         if published:
             text = ngettext("%(n)d code published.", "%(n)d codes published.", len(published))
             self.message_user(request, text % {"n": len(published)}, messages.SUCCESS)
-        return None
 
     @admin.action(permissions=["change"], description=_("Pause"))
     def pause(self, request: HttpRequest, queryset: QuerySet[LiveCode]) -> HttpResponse | None:
@@ -395,6 +404,30 @@ class LiveCodeAdmin(CorpScopedAdmin):
         text = gettext("%(n)d of %(selected)d selected codes set to %(status)s.")
         self.message_user(request, text % {"n": len(codes), "selected": selected, "status": label})
 
+    # -- the buttons of a code's own page ----------------------------------------------------
+
+    STATUS_BUTTONS = ("publish", "pause", "archive")
+
+    def status_view(self, request: HttpRequest, object_id: str, button: str) -> HttpResponse:
+        """Publish, pause or archive one code from its change page (a POST, as the list's
+        actions after their confirmation), then back to the page."""
+        live_code = self.get_object(request, unquote(object_id))
+        if live_code is None or button not in self.STATUS_BUTTONS:
+            raise Http404  # another corp's code, as its change page
+        if not self.has_change_permission(request, live_code):
+            raise PermissionDenied
+        codes = LiveCode.objects.filter(pk=live_code.pk)
+        if button == "publish":
+            self._publish(request, codes.select_related("corp", "channel"))
+        elif button == "pause":
+            self._set_status(request, codes.filter(status=LiveCode.Status.ACTIVE),
+                             LiveCode.Status.PAUSED, 1)  # fmt: skip
+        else:
+            self._set_status(request, codes, LiveCode.Status.ARCHIVED, 1)
+        return HttpResponseRedirect(
+            reverse("admin:channels_app_livecode_change", args=[live_code.pk])
+        )
+
     @admin.action(permissions=["view"], description=_("Download QR codes (PNG) as ZIP"))
     def download_png_zip(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         return self._zip(request, queryset, "png")
@@ -407,7 +440,8 @@ class LiveCodeAdmin(CorpScopedAdmin):
              kind: imports.QrKind) -> HttpResponse | None:  # fmt: skip
         try:
             export = imports.live_codes_export(live_codes=queryset, kind=kind,
-                                               base_url=_base_url(request))  # fmt: skip
+                                               base_url=_base_url(request),
+                                               published_only=True)  # fmt: skip
         except ValidationError as exc:
             self.message_user(request, " ".join(exc.messages), messages.ERROR)
             return None
@@ -433,6 +467,8 @@ class LiveCodeAdmin(CorpScopedAdmin):
                  name=f"{name}_png"),
             path("<path:object_id>/poster.png", wrap(self.image_view), {"kind": "poster"},
                  name=f"{name}_poster"),
+            path("<path:object_id>/status/<str:button>/", wrap(require_POST(self.status_view)),
+                 name=f"{name}_status"),
             *super().get_urls(),
         ]  # fmt: skip
 
@@ -446,7 +482,8 @@ class LiveCodeAdmin(CorpScopedAdmin):
             raise PermissionDenied
         try:
             image = imports.live_code_image(live_code=live_code, kind=kind,
-                                            base_url=_base_url(request))  # fmt: skip
+                                            base_url=_base_url(request),
+                                            published_only=True)  # fmt: skip
         except imports.QrUnavailable as exc:
             if request.GET.get("inline"):  # the change page's <img>: no page to show a message on
                 return HttpResponse(exc.message, status=404, content_type="text/plain")

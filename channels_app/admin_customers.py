@@ -12,9 +12,12 @@ from django.utils.translation import gettext_lazy as _
 
 from channels_app.models import Attribution, Channel, LiveCode
 from channels_app.selectors import customers_with_first_source_names
-from contacts.admin import ExternalContactAdmin, FirstSourceInline
+from channels_app.state import LANDING_SLOT_REGEX
+from contacts.admin import ExternalContactAdmin, FirstSourceInline, FirstSourceStateFilter
 from contacts.models import ExternalContact, FirstSource
 from scrm.wecom import tenancy
+
+NO_CHANNEL = "none"
 
 
 class FirstChannelFilter(admin.SimpleListFilter):
@@ -24,13 +27,27 @@ class FirstChannelFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
         channels = tenancy.scope(Channel.objects.select_related("corp"), request.user)
         channels = channels.order_by("corp__name", "code")
-        return [(str(channel.pk), str(channel)) for channel in channels]
+        return [(NO_CHANNEL, _("No channel")),
+                *((str(channel.pk), str(channel)) for channel in channels)]  # fmt: skip
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         value = self.value()
+        if value == NO_CHANNEL:  # a first source whose add no channel's code brought
+            return queryset.filter(first_source__isnull=False).exclude(
+                first_source__add_event__attribution__channel__isnull=False
+            )
         if value is not None and value.isdigit():
             return queryset.filter(first_source__add_event__attribution__channel_id=int(value))
         return queryset
+
+
+class FirstStateFilter(FirstSourceStateFilter):
+    """The first state filter without the landing slots' states: there is one per slot, they
+    mean nothing to an operator, and the channel and live code filters already find those
+    customers."""
+
+    def first_sources(self, request: HttpRequest) -> QuerySet[FirstSource]:
+        return super().first_sources(request).exclude(state__regex=LANDING_SLOT_REGEX)
 
 
 class FirstLiveCodeFilter(admin.SimpleListFilter):
@@ -94,7 +111,14 @@ class CustomerSourceAdmin(ExternalContactAdmin):
         "external_userid",
         "corp",
     ]
-    list_filter = [FirstChannelFilter, FirstLiveCodeFilter, *ExternalContactAdmin.list_filter]
+    list_filter = [
+        FirstChannelFilter,
+        FirstLiveCodeFilter,
+        *(
+            FirstStateFilter if spec is FirstSourceStateFilter else spec
+            for spec in ExternalContactAdmin.list_filter
+        ),
+    ]
 
     def get_inlines(self, request: HttpRequest, obj: ExternalContact | None) -> list:
         return [

@@ -5,6 +5,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
+from channels_app.forms import TagPickerAdminMixin
 from channels_app.models import GroupJoinWay, GroupMemberJoin, SourceRule, WelcomeDelivery
 from channels_app.services.groups import group_join_way_publish
 from channels_app.services.publishing import PublishError
@@ -13,7 +14,7 @@ from scrm.wecom.admin_tenancy import CorpScopedAdmin
 
 
 @admin.register(SourceRule)
-class SourceRuleAdmin(CorpScopedAdmin):
+class SourceRuleAdmin(TagPickerAdminMixin, CorpScopedAdmin):
     list_display = ["name", "corp", "is_active", "priority", "scope", "channel", "channel_type",
                     "live_code", "add_way", "state_prefix", "weekdays"]  # fmt: skip
     list_filter = ["is_active", "scope", "channel_type", "corp"]

@@ -7,14 +7,19 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
-from django.http import QueryDict
+from django.http import HttpRequest, QueryDict
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
+from channels_app.attachments import AttachmentRowsField
 from channels_app.models import PoolMember, ReferralCode
 from channels_app.services.live_codes import POOL_FIELDS, PoolRow, live_code_pool_set
+from contacts.models import Tag
+from contacts.selectors import tag_choices_by_group
 from scrm.csv_import import MAX_BYTES
+from scrm.wecom import tenancy
 from scrm.wecom.models import Corp
+from scrm.wecom.tenancy import WRITE
 
 
 class CorpChoiceForm(forms.Form):
@@ -127,3 +132,72 @@ def pool_member_choices(field: forms.Field, live_code_id: int | None) -> forms.F
     if live_code_id is None:
         field.help_text = _("Save the staff pool first, then choose its members here.")
     return field
+
+
+class AttachmentRowsForm(forms.ModelForm):
+    """A form whose `welcome_attachments` are edited as rows, not as raw JSON."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields.get("welcome_attachments")
+        if field is not None and not field.disabled:
+            self.fields["welcome_attachments"] = AttachmentRowsField(
+                label=field.label,
+                help_text=_("One row per attachment (at most 9), sent after the welcome text."),
+            )
+
+
+class TagPickerForm(AttachmentRowsForm):
+    """A form whose `tag_ids` (a JSON list of WeCom tag ids) is picked from the tag library,
+    grouped by tag group, instead of typed as JSON. `corp_ids` are the corps whose tags are
+    offered (where the user may write); a tag must belong to the row's own corp."""
+
+    corp_ids: tuple[int, ...] = ()
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        if "tag_ids" not in self.fields:  # read-only for this user
+            return
+        keep = [str(tag_id) for tag_id in (self.instance.tag_ids or [])]
+        field = forms.MultipleChoiceField(
+            label=self.fields["tag_ids"].label, required=False,
+            widget=forms.CheckboxSelectMultiple(attrs={"class": "tag-picker"}),
+            choices=tag_choices_by_group(corp_ids=self.corp_ids, keep=keep),
+            help_text=_("Applied to every customer added through it (WeCom's mark_tag)."),
+        )  # fmt: skip
+        self.fields["tag_ids"] = field
+        self.initial["tag_ids"] = keep
+
+    def clean(self) -> dict:
+        data = super().clean()
+        corp = data.get("corp") or getattr(self.instance, "corp", None)
+        chosen = [tag_id for tag_id in data.get("tag_ids") or [] if tag_id not in self._kept()]
+        if corp is not None and chosen:
+            known = set(
+                Tag.objects.filter(corp=corp, tag_id__in=chosen, deleted=False).values_list(
+                    "tag_id", flat=True
+                )
+            )
+            foreign = [tag_id for tag_id in chosen if tag_id not in known]
+            if foreign:
+                self.add_error("tag_ids", _("Tags of another corp: %(ids)s")
+                               % {"ids": ", ".join(foreign)})  # fmt: skip
+        return data
+
+    def _kept(self) -> set[str]:
+        """Tag ids the row already had: kept as they are, even if gone from the library."""
+        return (
+            {str(tag_id) for tag_id in (self.instance.tag_ids or [])} if self.instance.pk else set()
+        )
+
+
+class TagPickerAdminMixin:
+    """For a ModelAdmin of rows with `tag_ids` and a corp: the tag picker, offering the tags
+    of the corps where the user may write."""
+
+    form = TagPickerForm
+
+    def get_form(self, request: HttpRequest, obj: object = None, **kwargs: object) -> type:
+        form = super().get_form(request, obj, **kwargs)  # type: ignore[misc]
+        corp_ids = tenancy.corps_for_user(request.user, WRITE).values_list("pk", flat=True)
+        return type(form.__name__, (form,), {"corp_ids": tuple(corp_ids)})

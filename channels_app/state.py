@@ -27,6 +27,9 @@ MAX_LENGTH = 30
 DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 KINDS = {"N": "native", "L": "landing", "R": "referral", "G": "group"}
 KIND_LETTERS = {name: letter for letter, name in KINDS.items()}
+# A landing slot's state (kind L), as a database regex: one per slot, an internal detail that
+# names no code an operator knows (the code and channel are the first source's own columns).
+LANDING_SLOT_REGEX = r"^scL[0-9a-z]{1,10}S[0-9a-z]{1,10}[0-9a-z]{2}$"
 PATTERN = re.compile(r"^sc([NLRG])([0-9a-z]{1,10})(?:S([0-9a-z]{1,10}))?([0-9a-z]{2})$")
 
 

@@ -81,6 +81,8 @@ def _landing(request: HttpRequest, config: LandingConfig | None) -> HttpResponse
     if config is None:
         return _page(request, "unavailable.html", {"reason": "missing"}, status=404)
     live_code = config.live_code
+    if live_code.status == LiveCode.Status.DRAFT:  # not yet, rather than no longer
+        return _page(request, "unavailable.html", {"reason": "draft", "code": live_code}, 404)
     if live_code.status != LiveCode.Status.ACTIVE:
         return _page(request, "unavailable.html", {"reason": "paused", "code": live_code}, 410)
 

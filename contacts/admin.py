@@ -38,9 +38,14 @@ class FirstSourceStateFilter(admin.SimpleListFilter):
     title = _("first state")
     parameter_name = "first_state"
 
+    def first_sources(self, request: HttpRequest) -> QuerySet[FirstSource]:
+        """The first sources whose states are offered (channels_app leaves out its internal
+        ones)."""
+        return tenancy.scope(FirstSource.objects.exclude(state=""), request.user)
+
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
         states = (
-            tenancy.scope(FirstSource.objects.exclude(state=""), request.user)
+            self.first_sources(request)
             .order_by("state")
             .values_list("state", flat=True)
             .distinct()[:100]
@@ -51,6 +56,26 @@ class FirstSourceStateFilter(admin.SimpleListFilter):
         if self.value():
             return queryset.filter(first_source__state=self.value())
         return queryset
+
+
+class FirstAddedWeekFilter(admin.SimpleListFilter):
+    """This week's and last week's new customers, each week the corp's own (Monday to Sunday
+    in its time zone); the date filter below counts days in the server's zone."""
+
+    title = _("first added in")
+    parameter_name = "first_added_week"
+    WEEKS_AGO = {"this": 0, "last": 1}
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        return [("this", _("This week")), ("last", _("Last week"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        weeks_ago = self.WEEKS_AGO.get(self.value() or "")
+        if weeks_ago is None:
+            return queryset
+        return queryset.filter(
+            days.corp_week_q("first_source__added_at", weeks_ago=weeks_ago, corp="corp")
+        )
 
 
 class FirstAddStaffFilter(admin.RelatedOnlyFieldListFilter):
@@ -154,6 +179,7 @@ class ExternalContactAdmin(CorpScopedAdmin):
         FirstSourceAddWayFilter,
         ("first_source__staff", FirstAddStaffFilter),
         FirstSourceStateFilter,
+        FirstAddedWeekFilter,
         ("first_source__added_at", FirstAddedAtFilter),
         "corp",
     ]

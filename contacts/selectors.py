@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.db.models import F, Prefetch, QuerySet
+from django.utils.translation import gettext as _
 
 from contacts.filters import FIRST_ATTRIBUTION, ExternalContactFilter
 from contacts.models import ExternalContact, FollowRelation
@@ -41,3 +43,27 @@ def external_contact_ids_pending_details(*, limit: int = 500) -> list[int]:
         .order_by("pk")
         .values_list("pk", flat=True)[:limit]
     )
+
+
+def tag_choices_by_group(*, corp_ids: Sequence[int], keep: Sequence[str] = ()) -> list:
+    """The tag library of these corps as grouped choices for a tag picker: [(group label,
+    [(tag_id, name), ...]), ...] in WeCom's order, a group named with its corp when there are
+    several corps. Tag ids in `keep` that the library lacks (a tag deleted since) are offered
+    under their id, so saving a form never drops them unseen."""
+    from contacts.models import Tag
+
+    tags = (
+        Tag.objects.filter(corp_id__in=corp_ids, deleted=False, group__deleted=False)
+        .select_related("group", "corp")
+        .order_by("corp__name", "-group__order", "group__name", "group_id", "-order", "name")
+    )
+    groups: dict[int, tuple[str, list[tuple[str, str]]]] = {}
+    for tag in tags:
+        label = tag.group.name if len(corp_ids) == 1 else f"{tag.corp.name} · {tag.group.name}"
+        groups.setdefault(tag.group_id, (label, []))[1].append((tag.tag_id, tag.name))
+    choices: list = list(groups.values())
+    known = {tag_id for _label, options in choices for tag_id, _name in options}
+    missing = [(tag_id, tag_id) for tag_id in keep if tag_id not in known]
+    if missing:
+        choices.append((_("Not in the tag library"), missing))
+    return choices

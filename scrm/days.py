@@ -80,6 +80,11 @@ def day_bounds(day: date, where: Corp | tzinfo) -> tuple[datetime | None, dateti
     return days_bounds(day, day, where)
 
 
+def week_start(day: date) -> date:
+    """The Monday of `day`'s week (weeks run Monday to Sunday, as in China)."""
+    return day - timedelta(days=day.weekday())
+
+
 def local_day(field: str, where: Corp | tzinfo) -> TruncDate:
     """The local day of a datetime column, as a database expression (to group by)."""
     return TruncDate(field, tzinfo=zone(where))
@@ -201,6 +206,24 @@ def corp_days_q(
     combined = Q()
     for condition, tz in _zone_cases(corp, zones):
         start, end = days_bounds(first, last, tz)
+        bounds = Q(**{f"{field}__gte": start}) if start is not None else Q()
+        if end is not None:
+            bounds &= Q(**{f"{field}__lt": end})
+        combined |= condition & bounds
+    return combined
+
+
+def corp_week_q(
+    field: str, *, weeks_ago: int = 0, corp: str = "corp", now: datetime | None = None
+) -> Q:
+    """Rows whose datetime `field` lies in the current local week (Monday to Sunday) of the
+    row's own corp, or in the week `weeks_ago` weeks before it: each corp's "this week"
+    starts on its own Monday."""
+    now = now or timezone.now()  # one clock for every zone
+    combined = Q()
+    for condition, tz in _zone_cases(corp, None):
+        monday = week_start(today(tz, now=now)) - timedelta(weeks=weeks_ago)
+        start, end = days_bounds(monday, monday + timedelta(days=6), tz)
         bounds = Q(**{f"{field}__gte": start}) if start is not None else Q()
         if end is not None:
             bounds &= Q(**{f"{field}__lt": end})

@@ -61,7 +61,7 @@ else:
 SECRETS_KEY = env.list("SECRETS_KEY", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "scrm.admin_site.ScrmAdminConfig",  # django.contrib.admin, with the product first
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

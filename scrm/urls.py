@@ -2,17 +2,11 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth.decorators import login_required
 from django.urls import include, path
-from django.utils.translation import gettext_lazy as _
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from scrm.api_root import ApiRootView
 from scrm.wecom import views as wecom_views
-
-# The operators' console is the product's face: our name, not Django's.
-admin.site.site_header = _("Channel-attribution SCRM")
-admin.site.site_title = _("Channel-attribution SCRM")
-admin.site.index_title = _("Operations console")
 
 urlpatterns = [
     # First and not nested in an include: WeCom's callback is the URL resolved most often.
@@ -20,6 +14,7 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
     path("reports/", include("analytics.urls")),
+    path("i18n/", include("django.conf.urls.i18n")),  # set_language: the console's switch
     # The schema needs the API's login (session or token); the docs page, opened in a
     # browser, sends an anonymous visitor to the admin's login and back.
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -453,11 +453,17 @@ def _as_png(image: bytes) -> bytes:
     return buffer.getvalue()
 
 
-def live_code_image(*, live_code: LiveCode, kind: QrKind, base_url: str) -> bytes:
+def live_code_image(
+    *, live_code: LiveCode, kind: QrKind, base_url: str, published_only: bool = False
+) -> bytes:
     """A PNG of the code's QR, or a poster around it. Landing codes encode our tracked link;
-    native codes use WeCom's own image. Raises QrUnavailable with the reason."""
+    native codes use WeCom's own image. Raises QrUnavailable with the reason. With
+    `published_only`, a code never published has none: a printed draft's link would only say
+    "not yet published" to every customer who scans it."""
     from channels_app import qr
 
+    if published_only and live_code.published_at is None:
+        raise QrUnavailable(_("not published yet: publish the code first"))
     try:
         if live_code.mode == LiveCode.Mode.LANDING:
             content = landing_url(live_code, base_url)
@@ -492,10 +498,12 @@ def _unique(name: str, used: set[str]) -> str:
     return candidate
 
 
-def live_codes_export(*, live_codes: Iterable[LiveCode], kind: QrKind, base_url: str) -> QrExport:
+def live_codes_export(
+    *, live_codes: Iterable[LiveCode], kind: QrKind, base_url: str, published_only: bool = False
+) -> QrExport:
     """One image per code, in a ZIP with unique file names. Codes without an image (a native
-    code not yet published, an unreachable WeCom image) are skipped and listed in
-    skipped.txt inside the ZIP, never a crash."""
+    code not yet published, with `published_only` any code not yet published, an unreachable
+    WeCom image) are skipped and listed in skipped.txt inside the ZIP, never a crash."""
     from channels_app import qr
 
     codes = list(live_codes)
@@ -508,7 +516,8 @@ def live_codes_export(*, live_codes: Iterable[LiveCode], kind: QrKind, base_url:
     used: set[str] = set()
     for live_code in codes:
         try:
-            image = live_code_image(live_code=live_code, kind=kind, base_url=base_url)
+            image = live_code_image(live_code=live_code, kind=kind, base_url=base_url,
+                                    published_only=published_only)  # fmt: skip
         except QrUnavailable as exc:
             skipped.append((live_code, exc.message))
             continue

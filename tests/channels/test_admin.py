@@ -141,7 +141,7 @@ def _live_code_form(corp, channel, members: list) -> dict:
     data = {
         "corp": corp.pk, "channel": channel.pk, "name": "门店海报", "slug": "store-poster",
         "mode": "landing", "strategy": "least_loaded", "skip_verify": "on",
-        "tag_ids": "[]", "welcome_attachments": "[]",
+        "welcome_attachments": "[]",
     }  # fmt: skip
     for prefix in ("pool", "schedules", "overrides", "stores"):
         data |= {f"{prefix}-TOTAL_FORMS": 0, f"{prefix}-INITIAL_FORMS": 0}
@@ -179,7 +179,7 @@ def _change_form(code, pool: list[dict]) -> dict:
     shown (an existing row by its member's id), with delete ticked where asked."""
     data = {
         "channel": code.channel_id, "name": code.name, "slug": code.slug,
-        "strategy": code.strategy, "skip_verify": "on", "tag_ids": "[]",
+        "strategy": code.strategy, "skip_verify": "on",
         "welcome_attachments": "[]", "welcome_text": code.welcome_text,
     }  # fmt: skip
     for prefix in ("schedules", "overrides", "stores"):
@@ -430,7 +430,7 @@ def test_referral_add_form_generates_through_the_service(admin_client, make_code
 
 @pytest.mark.parametrize("view", ["png", "poster"])
 def test_per_code_downloads_are_png(admin_client, make_code, view):
-    code = make_code()
+    code = live_code_publish(live_code=make_code())
     response = admin_client.get(_url(LiveCode, view, code.pk))
     assert response.status_code == 200
     assert response["Content-Type"] == "image/png"
@@ -451,7 +451,8 @@ def test_unpublished_native_code_download_explains_instead_of_failing(admin_clie
 
 @pytest.mark.parametrize("action", ["download_png_zip", "download_poster_zip"])
 def test_zip_actions(admin_client, make_code, action):
-    codes = [make_code(name="海报"), make_code(name="海报"), make_code(mode="native")]
+    posters = [live_code_publish(live_code=make_code(name="海报")) for _ in range(2)]
+    codes = [*posters, make_code(mode="native")]
     response = _action(admin_client, action, codes)
     assert response.status_code == 200
     assert response["Content-Type"] == "application/zip"
