@@ -27,7 +27,8 @@ from analytics.models import WINDOWS, Touch
 from analytics.reports import ChannelReport, DailyReport, ReportParams
 from analytics.reports import base as definitions
 from analytics.reports.base import GROUPS, ReportError, ReportResult
-from channels_app.models import Channel, LiveCode
+from analytics.selectors import DrillDownError, drill_down_rows
+from channels_app.models import Channel
 from scrm.api_filters import StrictQuerySerializer
 from scrm.api_tenancy import CorpField, CorpRolePermission
 from scrm.wecom import tenancy
@@ -57,19 +58,11 @@ class ReportQuerySerializer(StrictQuerySerializer):
     format = serializers.ChoiceField(choices=ANSWER_FORMATS, default="json", help_text=FORMAT_HELP)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        # The drill-down ids must be the corp's own: another corp's channel is "no such channel".
-        corp = attrs["corp"]
-        if (
-            "channel" in attrs
-            and not Channel.objects.filter(corp=corp, pk=attrs["channel"]).exists()
-        ):
-            raise ValidationError({"channel": _("No such channel in this corp.")})
-        if "live_code" in attrs:
-            code = LiveCode.objects.filter(corp=corp, pk=attrs["live_code"]).first()
-            if code is None:
-                raise ValidationError({"live_code": _("No such live code in this corp.")})
-            if attrs.get("channel", code.channel_id) != code.channel_id:
-                raise ValidationError({"live_code": _("This live code is not of that channel.")})
+        try:
+            drill_down_rows(corp=attrs["corp"], channel_id=attrs.get("channel"),
+                            live_code_id=attrs.get("live_code"))  # fmt: skip
+        except DrillDownError as exc:
+            raise ValidationError({exc.field: str(exc)}) from exc
         return attrs
 
     def get_fields(self) -> dict[str, serializers.Field]:

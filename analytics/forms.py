@@ -15,7 +15,8 @@ from analytics.models import WINDOWS, Touch
 from analytics.periods import CUSTOM, DEFAULT_PERIOD, PERIODS, period_dates, period_previous
 from analytics.reports import ReportParams
 from analytics.reports.base import ReportError
-from channels_app.models import Channel, LiveCode
+from analytics.selectors import DrillDownError, drill_down_rows
+from channels_app.models import Channel
 from scrm import days
 from scrm.wecom.models import Corp
 
@@ -134,22 +135,14 @@ class ReportFilterForm(forms.Form):
         return data
 
     def _clean_drill_down(self, data: dict[str, Any], corp: Corp) -> None:
-        """The channel and live code, as rows of the chosen corp (one query each, if given)."""
-        channel_id, code_id = data.get("channel"), data.get("live_code")
-        channel = code = None
-        if channel_id is not None:
-            channel = Channel.objects.filter(corp=corp, pk=channel_id).first()
-            if channel is None:
-                self.add_error("channel", gettext("No such channel in this corp."))
-        if code_id is not None:
-            code = LiveCode.objects.filter(corp=corp, pk=code_id).select_related("channel").first()
-            if code is None:
-                self.add_error("live_code", gettext("No such live code in this corp."))
-            elif channel_id is not None and code.channel_id != channel_id:
-                self.add_error("live_code", gettext("This live code is not of that channel."))
-            else:
-                channel = code.channel
-        data["channel"], data["live_code"] = channel, code
+        """The channel and live code, as rows of the chosen corp."""
+        try:
+            data["channel"], data["live_code"] = drill_down_rows(
+                corp=corp, channel_id=data.get("channel"), live_code_id=data.get("live_code")
+            )
+        except DrillDownError as exc:
+            self.add_error(exc.field, str(exc))
+            data["channel"] = data["live_code"] = None
 
     # -- what a valid form gives ----------------------------------------------------------------
 

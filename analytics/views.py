@@ -20,7 +20,8 @@ from analytics import pages
 from analytics.definitions import DEFINITIONS
 from analytics.forms import ReportFilterForm
 from analytics.reports import ChannelReport, DailyReport
-from analytics.selectors import channel_groups, corps_for_user
+from analytics.selectors import channel_groups
+from scrm.wecom import tenancy
 
 ECHARTS_VERSION = "6.1.0"  # static/vendor/echarts/<version>/ (see static/vendor/README.md)
 TEMPLATE = "analytics/report.html"
@@ -50,7 +51,7 @@ def _tabs(form: ReportFilterForm, group_by: str) -> list[dict[str, Any]]:
 
 def _report_page(request: HttpRequest, group_by: str) -> HttpResponse:
     context = _base_context(request, group_by)
-    corps = list(corps_for_user(user=request.user))
+    corps = list(tenancy.corps_for_user(request.user, tenancy.READ))
     if not corps:
         return render(request, TEMPLATE, {**context, "no_corps": True})
     form = ReportFilterForm(request.GET, corps=corps, breakdown=group_by in pages.BREAKDOWNS)
