@@ -4,7 +4,10 @@ one event at a time. A rebuild replaces a corp's days in one transaction; report
 tables only. Keys: flow figures by the day they happened, cohort figures by the day of the
 customer's first add (first touch decides channel, live code and staff)."""
 
+from decimal import Decimal
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -382,3 +385,106 @@ class ExportJob(models.Model):
         if self.status == self.Status.DONE:
             return 1.0
         return min(self.rows_done / self.rows_total, 1.0) if self.rows_total else 0.0
+
+
+class DecisionSettings(models.Model):
+    """A corp's choices for the decisions taken from its data (analytics.decisions): the quality
+    score's weights and the actions on its ranking, the surge rule, the budget advice's
+    thresholds and the staff report's alert. A corp without a row uses the defaults
+    (`decision_settings_for`); nothing here is applied to spend automatically."""
+
+    corp = models.OneToOneField(
+        Corp, on_delete=models.CASCADE, related_name="+", verbose_name=_("corp")
+    )
+    # Channel quality score: each part normalised across the corp's channels (0..1), weighted.
+    quality_weight_scans = models.PositiveSmallIntegerField(_("weight: scan volume"), default=15)
+    quality_weight_scan_to_add = models.PositiveSmallIntegerField(
+        _("weight: scan to add"), default=15
+    )
+    quality_weight_consult = models.PositiveSmallIntegerField(
+        _("weight: consulted within 72 h"), default=20
+    )
+    quality_weight_reply_speed = models.PositiveSmallIntegerField(
+        _("weight: reply speed"), default=15
+    )
+    quality_weight_retention = models.PositiveSmallIntegerField(
+        _("weight: retained after 30 days"), default=20
+    )
+    quality_weight_revenue = models.PositiveSmallIntegerField(
+        _("weight: revenue per new customer"), default=15
+    )
+    quality_days = models.PositiveSmallIntegerField(
+        _("quality score period (days)"),
+        default=30,
+        help_text=_("The score's parts are computed over this many days up to today."),
+    )
+    quality_top_n = models.PositiveSmallIntegerField(_("top channels"), default=5)
+    quality_tag_customers = models.BooleanField(_("tag the top channels' customers"), default=True)
+    quality_tag_name = models.CharField(_("tag for the top channels"), max_length=30,
+                                        default="高潜力")  # fmt: skip
+    quality_order_pickers = models.BooleanField(
+        _("list the top channels' live codes first"), default=True
+    )
+    # Surge: a live code's scans or adds of the last hour against the same hour of the week.
+    surge_enabled = models.BooleanField(_("detect surges"), default=True)
+    surge_multiplier = models.DecimalField(
+        _("surge: times the usual level"), max_digits=5, decimal_places=2, default=3
+    )
+    surge_min_count = models.PositiveIntegerField(_("surge: at least"), default=20)
+    surge_weeks = models.PositiveSmallIntegerField(_("surge: weeks of history"), default=4)
+    surge_tag_name = models.CharField(_("tag for surge customers"), max_length=30,
+                                      default="紧急跟进")  # fmt: skip
+    auto_tag_group = models.CharField(_("tag group of these tags"), max_length=30,
+                                      default="智能标签")  # fmt: skip
+    # Budget advice from the median first reply time of a channel's new customers' staff.
+    budget_reduce_above_hours = models.DecimalField(
+        _("advise less budget above (hours)"), max_digits=5, decimal_places=2, default=4
+    )
+    budget_increase_below_hours = models.DecimalField(
+        _("advise more budget below (hours)"), max_digits=5, decimal_places=2, default=2
+    )
+    # Staff report: adds the staff member initiated (add_way), as a share of their adds.
+    staff_initiated_alert_share = models.DecimalField(
+        _("alert when staff-initiated adds exceed"),
+        max_digits=4,
+        decimal_places=3,
+        default=Decimal("0.100"),
+        help_text=_("A share between 0 and 1: 0.1 is 10 %."),
+    )
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("decision settings")
+        verbose_name_plural = _("decision settings")
+
+    def __str__(self) -> str:
+        return str(self.corp)
+
+    def clean(self) -> None:
+        if not any(weight for _name, weight in self.quality_weights()):
+            raise ValidationError(_("At least one quality weight must be above 0."))
+        if self.budget_increase_below_hours > self.budget_reduce_above_hours:
+            raise ValidationError(
+                _("The threshold for more budget must not be above the one for less.")
+            )
+        if not Decimal(0) <= self.staff_initiated_alert_share <= Decimal(1):
+            raise ValidationError(_("The staff alert share is between 0 and 1."))
+
+    def quality_weights(self) -> list[tuple[str, int]]:
+        """(part, weight) in the score's order; the parts are named as in analytics.decisions."""
+        return [
+            ("scans", self.quality_weight_scans),
+            ("scan_to_add", self.quality_weight_scan_to_add),
+            ("consult_72h_rate", self.quality_weight_consult),
+            ("reply_speed", self.quality_weight_reply_speed),
+            ("retained_30d_rate", self.quality_weight_retention),
+            ("revenue_per_customer", self.quality_weight_revenue),
+        ]
+
+
+def decision_settings_for(corp: Corp | int) -> DecisionSettings:
+    """The corp's saved settings, or the defaults (unsaved) when it has none: reading never
+    writes."""
+    corp_id = corp if isinstance(corp, int) else corp.pk
+    found = DecisionSettings.objects.filter(corp_id=corp_id).first()
+    return found or DecisionSettings(corp_id=corp_id)

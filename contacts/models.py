@@ -389,6 +389,8 @@ class CustomerTag(models.Model):
         LIVE_CODE = "live_code", _("live code")
         MANUAL = "manual", _("operator")
         WECOM = "wecom", _("WeCom")
+        QUALITY = "quality", _("channel quality ranking")
+        SURGE = "surge", _("surge")
 
     corp = models.ForeignKey(
         Corp, on_delete=models.CASCADE, related_name="+", verbose_name=_("corp")

@@ -208,6 +208,25 @@ def tag_create(*, group: TagGroup, name: str, order: int = 0) -> Tag:
     return Tag.objects.get(corp=group.corp, tag_id=item["tag"][0]["id"])
 
 
+def tag_ensure(*, corp: Corp, group_name: str, name: str) -> Tag:
+    """The corp's tag `name` in the group `group_name`, created in WeCom (then mirrored) when
+    the library has no such tag: the tags the system applies by itself (高潜力, 紧急跟进) exist
+    before they are used. Raises TagLibraryError when WeCom refuses."""
+    existing = (
+        Tag.objects.filter(corp=corp, name=name, deleted=False, group__name=group_name,
+                           group__deleted=False)
+        .order_by("pk")
+        .first()
+    )  # fmt: skip
+    if existing is not None:
+        return existing
+    group = TagGroup.objects.filter(corp=corp, name=group_name, deleted=False).first()
+    if group is not None:
+        return tag_create(group=group, name=name)
+    group = tag_group_create(corp=corp, name=group_name, tag_names=[name])
+    return Tag.objects.get(corp=corp, group=group, name=name, deleted=False)
+
+
 def tag_rename(*, target: Tag | TagGroup, name: str, order: int | None = None) -> None:
     """Rename (and reorder) a tag or a tag group in WeCom (edit_corp_tag), then the mirror.
     Nothing is sent when nothing changes. Raises TagLibraryError."""

@@ -21,8 +21,9 @@ SECTION_ORDER = {
     "channels_app": 0,
     "contacts": 1,
     REPORTS_LABEL: 2,
-    "wecom": 3,
-    "wecom_sandbox": 4,
+    "analytics": 3,  # the decisions' settings, next to the reports they steer
+    "wecom": 4,
+    "wecom_sandbox": 5,
     "django_celery_beat": 20,
     "authtoken": 21,
     "auth": 22,

@@ -23,7 +23,7 @@ def _sections(html: str) -> list[str]:
 
 def test_the_index_lists_the_product_first_and_the_framework_last(admin_client):
     sections = _sections(admin_client.get("/admin/").content.decode())
-    assert sections[:4] == ["channels_app", "contacts", "reports", "wecom"]
+    assert sections[:5] == ["channels_app", "contacts", "reports", "analytics", "wecom"]
     assert sections[-3:] == ["django_celery_beat", "authtoken", "auth"]
 
 
@@ -42,7 +42,7 @@ def test_an_operator_sees_the_product_sections_only(client, django_user_model, c
     member(user, corp)
     client.force_login(user)
     sections = _sections(client.get("/admin/").content.decode())
-    assert sections[:3] == ["channels_app", "contacts", "reports"]
+    assert sections[:4] == ["channels_app", "contacts", "reports", "analytics"]
     assert not {"django_celery_beat", "authtoken", "auth"} & set(sections)
 
 

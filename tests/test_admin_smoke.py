@@ -63,6 +63,7 @@ def every_model_row(sandbox_corp, corp, post_event, admin_user) -> None:
 def _channel_and_lifecycle_rows(corp: Corp) -> None:
     """One row of every channels and lifecycle model, built directly (their flows have their
     own tests); enough for each admin change page to open."""
+    from analytics.models import DecisionSettings
     from channels_app import models as ch
     from channels_app.services.live_codes import live_code_create
     from contacts import models as co
@@ -100,6 +101,7 @@ def _channel_and_lifecycle_rows(corp: Corp) -> None:
     run = co.CalibrationRun.objects.create(corp=corp, since=dt.date(2026, 6, 1), status="done")
     co.CalibrationDeviation.objects.create(corp=corp, run=run, staff=staff,
                                            day=dt.date(2026, 6, 1), ours=1, wecom=2)  # fmt: skip
+    DecisionSettings.objects.create(corp=corp)
 
 
 @pytest.mark.parametrize(("model", "model_admin"), ADMINS, ids=ADMIN_IDS)

@@ -1,0 +1,67 @@
+from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
+
+from analytics.models import DecisionSettings
+from scrm.wecom.admin_tenancy import CorpScopedAdmin
+
+
+@admin.register(DecisionSettings)
+class DecisionSettingsAdmin(CorpScopedAdmin):
+    list_display = ["corp", "quality_top_n", "quality_tag_customers", "surge_enabled",
+                    "staff_initiated_alert_share", "updated_at"]  # fmt: skip
+    list_select_related = ["corp"]
+    readonly_fields = ["updated_at"]
+    fieldsets = [
+        (None, {"fields": ["corp"]}),
+        (
+            _("Channel quality score"),
+            {
+                "fields": [
+                    (
+                        "quality_weight_scans",
+                        "quality_weight_scan_to_add",
+                        "quality_weight_consult",
+                    ),
+                    (
+                        "quality_weight_reply_speed",
+                        "quality_weight_retention",
+                        "quality_weight_revenue",
+                    ),
+                    "quality_days",
+                    "quality_top_n",
+                    ("quality_tag_customers", "quality_tag_name"),
+                    "quality_order_pickers",
+                ],
+                "description": _(
+                    "Each part is normalised across the corp's channels (the best channel 1, "
+                    "the worst 0) and weighted; the score is recomputed every hour."
+                ),
+            },
+        ),
+        (
+            _("Surges"),
+            {
+                "fields": [
+                    "surge_enabled",
+                    ("surge_multiplier", "surge_min_count", "surge_weeks"),
+                    "surge_tag_name",
+                ],
+                "description": _(
+                    "A live code surges when its scans or adds of the last hour are more than "
+                    "the multiplier times the median of the same hour of the week over the "
+                    "weeks of history, and at least the minimum."
+                ),
+            },
+        ),
+        (None, {"fields": ["auto_tag_group"]}),
+        (
+            _("Budget advice and staff alerts"),
+            {
+                "fields": [
+                    ("budget_reduce_above_hours", "budget_increase_below_hours"),
+                    "staff_initiated_alert_share",
+                    "updated_at",
+                ]
+            },
+        ),
+    ]
