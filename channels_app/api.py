@@ -530,7 +530,7 @@ class LiveCodeViewSet(CorpScopedMixin, ReloadAfterSaveMixin, viewsets.ModelViewS
                 DetailSerializer, description="The link cannot be drawn as a QR code"
             ),
             (404, "application/json"): OpenApiResponse(
-                DetailSerializer, description="No such code, or a native code not published"
+                DetailSerializer, description="No such code, or a code not yet published"
             ),
         },
     )
@@ -538,9 +538,12 @@ class LiveCodeViewSet(CorpScopedMixin, ReloadAfterSaveMixin, viewsets.ModelViewS
         """GET live-codes/<id>/qr.png: a landing code's link as a PNG; for a native code,
         WeCom's own QR image."""
         live_code = self.get_object()
+        # A draft's QR would be printed before it works (the admin shows none either).
+        if live_code.published_at is None or (
+            live_code.mode == LiveCode.Mode.NATIVE and not live_code.qr_code
+        ):
+            return Response({"detail": _("Publish the code first.")}, status=404)
         if live_code.mode == LiveCode.Mode.NATIVE:
-            if not live_code.qr_code:
-                return Response({"detail": _("Publish the code first.")}, status=404)
             return HttpResponseRedirect(live_code.qr_code)
         from channels_app.qr import QrRenderError, qr_png  # imported when first needed
 

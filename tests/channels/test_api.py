@@ -462,6 +462,10 @@ def test_pause_stops_the_landing_page(api, make_code, sandbox_corp, client):
 
 def test_qr_png(api, make_code, sandbox_corp, monkeypatch):
     landing = make_code(slug="poster-1")
+    draft = api.get(f"/api/v1/live-codes/{landing.pk}/qr.png")
+    assert draft.status_code == 404  # a draft's QR would be printed before the code works
+    assert "detail" in draft.json()
+    landing = live_code_publish(live_code=landing)
     response = api.get(f"/api/v1/live-codes/{landing.pk}/qr.png")
     assert response.status_code == 200
     assert response["Content-Type"] == "image/png"
