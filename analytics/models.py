@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from channels_app.models import Channel, LiveCode
 from contacts.models import ExternalContact, Staff
+from scrm import days
 from scrm.wecom.models import Corp
 
 WINDOWS = (7, 15, 30)  # days after the first add in which revenue, orders and buyers count
@@ -534,7 +535,8 @@ class SurgeAlert(models.Model):
         indexes = [models.Index(fields=["corp", "live_code", "started_at"], name="surge_code")]
 
     def __str__(self) -> str:
-        return f"{self.live_code} @ {self.started_at:%Y-%m-%d %H:%M}"
+        when = days.local_display(self.started_at, days.corp_zone(self.corp_id))
+        return f"{self.live_code} @ {when}"
 
     @property
     def is_open(self) -> bool:
