@@ -1,8 +1,22 @@
+from typing import Any
+
 from django.contrib import admin
+from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from analytics.models import DecisionSettings
+from analytics.models import DecisionSettings, SurgeAlert
+from scrm.wecom.admin import ReadOnlyAdmin, local_time_column
 from scrm.wecom.admin_tenancy import CorpScopedAdmin
+
+# The rule as analytics.surges applies it, for the settings and the alerts' pages.
+SURGE_RULE = _(
+    "A live code surges when its scans or adds of the last hour are more than the multiplier "
+    "times the median of the same hour of the week over the weeks of history, and at least "
+    "the minimum (a code without history surges as soon as it reaches the minimum). Checked "
+    "every minute; the alert ends at the first check where the rule no longer holds. The "
+    "customers whose first add came through the code from an hour before the alert until "
+    "its end get the surge tag, once each."
+)
 
 
 @admin.register(DecisionSettings)
@@ -46,11 +60,7 @@ class DecisionSettingsAdmin(CorpScopedAdmin):
                     ("surge_multiplier", "surge_min_count", "surge_weeks"),
                     "surge_tag_name",
                 ],
-                "description": _(
-                    "A live code surges when its scans or adds of the last hour are more than "
-                    "the multiplier times the median of the same hour of the week over the "
-                    "weeks of history, and at least the minimum."
-                ),
+                "description": SURGE_RULE,
             },
         ),
         (None, {"fields": ["auto_tag_group"]}),
@@ -65,3 +75,22 @@ class DecisionSettingsAdmin(CorpScopedAdmin):
             },
         ),
     ]
+
+
+@admin.register(SurgeAlert)
+class SurgeAlertAdmin(ReadOnlyAdmin):
+    """What the minute's surge check found (analytics.surges); the alerts are its record, so
+    nobody edits or deletes them here."""
+
+    list_display = [local_time_column(SurgeAlert, "started_at"),
+                    local_time_column(SurgeAlert, "ended_at"), "live_code", "metric",
+                    "scans", "scans_usual", "adds", "adds_usual", "peak_scans", "peak_adds",
+                    "customers_tagged", "corp"]  # fmt: skip
+    list_filter = [("ended_at", admin.EmptyFieldListFilter), "metric", "corp"]
+    search_fields = ["live_code__name", "live_code__slug"]
+    list_select_related = ["live_code", "corp"]
+    date_hierarchy = "started_at"
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> Any:
+        extra_context = {**(extra_context or {}), "surge_rule": SURGE_RULE}
+        return super().changelist_view(request, extra_context)

@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from channels_app.models import Channel, LiveCode
 from contacts.models import ExternalContact, Staff
+from scrm import days
 from scrm.wecom.models import Corp
 
 WINDOWS = (7, 15, 30)  # days after the first add in which revenue, orders and buyers count
@@ -488,3 +489,55 @@ def decision_settings_for(corp: Corp | int) -> DecisionSettings:
     corp_id = corp if isinstance(corp, int) else corp.pk
     found = DecisionSettings.objects.filter(corp_id=corp_id).first()
     return found or DecisionSettings(corp_id=corp_id)
+
+
+class SurgeAlert(models.Model):
+    """A live code much busier than usual for this hour of the week (analytics.surges has the
+    rule): opened by the minute's check when the rule fires, ended (ended_at) at the first check
+    where it no longer holds. At most one open alert per code. The figures at detection are
+    kept; the peaks are the highest hourly counts seen while it was open."""
+
+    class Metric(models.TextChoices):
+        SCANS = "scans", _("scans")
+        ADDS = "adds", _("adds")
+        BOTH = "both", _("scans and adds")
+
+    corp = models.ForeignKey(
+        Corp, on_delete=models.CASCADE, related_name="+", verbose_name=_("corp")
+    )
+    live_code = models.ForeignKey(
+        LiveCode, on_delete=models.CASCADE, related_name="+", verbose_name=_("live code")
+    )
+    metric = models.CharField(_("surging"), max_length=8, choices=Metric.choices)
+    started_at = models.DateTimeField(_("detected at"))
+    ended_at = models.DateTimeField(_("ended at"), null=True, blank=True)
+    # The last hour's counts at detection, and the usual level (median) they were compared with.
+    scans = models.PositiveIntegerField(_("scans in the hour"))
+    scans_usual = models.DecimalField(_("usual scans"), max_digits=9, decimal_places=1)
+    adds = models.PositiveIntegerField(_("adds in the hour"))
+    adds_usual = models.DecimalField(_("usual adds"), max_digits=9, decimal_places=1)
+    peak_scans = models.PositiveIntegerField(_("peak scans in an hour"))
+    peak_adds = models.PositiveIntegerField(_("peak adds in an hour"))
+    customers_tagged = models.PositiveIntegerField(_("customers tagged"), default=0)
+
+    class Meta:
+        verbose_name = _("surge alert")
+        verbose_name_plural = _("surge alerts")
+        ordering = ["-started_at"]
+        constraints = [
+            # Also the index of the admin banner's "open alerts of these corps".
+            models.UniqueConstraint(
+                fields=["corp", "live_code"],
+                condition=models.Q(ended_at__isnull=True),
+                name="surge_alert_one_open_per_code",
+            ),
+        ]
+        indexes = [models.Index(fields=["corp", "live_code", "started_at"], name="surge_code")]
+
+    def __str__(self) -> str:
+        when = days.local_display(self.started_at, days.corp_zone(self.corp_id))
+        return f"{self.live_code} @ {when}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.ended_at is None

@@ -68,3 +68,25 @@ def export_files_purge_task() -> int:
     from analytics.export_jobs import export_files_purge
 
     return export_files_purge()
+
+
+# Surges: checked every minute; a missed minute is covered by the next (expires).
+@shared_task(acks_late=True, expires=55)
+def surges_check_all_task() -> int:
+    """Beat, every minute: one surge check per active corp (see analytics.surges)."""
+    from scrm.wecom.models import Corp
+
+    corp_ids = list(Corp.objects.filter(is_active=True).order_by("pk").values_list("pk", flat=True))
+    for corp_id in corp_ids:
+        surge_check_task.delay(corp_id)
+    return len(corp_ids)
+
+
+@shared_task(acks_late=True, expires=55)
+def surge_check_task(corp_id: int) -> int:
+    """Returns the number of customers tagged."""
+    from analytics.surges import surge_check
+    from scrm.wecom.models import Corp
+
+    corp = Corp.objects.filter(pk=corp_id).first()
+    return surge_check(corp=corp).tagged if corp is not None else 0

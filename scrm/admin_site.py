@@ -50,6 +50,17 @@ def reports_section() -> dict[str, Any]:
             "models": models}  # fmt: skip
 
 
+def _shows_surges(request: HttpRequest) -> bool:
+    """The index and the live code pages carry the open surge alerts' banner: where operators
+    look first, and where they act on a code (one query, not on every admin page)."""
+    match = getattr(request, "resolver_match", None)
+    user = getattr(request, "user", None)
+    if match is None or user is None or not (user.is_active and user.is_staff):
+        return False
+    url_name = match.url_name or ""
+    return url_name == "index" or url_name.startswith("channels_app_livecode_")
+
+
 class ScrmAdminSite(admin.AdminSite):
     # The operators' console is the product's face: our name, not Django's.
     site_header = _("Channel-attribution SCRM")
@@ -58,6 +69,14 @@ class ScrmAdminSite(admin.AdminSite):
     # The index is the console's map; a second one beside every list took a fifth of a
     # 1366-pixel screen from the customers' columns.
     enable_nav_sidebar = False
+
+    def each_context(self, request: HttpRequest) -> dict[str, Any]:
+        context = super().each_context(request)
+        if _shows_surges(request):
+            from analytics.surges import surge_alerts_open
+
+            context["surge_alerts"] = surge_alerts_open(user=request.user)
+        return context
 
     def get_app_list(self, request: HttpRequest, app_label: str | None = None) -> list[dict]:
         apps = super().get_app_list(request, app_label)

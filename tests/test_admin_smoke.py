@@ -63,7 +63,7 @@ def every_model_row(sandbox_corp, corp, post_event, admin_user) -> None:
 def _channel_and_lifecycle_rows(corp: Corp) -> None:
     """One row of every channels and lifecycle model, built directly (their flows have their
     own tests); enough for each admin change page to open."""
-    from analytics.models import DecisionSettings
+    from analytics.models import DecisionSettings, SurgeAlert
     from channels_app import models as ch
     from channels_app.services.live_codes import live_code_create
     from contacts import models as co
@@ -102,6 +102,9 @@ def _channel_and_lifecycle_rows(corp: Corp) -> None:
     co.CalibrationDeviation.objects.create(corp=corp, run=run, staff=staff,
                                            day=dt.date(2026, 6, 1), ours=1, wecom=2)  # fmt: skip
     DecisionSettings.objects.create(corp=corp)
+    SurgeAlert.objects.create(corp=corp, live_code=code, metric="both", started_at=timezone.now(),
+                              scans=30, scans_usual=2, adds=25, adds_usual=2, peak_scans=30,
+                              peak_adds=25)  # fmt: skip
 
 
 @pytest.mark.parametrize(("model", "model_admin"), ADMINS, ids=ADMIN_IDS)
