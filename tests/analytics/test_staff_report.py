@@ -17,7 +17,7 @@ from django.utils import translation
 from rest_framework.test import APIClient
 
 from analytics.definitions import STAFF_DEFINITIONS
-from analytics.models import DailyCapUse, DailyFlow, DecisionSettings
+from analytics.models import DailyCapUse, DailyFlow, DecisionSettings, ExportJob
 from analytics.reports import ReportParams, StaffReport
 from analytics.reports import staff as staff_report
 from analytics.reports.staff import PAGE_FIGURES
@@ -308,3 +308,22 @@ def test_the_staff_definitions_are_the_staff_reports_docstring_word_for_word():
             items[-1] += " " + line.strip()
     with translation.override("en"):
         assert [str(definition) for definition in STAFF_DEFINITIONS] == items
+
+
+def test_a_large_staff_export_is_a_job_with_the_same_file(
+    api, corp, october, settings, django_capture_on_commit_callbacks
+):
+    settings.REPORT_EXPORT_SYNC_MAX_ROWS = 2  # the three members go to a job
+    query = {"corp": corp.corp_id, "live_code": october["code"].pk, "touch": "first", **QUERY}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.get("/api/v1/reports/staff/", {**query, "format": "csv"})
+    assert response.status_code == 202
+    job = ExportJob.objects.get(pk=response.json()["id"])
+    assert (job.report, job.status) == ("staff", "done")
+    # the drill-down and the crediting are kept with the job's parameters
+    assert (job.params["live_code"], job.params["touch"]) == (october["code"].pk, "first")
+    with job.file.open("rb") as stored:
+        from_job = stored.read()
+    settings.REPORT_EXPORT_SYNC_MAX_ROWS = 50_000
+    at_once = api.get("/api/v1/reports/staff/", {**query, "format": "csv"})
+    assert from_job == b"".join(at_once.streaming_content)
