@@ -48,3 +48,26 @@ DEFINITIONS = (
         "the corp's currency."
     ),
 )
+
+# The staff report's own figures: the items of analytics/reports/staff.py's docstring.
+STAFF_DEFINITIONS = (
+    _(
+        "staff_initiated_adds: adds the staff member initiated (WeCom's oper_userid is the "
+        "member's own userid); an add the customer initiated, one shared by a colleague or "
+        "assigned by an admin (add_way 201, 202), and one whose initiator WeCom has not told "
+        "yet do not count. initiated_share = staff_initiated_adds / adds; initiated_alert: the "
+        "share is above the corp's threshold (decision settings, default 0.10)."
+    ),
+    _(
+        "caps_used: over the period, what the member's daily caps were checked against "
+        "(visits assigned on landing codes, adds on native codes) / the sum of those caps, "
+        "over the days and codes where the member had a cap and a counter (a visit or an add "
+        "that day); caps as they were when the day was rebuilt. caps_max_day: the highest "
+        "single day's use of one code's cap. Null without a cap."
+    ),
+    _(
+        "avg_reply_minutes: the member's average first reply in minutes, as WeCom's behaviour "
+        "data (get_user_behavior_data) last gave it: recent, not per period; the totals row "
+        "has none."
+    ),
+)

@@ -31,14 +31,14 @@ from analytics.exports import (
     report_export_parts,
     xlsx_write,
 )
-from analytics.models import ExportJob
-from analytics.reports import ChannelReport, DailyReport, ReportParams, ReportResult
+from analytics.models import ExportJob, Touch
+from analytics.reports import ChannelReport, DailyReport, ReportParams, ReportResult, StaffReport
 from scrm.wecom import tenancy
 from scrm.wecom.models import Corp
 
 logger = logging.getLogger("analytics.export_jobs")
 
-REPORT_CLASSES = {"channels": ChannelReport, "daily": DailyReport}
+REPORT_CLASSES = {"channels": ChannelReport, "daily": DailyReport, "staff": StaffReport}
 FOLDER = "exports"
 # A job still "running" after this long lost its worker (acks_late redelivers the task after
 # a crash): a new run may claim it and start over.
@@ -70,6 +70,9 @@ def _params_to_json(params: ReportParams) -> dict[str, Any]:
         "group_by": params.group_by,
         "channel_type": params.channel_type,
         "channel_group": params.channel_group,
+        "touch": params.touch,
+        "channel": params.channel,
+        "live_code": params.live_code,
     }
 
 
@@ -82,6 +85,10 @@ def _params_from_json(corp: Corp, data: dict[str, Any]) -> ReportParams:
         group_by=data["group_by"],
         channel_type=data["channel_type"],
         channel_group=data["channel_group"],
+        # Jobs stored before these were kept: the defaults they ran with.
+        touch=data.get("touch", Touch.ANY),
+        channel=data.get("channel"),
+        live_code=data.get("live_code"),
     )
 
 

@@ -5,7 +5,9 @@ A table is its columns (the key and name first, then every figure of FIGURES, la
 active language), its rows (any iterable of dicts keyed by column name: a report result's rows,
 or a generator of 100,000 of them) and a totals row at the end. Money is a number with two
 decimals (XLSX format 0.00; CSV plain "620.50"), a rate a number (XLSX percent format; CSV plain
-"0.2002", as in the JSON API), null an empty cell.
+"0.2002", as in the JSON API), minutes a number with one decimal, a flag TRUE/FALSE (CSV "true"
+or "false", as in the JSON API), null an empty cell. The staff report adds its figures
+(STAFF_FIGURES) after the channel report's.
 
     report_export_response(result, "xlsx")  # a report result as a download (pages, the API)
     table = report_table(result)            # or any rows: Table(title, columns, rows, totals)
@@ -34,7 +36,8 @@ from django.http import FileResponse, StreamingHttpResponse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from analytics.reports import FIGURES, ReportResult
+from analytics.reports import FIGURES, STAFF_FIGURES, ReportResult
+from analytics.reports.staff import StaffReportResult
 
 CONTENT_TYPES = {
     "csv": "text/csv; charset=utf-8",
@@ -59,6 +62,7 @@ GROUP_LABELS = {
 REPORTS = {
     "channels": (gettext_lazy("channel report"), "channel-report"),
     "daily": (gettext_lazy("daily trend"), "daily-trend"),
+    "staff": (gettext_lazy("staff report"), "staff-report"),
 }
 
 
@@ -66,7 +70,7 @@ REPORTS = {
 class Column:
     name: str  # the row's key
     label: Any  # a (lazy) translatable header
-    kind: str  # "key", "text", "day", "count", "money" or "rate"
+    kind: str  # "key", "text", "day", "count", "money", "rate", "minutes" or "flag"
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,13 @@ def report_columns(report: str, group_by: str = "channel") -> tuple[Column, ...]
     name, then the figures."""
     if report == "daily":
         return (Column("key", gettext_lazy("day"), "day"), *figure_columns())
+    if report == "staff":
+        return (
+            Column("key", gettext_lazy("ID"), "key"),
+            Column("name", GROUP_LABELS["staff"], "text"),
+            *figure_columns(),
+            *(Column(name, label, kind) for name, label, kind in STAFF_FIGURES),
+        )
     return (
         Column("key", gettext_lazy("ID"), "key"),
         Column("name", GROUP_LABELS[group_by], "text"),
@@ -99,6 +110,8 @@ def report_columns(report: str, group_by: str = "channel") -> tuple[Column, ...]
 
 def report_kind(result: ReportResult) -> str:
     """Which report made `result`: the daily trend's rows are keyed by day (one per day)."""
+    if isinstance(result, StaffReportResult):
+        return "staff"
     return "daily" if result.rows and isinstance(result.rows[0]["key"], date) else "channels"
 
 
@@ -139,8 +152,10 @@ def _csv_cell(column: Column, value: Any) -> Any:
         return ""
     if column.kind == "money":
         return f"{Decimal(value):.2f}"
-    if column.kind == "rate":
+    if column.kind in ("rate", "minutes"):
         return str(value)  # as the JSON API writes it: 0.2002
+    if column.kind == "flag":
+        return "true" if value else "false"
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, str) and value.startswith(FORMULA_START):
@@ -216,6 +231,8 @@ def xlsx_write(
         "money": workbook.add_format({"num_format": "0.00"}),
         "rate": workbook.add_format({"num_format": "0.00%"}),
         "day": workbook.add_format({"num_format": "yyyy-mm-dd"}),
+        "minutes": workbook.add_format({"num_format": "0.0"}),
+        "flag": None,
         "count": None,
         "key": None,
         "text": None,
@@ -259,12 +276,14 @@ def _xlsx_plan(sheet: Any, column: Column, formats: dict, totals_formats: dict) 
     loop runs 2 million times for 100,000 rows, so the choices are made once per column."""
     kind = column.kind
     fmt, totals_fmt = formats[kind], totals_formats[kind]
-    if kind in ("money", "rate"):  # Decimal -> float
+    if kind in ("money", "rate", "minutes"):  # Decimal -> float
         return column.name, _method(sheet, "write_number"), float, fmt, totals_fmt
     if kind == "count":
         return column.name, _method(sheet, "write_number"), None, fmt, totals_fmt
     if kind == "day":
         return column.name, _method(sheet, "write_datetime"), None, fmt, totals_fmt
+    if kind == "flag":
+        return column.name, _method(sheet, "write_boolean"), None, fmt, totals_fmt
     if kind == "key":  # an id, a channel type or a text: by the value's type
         return column.name, _method(sheet, "write"), None, fmt, totals_fmt
     return column.name, _method(sheet, "write_string"), str, fmt, totals_fmt

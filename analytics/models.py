@@ -70,13 +70,17 @@ class Touch(models.TextChoices):
 
 class FlowFigures(models.Model):
     """What happened on a local day: scans (landing codes), adds (each add, re-adds included,
-    credited to its own attribution; those through landing codes apart, for scan-to-add),
-    deletions by the customer and removals by staff (credited to the add they ended)."""
+    credited to its own attribution; those through landing codes apart, for scan-to-add, and
+    those the staff member initiated, RelationEvent.initiator), deletions by the customer and
+    removals by staff (credited to the add they ended)."""
 
     day = models.DateField(_("day"))
     scans = models.PositiveIntegerField(_("scans"), default=0)
     adds = models.PositiveIntegerField(_("adds"), default=0)
     landing_adds = models.PositiveIntegerField(_("adds through landing codes"), default=0)
+    staff_initiated_adds = models.PositiveIntegerField(
+        _("adds initiated by the staff member"), default=0
+    )
     lost = models.PositiveIntegerField(_("deleted by customers"), default=0)
     removed = models.PositiveIntegerField(_("removed by staff"), default=0)
 
@@ -259,6 +263,27 @@ class DailyCohortBreakdown(CohortFigures):
         return f"{self.day} {self.breakdown}={self.value}"
 
 
+class DailyCapUse(models.Model):
+    """A staff member's daily cap on one live code on a local day, and how much of it was
+    taken: `used` is what the cap is checked against (channels_app DailyCounter: landing
+    visits assigned on landing codes, adds on native codes), `cap` the pool member's daily
+    cap as it was when the day was rebuilt (caps have no history). Only enabled members with
+    a cap above 0, and only days with a counter (a visit or an add that day)."""
+
+    corp, channel, live_code, staff = _key_fields()
+    day = models.DateField(_("day"))
+    used = models.PositiveIntegerField(_("cap used"), default=0)
+    cap = models.PositiveIntegerField(_("daily cap"), default=0)
+
+    class Meta:
+        verbose_name = _("daily cap use")
+        verbose_name_plural = _("daily cap uses")
+        indexes = [models.Index(fields=["corp", "day"], name="daily_cap_use_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.live_code_id}/{self.staff_id}: {self.used}/{self.cap}"
+
+
 class DailyCost(models.Model):
     """A channel's spend on one local day: each ChannelCost spread evenly over its days (kept
     to six decimals, so the days of a cost add up to it)."""
@@ -339,6 +364,7 @@ class ExportJob(models.Model):
     class Report(models.TextChoices):
         CHANNELS = "channels", _("channel report")
         DAILY = "daily", _("daily trend")
+        STAFF = "staff", _("staff report")
 
     class Format(models.TextChoices):
         CSV = "csv", "CSV"

@@ -17,12 +17,14 @@ from django.utils.translation import gettext_lazy as _
 
 from analytics.forms import ReportFilterForm
 from analytics.models import Breakdown
-from analytics.reports import FIGURES, ReportResult
+from analytics.reports import FIGURES, STAFF_FIGURES, ReportResult
+from analytics.reports.staff import PAGE_FIGURES as STAFF_PAGE_FIGURES
+from analytics.reports.staff import StaffReportResult
 from scrm import days
 
 DASH = "—"
-KINDS = {name: kind for name, _label, kind in FIGURES}
-LABELS = {name: label for name, label, _kind in FIGURES}
+KINDS = {name: kind for name, _label, kind in (*FIGURES, *STAFF_FIGURES)}
+LABELS = {name: label for name, label, _kind in (*FIGURES, *STAFF_FIGURES)}
 # The KPI cards; for cost per new customer less is better (its rise is shown as bad).
 KPI_FIGURES = ("new_customers", "net_adds", "cost_per_new_customer", "revenue", "roi")
 LESS_IS_BETTER = {"cost_per_new_customer"}
@@ -66,6 +68,10 @@ def figure_display(value: Any, kind: str) -> str:
     if kind == "rate":
         percent = (Decimal(value) * 100).quantize(Decimal("0.01"), ROUND_HALF_UP)
         return f"{percent:,.2f}%"
+    if kind == "minutes":
+        return f"{Decimal(value):,.1f}"
+    if kind == "flag":
+        return "⚠" if value else ""
     return f"{value:,}"
 
 
@@ -143,11 +149,11 @@ def day_ranges(missing: list[date]) -> list[str]:
     ]
 
 
-def _cells(row: dict[str, Any]) -> list[dict[str, str]]:
+def _cells(row: dict[str, Any], names: tuple[str, ...]) -> list[dict[str, str]]:
     return [
-        {"name": name, "kind": kind, "display": figure_display(row[name], kind),
+        {"name": name, "kind": KINDS[name], "display": figure_display(row[name], KINDS[name]),
          "sort": sort_value(row[name])}
-        for name, _label, kind in FIGURES
+        for name in names
     ]  # fmt: skip
 
 
@@ -187,14 +193,36 @@ def row_link(form: ReportFilterForm, group_by: str, key: Any) -> str:
 
 
 def table(form: ReportFilterForm, group_by: str, result: ReportResult) -> dict[str, Any]:
+    """The table's columns and rows: every figure, or the staff report's own selection; a row
+    over the staff alert's share is marked (`alert`)."""
+    staff = isinstance(result, StaffReportResult)
+    names = STAFF_PAGE_FIGURES if staff else tuple(name for name, _label, _kind in FIGURES)
     return {
-        "columns": [{"name": name, "label": label, "kind": kind} for name, label, kind in FIGURES],
+        "columns": [{"name": name, "label": LABELS[name], "kind": KINDS[name]} for name in names],
         "rows": [
             {"key": row["key"], "name": row["name"], "link": row_link(form, group_by, row["key"]),
-             "cells": _cells(row)}
+             "cells": _cells(row, names), "alert": staff and row["initiated_alert"]}
             for row in result.rows
         ],
-        "totals": _cells(result.totals),
+        "totals": _cells(result.totals, names),
+    }  # fmt: skip
+
+
+def staff_alert(result: StaffReportResult) -> dict[str, Any]:
+    """The staff page's alert box: the corp's threshold and the members above it, highest
+    share first."""
+    above = sorted(
+        (row for row in result.rows if row["initiated_alert"]),
+        key=lambda row: -row["initiated_share"],
+    )
+    return {
+        "share": figure_display(result.alert_share, "rate"),
+        "rows": [
+            {"key": row["key"], "name": row["name"],
+             "share": figure_display(row["initiated_share"], "rate"),
+             "initiated": row["staff_initiated_adds"], "adds": row["adds"]}
+            for row in above
+        ],
     }  # fmt: skip
 
 

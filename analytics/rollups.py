@@ -2,10 +2,11 @@
 transaction (idempotent; never `+= 1`). Every figure is counted in the database, grouped by
 the corp-local day (scrm.days); Python only merges the grouped rows of the figure families.
 
-Facts read: scans, the relation history (adds with their Attribution; deletions by the
-customer and removals by staff, credited to the add they ended), first sources (the cohort of
-a customer is the day of its first add, and its first touch decides channel, code and staff),
-conversions (consults, orders, refunds) and channel costs.
+Facts read: scans, the relation history (adds with their Attribution and initiator; deletions
+by the customer and removals by staff, credited to the add they ended), first sources (the
+cohort of a customer is the day of its first add, and its first touch decides channel, code
+and staff), conversions (consults, orders, refunds), channel costs, and the live codes' daily
+counters against their pool members' caps.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from analytics.models import (
     WINDOWS,
     Breakdown,
     CustomerCohort,
+    DailyCapUse,
     DailyCohort,
     DailyCohortBreakdown,
     DailyCost,
@@ -53,7 +55,14 @@ from analytics.models import (
     RollupDay,
     Touch,
 )
-from channels_app.models import Attribution, ChannelCost, LiveCode, Scan
+from channels_app.models import (
+    Attribution,
+    ChannelCost,
+    DailyCounter,
+    LiveCode,
+    PoolMember,
+    Scan,
+)
 from contacts.models import ConversionEvent, FirstSource, RelationEvent
 from scrm import days
 from scrm.wecom.models import Corp
@@ -68,7 +77,9 @@ ENDINGS = (
 )
 KEY = ("day", "channel_id", "live_code_id", "staff_id")
 FIRST_TOUCH = "add_event__attribution__"  # from a first source to its add's attribution
-FLOW_FIGURES = ("scans", "adds", "landing_adds", "lost", "removed")
+FLOW_FIGURES = ("scans", "adds", "landing_adds", "staff_initiated_adds", "lost", "removed")
+# Families of adds counted apart, keyed as the adds are.
+ADD_FAMILIES = ("adds", "landing_adds", "staff_initiated_adds")
 SCAN_BREAKDOWNS = ("utm_source", "utm_medium", "utm_campaign", "device")
 BATCH = 1000  # rows per INSERT
 # Days computed at a time: a month of a large corp's grouped rows fits in tens of MB.
@@ -125,6 +136,7 @@ def _rebuild_days(corp: Corp, first: date, last: date, now: datetime) -> None:
         DailyCohort,
         DailyCohortBreakdown,
         DailyCost,
+        DailyCapUse,
     ):
         model.objects.filter(corp=corp, day__gte=first, day__lte=last).delete()
     facts = _Facts(corp, start, end)
@@ -136,6 +148,7 @@ def _rebuild_days(corp: Corp, first: date, last: date, now: datetime) -> None:
     _insert(DailyCohort, _cohorts(customers, corp))
     _insert(DailyCohortBreakdown, _cohort_breakdowns(customers, corp))
     _insert(DailyCost, _costs(corp, first, last))
+    _insert(DailyCapUse, _cap_uses(corp, first, last))
     RollupDay.objects.bulk_create(
         [
             RollupDay(corp=corp, day=day, computed_at=now, dirty=False)
@@ -199,12 +212,16 @@ class _Facts:
             "scans": (self.scans, "created_at"),
             "adds": (self.adds, "added_at"),
             "landing_adds": (self.adds.filter(live_code__mode=LiveCode.Mode.LANDING), "added_at"),
+            "staff_initiated_adds": (
+                self.adds.filter(add_event__initiator=RelationEvent.Initiator.STAFF),
+                "added_at",
+            ),
             "lost": (self.lost, "occurred_at"),
             "removed": (self.removed, "occurred_at"),
         }
         counted = {}
         for name, (queryset, time_field) in families.items():
-            family_keys = keys.get("adds" if name == "landing_adds" else name)
+            family_keys = keys.get("adds" if name in ADD_FAMILIES else name)
             if family_keys is None:
                 continue
             # Keys are annotated under names of their own (a key named like one of the model's
@@ -458,3 +475,33 @@ def _costs(corp: Corp, first: date, last: date) -> list[DailyCost]:
         DailyCost(corp=corp, day=day, channel_id=channel_id, amount=amount)
         for (day, channel_id), amount in per_day.items()
     ]
+
+
+# -- caps --------------------------------------------------------------------------------------
+
+
+def _cap_uses(corp: Corp, first: date, last: date) -> Iterator[DailyCapUse]:
+    """The days' counters of staff members with a cap on the code (enabled, above 0), with
+    what the cap is checked against: visits assigned on a landing code, adds on a native one
+    (channels_app.services.assignment)."""
+    caps = PoolMember.objects.filter(
+        live_code=OuterRef("live_code"),
+        staff=OuterRef("staff"),
+        is_enabled=True,
+        daily_cap__gt=0,
+    ).values("daily_cap")[:1]
+    used = Case(
+        When(live_code__mode=LiveCode.Mode.LANDING, then=F("assigned")),
+        default=F("added"),
+        output_field=IntegerField(),
+    )
+    rows = (
+        DailyCounter.objects.filter(corp=corp, day__gte=first, day__lte=last)
+        .annotate(cap=Subquery(caps, output_field=IntegerField()), used=used,
+                  channel_id=F("live_code__channel_id"))
+        .filter(cap__isnull=False)
+        .values("day", "channel_id", "live_code_id", "staff_id", "used", "cap")
+        .order_by()
+    )  # fmt: skip
+    for row in rows.iterator(chunk_size=BATCH):
+        yield DailyCapUse(corp=corp, **row)

@@ -17,9 +17,9 @@ from django.shortcuts import render
 from django.utils.translation import gettext as _
 
 from analytics import pages
-from analytics.definitions import DEFINITIONS
+from analytics.definitions import DEFINITIONS, STAFF_DEFINITIONS
 from analytics.forms import ReportFilterForm
-from analytics.reports import ChannelReport, DailyReport
+from analytics.reports import ChannelReport, DailyReport, StaffReport
 from analytics.selectors import channel_groups
 from scrm.wecom import tenancy
 
@@ -60,7 +60,8 @@ def _report_page(request: HttpRequest, group_by: str) -> HttpResponse:
         return render(request, TEMPLATE, {**context, "form": form}, status=400)
 
     corp = form.cleaned_data["corp"]
-    table = ChannelReport(form.params(group_by)).calculate()
+    staff = group_by == "staff"  # the staff report: its own figures and alert
+    table = (StaffReport if staff else ChannelReport)(form.params(group_by)).calculate()
     trend = DailyReport(form.params(group_by)).calculate()
     previous = DailyReport(form.params(group_by, previous=True)).calculate()
     shown = ReportFilterForm(
@@ -87,8 +88,10 @@ def _report_page(request: HttpRequest, group_by: str) -> HttpResponse:
             "trend_chart": pages.trend_chart(trend),
             "ranking_chart": pages.ranking_chart(table),
             "status": pages.status(table, previous, corp),
+            **({"staff_alert": pages.staff_alert(table),
+                "definitions": (*DEFINITIONS, *STAFF_DEFINITIONS)} if staff else {}),
         },
-    )
+    )  # fmt: skip
 
 
 @login_required(login_url="admin:login")

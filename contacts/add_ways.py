@@ -41,3 +41,26 @@ def add_way_label(add_way: int | None) -> str:
         return ""
     label = ADD_WAY_LABELS.get(add_way)
     return str(label) if label is not None else gettext("Unknown add_way %(n)s") % {"n": add_way}
+
+
+# add_way values whose oper_userid names a colleague who shared the customer (201) or an admin
+# who assigned it (202): the member who got the customer did not initiate the add.
+HANDED_OVER_ADD_WAYS = frozenset({201, 202})
+
+
+def add_initiator(
+    *, add_way: int | None, oper_userid: str, userid: str, external_userid: str
+) -> str:
+    """Who initiated an add, from WeCom's follow_user.oper_userid (WECOM_API.md 4.1): the
+    member's own userid when the member added the customer, the customer's external_userid
+    when the customer added, the sharer or admin for add_way 201/202. A RelationEvent.Initiator
+    value; "" while WeCom has not told us (the callback carries no oper_userid)."""
+    if not oper_userid:
+        return ""
+    if add_way in HANDED_OVER_ADD_WAYS:
+        return "handed_over"
+    if oper_userid == userid:
+        return "staff"
+    if oper_userid == external_userid:
+        return "customer"
+    return "other"

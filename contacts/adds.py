@@ -28,6 +28,7 @@ class AddRecorder(Protocol):
         state: str,
         added_at: datetime,
         add_way: int | None = None,
+        oper_userid: str = "",
         backfilled: bool = False,
     ) -> RelationRecorded: ...
 

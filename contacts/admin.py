@@ -145,8 +145,8 @@ class RelationHistoryInline(AddWayLabelMixin, CorpScopedInline, admin.TabularInl
     model = RelationEvent
     fk_name = "external_contact"
     personal = True
-    fields = ["occurred_at", "kind", "staff", "state", "add_way_display", "fail_reason",
-              "backfilled", "recorded_at"]  # fmt: skip
+    fields = ["occurred_at", "kind", "staff", "state", "add_way_display", "initiator",
+              "fail_reason", "backfilled", "recorded_at"]  # fmt: skip
     readonly_fields = fields
     can_delete = False
     extra = 0

@@ -162,6 +162,12 @@ class RelationEvent(models.Model):
         TRANSFERRED = "transferred", _("transferred")
         TRANSFER_FAILED = "transfer_failed", _("transfer failed")
 
+    class Initiator(models.TextChoices):
+        STAFF = "staff", _("the staff member")
+        CUSTOMER = "customer", _("the customer")
+        HANDED_OVER = "handed_over", _("shared or assigned by a colleague")
+        OTHER = "other", _("someone else")
+
     corp = models.ForeignKey(
         Corp, on_delete=models.CASCADE, related_name="+", verbose_name=_("corp")
     )
@@ -186,6 +192,13 @@ class RelationEvent(models.Model):
     state = models.CharField(_("state"), max_length=64, blank=True)
     # Only externalcontact/get and calibration tell an add's add_way: filled in when they do.
     add_way = models.IntegerField(_("add way"), null=True, blank=True)
+    # Who initiated the add, classified from the oper_userid that externalcontact/get and
+    # calibration give (contacts.add_ways.add_initiator) when they tell of this add; kept per
+    # add because FollowRelation.oper_userid is only the relation's latest, and as a class, not
+    # the id, so a customer's erasure leaves the staff report as it was.
+    initiator = models.CharField(
+        _("initiated by"), max_length=16, choices=Initiator.choices, blank=True
+    )
     fail_reason = models.CharField(_("transfer fail reason"), max_length=64, blank=True)
     # Learned from WeCom's own data (details, calibration), not announced by a callback.
     backfilled = models.BooleanField(_("backfilled"), default=False)

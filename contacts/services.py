@@ -15,6 +15,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from contacts.add_ways import add_initiator
 from contacts.adds import add_recorder
 from contacts.lock_objects import external_contact_lock
 from contacts.models import ExternalContact, FirstSource, FollowRelation, RelationEvent, Staff
@@ -113,14 +114,16 @@ def relation_event_record(
     occurred_at: datetime,
     state: str = "",
     add_way: int | None = None,
+    oper_userid: str = "",
     fail_reason: str = "",
     backfilled: bool = False,
 ) -> RelationRecorded:
     """Append one event to the relation's history (idempotent, order-tolerant) and re-project
     the relation's current state. The customer's row is locked first: every writer of a
     customer's relations queues there. An add already known (the same add delivered twice, or
-    a callback after calibration found it) is not appended again; an add_way learned later
-    completes it."""
+    a callback after calibration found it) is not appended again; an add_way or initiator
+    (from `oper_userid`, see add_initiator) learned later completes it, and counts as recorded
+    now, so the rollups rebuild the add's day (analytics.refresh looks at recorded_at)."""
     contact = external_contact_lock(corp=corp, external_userid=external_userid)
     staff = staff_get_or_create(corp=corp, userid=userid)
     relation, _ = FollowRelation.objects.get_or_create(
@@ -131,10 +134,22 @@ def relation_event_record(
         known = _same_add(history, occurred_at)
     else:
         known = next((e for e in history if (e.kind, e.occurred_at) == (kind, occurred_at)), None)
+    initiator = ""
+    if kind == RelationEvent.Kind.ADDED and oper_userid:
+        told_way = add_way if add_way is not None else getattr(known, "add_way", None)
+        initiator = add_initiator(add_way=told_way, oper_userid=oper_userid, userid=userid,
+                                  external_userid=external_userid)  # fmt: skip
     if known is not None:
+        learned = {}
         if kind == RelationEvent.Kind.ADDED and known.add_way is None and add_way is not None:
-            known.add_way = add_way
-            known.save(update_fields=["add_way"])
+            learned["add_way"] = add_way
+        if initiator and not known.initiator:
+            learned["initiator"] = initiator
+        if learned:
+            for name, value in learned.items():
+                setattr(known, name, value)
+            known.recorded_at = timezone.now()
+            known.save(update_fields=[*learned, "recorded_at"])
             follow_relation_project(relation=relation, history=history)
             return RelationRecorded(relation, known, created=False, changed=True)
         return RelationRecorded(relation, known, created=False, changed=False)
@@ -147,6 +162,7 @@ def relation_event_record(
         occurred_at=occurred_at,
         state=state[:64],
         add_way=add_way,
+        initiator=initiator,
         fail_reason=fail_reason[:64],
         backfilled=backfilled,
     )
@@ -238,6 +254,7 @@ def follow_relation_apply_follow_info(
         state=str(follow.get("state") or ""),
         added_at=added_at,
         add_way=add_way,
+        oper_userid=str(follow.get("oper_userid") or "")[:64],
         backfilled=backfill,
     )
     relation = recorded.relation

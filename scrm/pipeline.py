@@ -56,6 +56,7 @@ def add_record(
     state: str,
     added_at: datetime,
     add_way: int | None = None,
+    oper_userid: str = "",
     backfilled: bool = False,
 ) -> AddRecorded:
     """The one step every add goes through, whatever told us of it: a callback (on_add), a
@@ -71,6 +72,7 @@ def add_record(
         occurred_at=added_at,
         state=state,
         add_way=add_way,
+        oper_userid=oper_userid,
         backfilled=backfilled,
     )
     event, relation = recorded.event, recorded.relation

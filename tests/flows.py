@@ -17,8 +17,11 @@ def customer_flows_in(
     add_way: int = 1,
     create_time: int | None = None,
     seed: int = 1,
+    oper_userid: str | None = None,
 ) -> ExternalContact:
-    """A customer adds `userid` on the sandbox's side and the callback carries it in."""
+    """A customer adds `userid` on the sandbox's side and the callback carries it in.
+    `oper_userid`: who initiated the add as WeCom tells it (default: the customer; `userid`
+    for an add the staff member initiated)."""
     customer, follow, _code = sandbox_customer_add(
         corp=sandbox_corp,
         userid=userid,
@@ -26,6 +29,7 @@ def customer_flows_in(
         state=state,
         add_way=add_way,
         create_time=create_time,
+        oper_userid=oper_userid,
     )
     response = post_event(
         "add_external_contact",

@@ -26,7 +26,7 @@ from analytics.models import (
     RollupDay,
 )
 from analytics.reports.base import ReportParams, ReportResult, derive
-from analytics.rollups import SCAN_BREAKDOWNS, day_range
+from analytics.rollups import FLOW_FIGURES, SCAN_BREAKDOWNS, day_range
 from channels_app.models import Channel, LiveCode, Scan
 from contacts.add_ways import add_way_label
 from contacts.models import Staff
@@ -34,6 +34,7 @@ from contacts.models import Staff
 ZERO = {
     "scans": 0,
     "landing_adds": 0,
+    "staff_initiated_adds": 0,
     "adds": 0,
     "lost": 0,
     "removed": 0,
@@ -115,7 +116,7 @@ class _Report:
     def _sums(self, *, grouped: bool) -> dict[Any, dict[str, Any]]:
         """The summed figures per group (or, with grouped=False, the totals under key None)."""
         window = self.params.window
-        flows = {name: Sum(name) for name in ("scans", "adds", "landing_adds", "lost", "removed")}
+        flows = {name: Sum(name) for name in FLOW_FIGURES}
         cohorts = {
             "new_customers": Sum("new_customers"),
             "consult_72h": Sum("consult_72h"),
@@ -181,15 +182,20 @@ class _Report:
 
     def calculate(self) -> ReportResult:
         rows = [
-            {"key": key, **derive(figures)} for key, figures in self._sums(grouped=True).items()
+            {"key": key, **self._derive(figures)}
+            for key, figures in self._sums(grouped=True).items()
         ]
         names = self._names([row["key"] for row in rows])
         for row in rows:
             row["name"] = names(row["key"])
         rows.sort(key=self._order)
-        totals = derive(self._sums(grouped=False)[None])
+        totals = self._derive(self._sums(grouped=False)[None])
         computed_at, missing = self._computed()
         return ReportResult(self.params, rows, totals, computed_at, missing)
+
+    def _derive(self, figures: dict[str, Any]) -> dict[str, Any]:
+        """A row's figures from its sums (a report with figures of its own adds them)."""
+        return derive(figures)
 
     def _order(self, row: dict[str, Any]) -> Any:
         return (row["key"] is None, -row["adds"], -row["new_customers"], str(row["name"]))

@@ -33,6 +33,9 @@ from bench.reports.lifecycles import (
 from channels_app.state import encode_state
 
 DELETION_KINDS = {DELETED_BY_CUSTOMER: "deleted_by_customer"}
+# Who initiated an add (RelationEvent.initiator): a member searching a phone number or adding
+# from the phone's contacts; any other way, the customer.
+INITIATORS = {2: "staff", 5: "staff"}
 # Order prices in cents, and how often each sells.
 PRICES = (990, 1990, 4900, 9900, 12900, 19900, 29900, 39900, 59900, 99900, 129900, 299900)
 PRICE_WEIGHTS = (6, 10, 12, 16, 10, 14, 10, 7, 6, 5, 2, 2)
@@ -45,8 +48,8 @@ TABLES = {
         "created_at", "add_way", "state", "oper_userid", "remark", "description", "status",
         "status_changed_at", "deleted_at", "transfer_fail_reason", "backfilled", "updated_at"),
     "contacts_relationevent": ("id", "corp_id", "follow_relation_id", "external_contact_id",
-        "staff_id", "kind", "occurred_at", "state", "add_way", "fail_reason", "backfilled",
-        "recorded_at"),
+        "staff_id", "kind", "occurred_at", "state", "add_way", "initiator", "fail_reason",
+        "backfilled", "recorded_at"),
     "channels_app_attribution": ("id", "corp_id", "add_event_id", "external_contact_id",
         "follow_relation_id", "staff_id", "live_code_id", "channel_id", "scan_id",
         "referrer_id", "store_id", "state", "state_kind", "added_at", "is_first_touch",
@@ -136,7 +139,7 @@ class CustomerWriter:
                 recorded = self._recorded(at, False)
                 self.out["contacts_relationevent"].add(
                     f"{self.event_id}\t{CORP_PK}\t{relations[rel]}\t{cid}\t{staff}\t{kind}\t"
-                    f"{text(at)}\t\t{NULL}\t\tf\t{text(recorded)}\n"
+                    f"{text(at)}\t\t{NULL}\t\t\tf\t{text(recorded)}\n"
                 )
                 state = projected[rel]
                 state.update(status=kind, changed=at, deleted=at, last_recorded=recorded)
@@ -150,7 +153,8 @@ class CustomerWriter:
             way = life.add_way[j]
             self.out["contacts_relationevent"].add(
                 f"{self.event_id}\t{CORP_PK}\t{relations[rel]}\t{cid}\t{staff}\tadded\t"
-                f"{text(at)}\t{add_state}\t{way}\t\t{'t' if backfilled else 'f'}\t"
+                f"{text(at)}\t{add_state}\t{way}\t{INITIATORS.get(way, 'customer')}\t\t"
+                f"{'t' if backfilled else 'f'}\t"
                 f"{text(recorded)}\n"
             )
             code = life.add_code[j]

@@ -218,8 +218,12 @@ def sandbox_customer_add(
     state: str = "",
     add_way: int = 1,
     create_time: int | None = None,
+    oper_userid: str | None = None,
 ) -> tuple[SandboxCustomer, SandboxFollow, str]:
-    """A new customer adds member `userid` on WeCom's side; returns its welcome code too."""
+    """A new customer adds member `userid` on WeCom's side; returns its welcome code too.
+    `oper_userid` is who initiated the add, as WeCom reports it: by default the customer (its
+    external_userid); the member's own userid when the member added the customer; the sharer
+    or admin for add_way 201/202."""
     customer = SandboxCustomer.objects.create(
         corp=corp,
         external_userid=new_external_userid(),
@@ -235,7 +239,7 @@ def sandbox_customer_add(
         createtime=create_time or int(time.time()),
         add_way=add_way,
         state=state,
-        oper_userid=customer.external_userid,
+        oper_userid=customer.external_userid if oper_userid is None else oper_userid,
     )
     code = secrets.token_urlsafe(24)
     SandboxWelcomeCode.objects.create(
