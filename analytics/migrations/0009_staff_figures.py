@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('analytics', '0006_decision_settings'),
+        ('analytics', '0008_surge_alert'),
         ('channels_app', '0011_livecode_public_title_language'),
         ('contacts', '0012_relation_oper_userid'),
         ('wecom', '0008_corp_language'),
