@@ -1,7 +1,8 @@
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
-from analytics.models import DecisionSettings
+from analytics.models import AnomalyAck, DecisionSettings
+from scrm.wecom.admin import ReadOnlyAdmin
 from scrm.wecom.admin_tenancy import CorpScopedAdmin
 
 
@@ -65,3 +66,14 @@ class DecisionSettingsAdmin(CorpScopedAdmin):
             },
         ),
     ]
+
+
+@admin.register(AnomalyAck)
+class AnomalyAckAdmin(ReadOnlyAdmin):
+    """Who acknowledged which anomaly, and why (written from the anomaly page only)."""
+
+    list_display = ["acknowledged_at", "corp", "kind", "key", "acknowledged_by", "note"]
+    list_filter = ["kind", "corp"]
+    search_fields = ["key", "note"]
+    list_select_related = ["corp", "acknowledged_by"]
+    date_hierarchy = "acknowledged_at"
