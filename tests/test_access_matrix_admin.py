@@ -81,6 +81,7 @@ RIGHTS: dict[str, dict[str, str]] = {
     "channels_app.GroupJoinWay": FULL,
     "channels_app.GroupMemberJoin": VIEW_DELETE,
     "analytics.DecisionSettings": FULL,
+    "analytics.AnomalyAck": READ_ONLY,
     "auth.User": SUPERUSER_ONLY,
     "auth.Group": SUPERUSER_ONLY,
     "authtoken.TokenProxy": SUPERUSER_ONLY,
@@ -105,7 +106,7 @@ def _url(model: type[Model], view: str, *args: object) -> str:
 def corp_rows(corp: Corp, bystander: Any) -> dict[type[Model], Model]:
     """One row of every corp model of the admin in `corp`, built directly (their flows have
     their own tests); nothing reaches WeCom."""
-    from analytics.models import DecisionSettings
+    from analytics.models import AnomalyAck, DecisionSettings
     from channels_app import models as ch
     from channels_app.services.live_codes import live_code_create
     from contacts import models as co
@@ -161,6 +162,7 @@ def corp_rows(corp: Corp, bystander: Any) -> dict[type[Model], Model]:
         ch.GroupMemberJoin.objects.create(corp=corp, chat_id=f"wr{n}", member_id=f"wm{n}",
                                           join_way=join_way, joined_at=now),
         DecisionSettings.objects.create(corp=corp),
+        AnomalyAck.objects.create(corp=corp, kind="callback_failed", key=f"failed:{n}"),
     ]  # fmt: skip
     return {type(row): row for row in rows}
 

@@ -63,7 +63,7 @@ def every_model_row(sandbox_corp, corp, post_event, admin_user) -> None:
 def _channel_and_lifecycle_rows(corp: Corp) -> None:
     """One row of every channels and lifecycle model, built directly (their flows have their
     own tests); enough for each admin change page to open."""
-    from analytics.models import DecisionSettings
+    from analytics.models import AnomalyAck, DecisionSettings
     from channels_app import models as ch
     from channels_app.services.live_codes import live_code_create
     from contacts import models as co
@@ -102,6 +102,7 @@ def _channel_and_lifecycle_rows(corp: Corp) -> None:
     co.CalibrationDeviation.objects.create(corp=corp, run=run, staff=staff,
                                            day=dt.date(2026, 6, 1), ours=1, wecom=2)  # fmt: skip
     DecisionSettings.objects.create(corp=corp)
+    AnomalyAck.objects.create(corp=corp, kind="callback_failed", key="failed:1", note="smoke")
 
 
 @pytest.mark.parametrize(("model", "model_admin"), ADMINS, ids=ADMIN_IDS)

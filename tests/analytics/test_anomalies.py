@@ -88,7 +88,7 @@ def test_a_day_with_adds_far_below_scans_is_listed_until_the_adds_are_there(corp
     assert anomaly.figures["adds"] == 5
     assert str(anomaly.figures["usual_rate"]) == "0.6"
     # Its evidence: the code's scans and adds of that local day, in the admin.
-    scans_url = dict(anomaly.evidence)["Scans"]
+    scans_url = anomaly.evidence[0][1]
     query = parse_qs(urlsplit(scans_url).query)
     assert query["live_code__id__exact"] == [str(code.pk)]
     assert query["created_at__gte"] == ["2026-10-09T16:00:00+00:00"]
@@ -387,3 +387,47 @@ def test_the_anomaly_page_lists_a_code_whose_adds_were_dropped_until_calibration
         rollups_refresh(corp=corp)
     page = client.get(PAGE)
     assert key not in _row_keys(page, "open") | _row_keys(page, "acknowledged")
+
+
+# -- the API -------------------------------------------------------------------------------------
+
+
+def test_the_api_lists_open_and_acknowledged_anomalies_with_figures_and_evidence(corp, landing):
+    from rest_framework.test import APIClient
+
+    code, slot = landing
+    _scans(code, slot, 10, 25)
+    _adds(corp, slot, 10, 5)
+    rollups_rebuild(corp=corp, first=FIRST, last=LAST, now=NOW)
+    failed = _failed_events(corp, 1)[0]
+    AnomalyAck.objects.create(corp=corp, kind=Kind.CALLBACK_FAILED, key=f"failed:{failed.pk}",
+                              note="已知")  # fmt: skip
+    client = APIClient()
+    client.force_authenticate(_user("manager", corp, Role.MANAGER))
+    url = "/api/v1/reports/anomalies/"
+    response = client.get(url, {"corp": corp.corp_id, "from": "2026-10-01", "to": "2026-10-31"})
+    assert response.status_code == 200
+    rows = response.json()["anomalies"]
+    assert [(row["kind"], row["key"], row["acknowledged"] is not None) for row in rows] == [
+        ("adds_below_scans", f"code:{code.pk}:2026-10-10", False),
+        ("callback_failed", f"failed:{failed.pk}", True),
+    ]
+    assert rows[0]["day"] == "2026-10-10"
+    assert rows[0]["figures"] == {"live_code": code.pk, "scans": 25, "adds": 5,
+                                  "scan_to_add": 0.2, "usual_rate": 0.6,
+                                  "expected_adds": 15.0}  # fmt: skip
+    assert [urlsplit(e["url"]).path for e in rows[0]["evidence"]] == [
+        "/admin/channels_app/scan/",
+        "/admin/channels_app/attribution/",
+        f"/admin/channels_app/livecode/{code.pk}/change/",
+    ]
+    assert rows[1]["acknowledged"]["note"] == "已知"
+
+    other = CorpFactory()
+    for query in (
+        {"corp": corp.corp_id, "from": "2026-10-31", "to": "2026-10-01"},
+        {"corp": corp.corp_id, "from": "2026-10-01"},
+        {"corp": other.corp_id, "from": "2026-10-01", "to": "2026-10-31"},
+        {"corp": corp.corp_id, "from": "2026-10-01", "to": "2026-10-31", "window": "7"},
+    ):
+        assert client.get(url, query).status_code == 400, query
