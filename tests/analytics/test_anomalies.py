@@ -323,6 +323,7 @@ def test_the_page_reads_in_a_fixed_number_of_queries(corp, client, landing):
     for n in range(25):
         _scan(code, now - dt.timedelta(minutes=n), f"dev-{n}", slot)
     few = count()
+    assert few <= 12  # session, user, memberships, corps; 8 for the anomalies and their acks
     for n in range(25):  # another code with the same trouble, another day, acknowledged ones
         _scan(code, now - dt.timedelta(days=2, minutes=n), f"dev-b-{n}", slot)
     more = _failed_events(corp, 3, start=5)
