@@ -157,10 +157,10 @@ def _count_per_code(queryset: Any) -> Subquery:
 def dead_codes(params: AnomalyParams) -> list[Anomaly]:
     corp, now = params.corp, params.now
     start = now - timedelta(hours=DEAD_HOURS)
-    scans = Scan.objects.filter(corp=corp, created_at__gte=start, created_at__lte=now)
-    adds = Attribution.objects.filter(corp=corp, added_at__gte=start, added_at__lte=now)
+    scans = Scan.objects.filter(corp=corp, created_at__gte=start, created_at__lt=now)
+    adds = Attribution.objects.filter(corp=corp, added_at__gte=start, added_at__lt=now)
     last_add = (
-        Attribution.objects.filter(corp=corp, live_code=OuterRef("pk"), added_at__lte=now)
+        Attribution.objects.filter(corp=corp, live_code=OuterRef("pk"), added_at__lt=now)
         .order_by("-added_at")
         .values("added_at")[:1]
     )

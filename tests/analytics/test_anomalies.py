@@ -432,3 +432,41 @@ def test_the_api_lists_open_and_acknowledged_anomalies_with_figures_and_evidence
         {"corp": corp.corp_id, "from": "2026-10-01", "to": "2026-10-31", "window": "7"},
     ):
         assert client.get(url, query).status_code == 400, query
+
+
+def test_every_evidence_link_opens_in_the_admin_filtered(corp, client, landing):
+    code, slot = landing
+    LiveCode.objects.filter(pk=code.pk).update(status=LiveCode.Status.ACTIVE)
+    now = timezone.now()
+    today = days.today(corp)
+    for n in range(25):
+        _scan(code, now - dt.timedelta(minutes=n), f"dev-{n}", slot)
+    rollups_rebuild(corp=corp, first=today, last=today)
+    _api_call(corp, "externalcontact/get_follow_user_list", 0, now)
+    staff = staff_get_or_create(corp=corp, userid="staff01")
+    run = CalibrationRun.objects.create(corp=corp, since=today, status="done")
+    CalibrationDeviation.objects.create(corp=corp, run=run, staff=staff, day=today, ours=1,
+                                        wecom=2)  # fmt: skip
+    _event(corp, 1, "pending", now - dt.timedelta(hours=1))
+    _event(corp, 2, "failed", now - dt.timedelta(hours=1))
+    Staff.objects.filter(pk=slot.staff_id).update(status=Staff.Status.LEFT)
+    PoolMember.objects.create(corp=corp, live_code=code, staff=slot.staff)
+    found = _list(corp, first=today, last=today, now=now)
+    assert {a.kind for a in found.open} == set(Kind.values) - {Kind.ADDS_WITHOUT_SCANS}
+    client.force_login(_user("ops", corp))
+    counts = {}
+    for anomaly in found.open:
+        for _label, url in anomaly.evidence:
+            response = client.get(url)
+            assert response.status_code == 200, (anomaly.kind, url)  # an unknown filter: 302
+            if response.context and "cl" in response.context:
+                counts[(anomaly.kind, urlsplit(url).path)] = response.context["cl"].result_count
+    assert counts == {
+        (Kind.ADDS_BELOW_SCANS, "/admin/channels_app/scan/"): 25,
+        (Kind.ADDS_BELOW_SCANS, "/admin/channels_app/attribution/"): 0,
+        (Kind.DEAD_CODE, "/admin/channels_app/scan/"): 24,  # [3 hours ago, now)
+        (Kind.DEAD_CODE, "/admin/channels_app/attribution/"): 0,
+        (Kind.EMPTY_API, "/admin/wecom/apicall/"): 1,
+        (Kind.CALLBACK_BACKLOG, "/admin/wecom/callbackevent/"): 1,
+        (Kind.CALLBACK_FAILED, "/admin/wecom/callbackevent/"): 1,
+    }
