@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from analytics.models import DecisionSettings, SurgeAlert
+from analytics.models import AnomalyAck, DecisionSettings, SurgeAlert
 from scrm.wecom.admin import ReadOnlyAdmin, local_time_column
 from scrm.wecom.admin_tenancy import CorpScopedAdmin
 
@@ -94,3 +94,14 @@ class SurgeAlertAdmin(ReadOnlyAdmin):
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> Any:
         extra_context = {**(extra_context or {}), "surge_rule": SURGE_RULE}
         return super().changelist_view(request, extra_context)
+
+
+@admin.register(AnomalyAck)
+class AnomalyAckAdmin(ReadOnlyAdmin):
+    """Who acknowledged which anomaly, and why (written from the anomaly page only)."""
+
+    list_display = ["acknowledged_at", "corp", "kind", "key", "acknowledged_by", "note"]
+    list_filter = ["kind", "corp"]
+    search_fields = ["key", "note"]
+    list_select_related = ["corp", "acknowledged_by"]
+    date_hierarchy = "acknowledged_at"

@@ -567,3 +567,47 @@ class SurgeAlert(models.Model):
     @property
     def is_open(self) -> bool:
         return self.ended_at is None
+
+
+class AnomalyAck(models.Model):
+    """An operator's acknowledgement of one anomaly (analytics.anomalies): the anomaly stays
+    listed, apart, with who saw it and why. `key` names the occurrence (a code and day, a
+    calibration day, the oldest event of a backlog...), so a recurrence has a new key and shows
+    again."""
+
+    class Kind(models.TextChoices):
+        ADDS_BELOW_SCANS = "adds_below_scans", _("adds far below scans")
+        ADDS_WITHOUT_SCANS = "adds_without_scans", _("adds without scans")
+        DEAD_CODE = "dead_code", _("scans but no adds for hours")
+        EMPTY_API = "empty_api", _("WeCom answered an empty list")
+        CALIBRATION = "calibration", _("our counts differ from WeCom's")
+        CALLBACK_BACKLOG = "callback_backlog", _("callbacks waiting")
+        CALLBACK_FAILED = "callback_failed", _("callbacks failed")
+        LEFT_STAFF = "left_staff", _("staff who left still in a pool")
+
+    corp = models.ForeignKey(
+        Corp, on_delete=models.CASCADE, related_name="+", verbose_name=_("corp")
+    )
+    kind = models.CharField(_("kind"), max_length=32, choices=Kind.choices)
+    key = models.CharField(_("occurrence"), max_length=128)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("acknowledged by"),
+    )
+    acknowledged_at = models.DateTimeField(_("acknowledged at"), auto_now_add=True)
+    note = models.CharField(_("note"), max_length=255, blank=True)
+
+    class Meta:
+        verbose_name = _("acknowledged anomaly")
+        verbose_name_plural = _("acknowledged anomalies")
+        ordering = ["-acknowledged_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["corp", "kind", "key"], name="anomaly_ack_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.key}"

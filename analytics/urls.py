@@ -1,6 +1,6 @@
 from django.urls import path
 
-from analytics import views
+from analytics import anomaly_views, views
 
 app_name = "reports"
 urlpatterns = [
@@ -9,4 +9,6 @@ urlpatterns = [
     path("live-codes/", views.live_codes, name="live_codes"),
     path("staff/", views.staff, name="staff"),
     path("by/<str:by>/", views.breakdown, name="breakdown"),
+    path("anomalies/", anomaly_views.anomalies, name="anomalies"),
+    path("anomalies/acknowledge/", anomaly_views.acknowledge, name="anomaly_acknowledge"),
 ]

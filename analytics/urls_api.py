@@ -1,6 +1,7 @@
 from django.urls import path
 
 from analytics.api import ChannelReportView, DailyReportView
+from analytics.api_anomalies import AnomalyListView
 from analytics.api_exports import ExportJobDownloadView, ExportJobView
 from analytics.api_staff import StaffReportView
 
@@ -8,6 +9,7 @@ urlpatterns = [
     path("reports/channels/", ChannelReportView.as_view(), name="report-channels"),
     path("reports/daily/", DailyReportView.as_view(), name="report-daily"),
     path("reports/staff/", StaffReportView.as_view(), name="report-staff"),
+    path("reports/anomalies/", AnomalyListView.as_view(), name="report-anomalies"),
     path("reports/exports/<int:pk>/", ExportJobView.as_view(), name="report-export"),
     path(
         "reports/exports/<int:pk>/download/",

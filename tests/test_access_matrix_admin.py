@@ -82,6 +82,7 @@ RIGHTS: dict[str, dict[str, str]] = {
     "channels_app.GroupMemberJoin": VIEW_DELETE,
     "analytics.DecisionSettings": FULL,
     "analytics.SurgeAlert": READ_ONLY,
+    "analytics.AnomalyAck": READ_ONLY,
     "auth.User": SUPERUSER_ONLY,
     "auth.Group": SUPERUSER_ONLY,
     "authtoken.TokenProxy": SUPERUSER_ONLY,
@@ -106,7 +107,7 @@ def _url(model: type[Model], view: str, *args: object) -> str:
 def corp_rows(corp: Corp, bystander: Any) -> dict[type[Model], Model]:
     """One row of every corp model of the admin in `corp`, built directly (their flows have
     their own tests); nothing reaches WeCom."""
-    from analytics.models import DecisionSettings, SurgeAlert
+    from analytics.models import AnomalyAck, DecisionSettings, SurgeAlert
     from channels_app import models as ch
     from channels_app.services.live_codes import live_code_create
     from contacts import models as co
@@ -165,6 +166,7 @@ def corp_rows(corp: Corp, bystander: Any) -> dict[type[Model], Model]:
         SurgeAlert.objects.create(corp=corp, live_code=code, metric="adds", started_at=now,
                                   scans=0, scans_usual=0, adds=25, adds_usual=2, peak_scans=0,
                                   peak_adds=25),
+        AnomalyAck.objects.create(corp=corp, kind="callback_failed", key=f"failed:{n}"),
     ]  # fmt: skip
     return {type(row): row for row in rows}
 

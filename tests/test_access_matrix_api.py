@@ -317,6 +317,7 @@ ENDPOINTS: dict[tuple[str, str], Call] = {
     ("report-channels", "get"): Call(QUERY, _report("report-channels")),
     ("report-daily", "get"): Call(QUERY, _report("report-daily")),
     ("report-staff", "get"): Call(QUERY, _report("report-staff")),
+    ("report-anomalies", "get"): Call(QUERY, _report("report-anomalies")),
     ("report-export", "get"): Call(OBJECT, _job_url("report-export")),
     ("report-export-download", "get"): Call(OBJECT, _job_url("report-export-download")),
 }

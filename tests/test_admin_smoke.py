@@ -63,7 +63,7 @@ def every_model_row(sandbox_corp, corp, post_event, admin_user) -> None:
 def _channel_and_lifecycle_rows(corp: Corp) -> None:
     """One row of every channels and lifecycle model, built directly (their flows have their
     own tests); enough for each admin change page to open."""
-    from analytics.models import DecisionSettings, SurgeAlert
+    from analytics.models import AnomalyAck, DecisionSettings, SurgeAlert
     from channels_app import models as ch
     from channels_app.services.live_codes import live_code_create
     from contacts import models as co
@@ -105,6 +105,7 @@ def _channel_and_lifecycle_rows(corp: Corp) -> None:
     SurgeAlert.objects.create(corp=corp, live_code=code, metric="both", started_at=timezone.now(),
                               scans=30, scans_usual=2, adds=25, adds_usual=2, peak_scans=30,
                               peak_adds=25)  # fmt: skip
+    AnomalyAck.objects.create(corp=corp, kind="callback_failed", key="failed:1", note="smoke")
 
 
 @pytest.mark.parametrize(("model", "model_admin"), ADMINS, ids=ADMIN_IDS)

@@ -275,10 +275,12 @@ def simulate_scans(
     seed: int | None = None,
     poster: Poster = requests_poster,
     progress: Callable[[int, int], None] | None = None,
+    drop: float = 0.0,
 ) -> SimulationReport:
     """Visitors open the landing link /l/<slug>/ (each from its own IP and phone), read the
     contact way from the QR the page shows, and add that member; a fraction `no_add` scans
-    and leaves. Each add is delivered as a callback, like simulate_adds."""
+    and leaves. Each add is delivered as a callback, like simulate_adds; `drop` is the chance
+    that an add's callback is lost (the customer exists only in WeCom, for calibration)."""
     corp = SandboxCorp.objects.get(corp_id=corp_id)
     rng = random.Random(seed)
     base = _landing_base(corp, url)
@@ -319,6 +321,9 @@ def simulate_scans(
             corp=corp, userid=way.users[0], rng=rng, state=way.state
         )
         report.customers.append(customer.external_userid)
+        if rng.random() < drop:  # lost on the way
+            report.dropped += 1
+            continue
         xml = event_xml(corp.corp_id, "add_external_contact", follow.createtime,
                         UserID=follow.userid, ExternalUserID=customer.external_userid,
                         State=way.state, WelcomeCode=code)  # fmt: skip

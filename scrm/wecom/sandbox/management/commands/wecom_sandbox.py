@@ -198,13 +198,14 @@ class Command(BaseCommand):
             report = simulate_scans(
                 corp_id=corp.corp_id, slug=options["code"], scans=scans,
                 no_add=options["no_add"], rate=options["rate"], url=options["url"],
-                seed=options["seed"], progress=progress,
+                seed=options["seed"], progress=progress, drop=options["drop"],
             )  # fmt: skip
             self.stdout.write("")
             self.stdout.write(
                 f"{report.scans} scans, {report.scans_without_add} left without adding, "
                 f"{report.scans_without_code} showed no code; {len(report.customers)} customers "
-                f"added, {report.answered_200} callbacks answered 200, {report.failed} failed."
+                f"added ({report.dropped} callbacks dropped), {report.answered_200} callbacks "
+                f"answered 200, {report.failed} failed."
             )
             self._verdict(report, requested=scans, slug=options["code"])
             return
