@@ -31,6 +31,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -121,7 +122,9 @@ def _world(corp_id: str, suffix: str) -> World:
                                 mode="landing", pool=pool, **fields)  # fmt: skip
 
     main, active, spare = code("poster"), code("active"), code("spare")
-    LiveCode.objects.filter(pk=active.pk).update(status=LiveCode.Status.ACTIVE)
+    LiveCode.objects.filter(pk=active.pk).update(
+        status=LiveCode.Status.ACTIVE, published_at=timezone.now()
+    )
     contact = ExternalContactFactory(corp=corp, external_userid=f"wm-customer-{suffix}")
     relation = FollowRelationFactory(external_contact=contact, staff=staff[0])
     scan = Scan.objects.create(corp=corp, live_code=main, ip_hash="f" * 32, device_key="d" * 32,
@@ -294,7 +297,7 @@ ENDPOINTS: dict[tuple[str, str], Call] = {
     ("live-code-pause", "post"): Call(
         OBJECT, _detail("live-code-pause", "active_code"), lambda world: {}
     ),
-    ("live-code-qr", "get"): Call(OBJECT, _detail("live-code-qr", "code")),
+    ("live-code-qr", "get"): Call(OBJECT, _detail("live-code-qr", "active_code")),
     # scans and attributions (read-only)
     ("scan-list", "get"): Call(LIST, _list("scan-list")),
     ("scan-detail", "get"): Call(OBJECT, _detail("scan-detail", "scan")),
