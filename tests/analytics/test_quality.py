@@ -121,11 +121,14 @@ def test_the_ranking_scores_each_part_and_ranks_channels(corp, ranked):
     assert (many.new_customers, few.new_customers, none.new_customers) == (4, 1, 0)
     assert (many.reply_minutes, few.reply_minutes, none.reply_minutes) == (D(5), D(300), None)
     # Native codes have no scans: no scan volume, no scan-to-add for anyone.
-    assert D(many.normalised["scans"]) == 0 and many.scan_to_add is None
-    assert D(many.normalised["reply_speed"]) == 1 and D(few.normalised["reply_speed"]) == 0
+    assert D(many.normalised["scans"]) == 0
+    assert many.scan_to_add is None
+    assert D(many.normalised["reply_speed"]) == 1
+    assert D(few.normalised["reply_speed"]) == 0
     # Both consult rates are 0 (a tie among channels with a value): 1 each; "none" has none.
     assert D(many.normalised["consult_72h_rate"]) == D(few.normalised["consult_72h_rate"]) == 1
-    assert D(none.normalised["consult_72h_rate"]) == 0 and none.score == D(0)
+    assert D(none.normalised["consult_72h_rate"]) == 0
+    assert none.score == D(0)
     assert many.score > few.score > none.score
 
 
@@ -153,7 +156,8 @@ def test_the_hourly_job_tags_the_top_channels_customers_once_each(corp, sandbox_
     other = SandboxFollow.objects.filter(customer__corp=sandbox_corp, state=ranked["few"].state)
     assert not any(follow.tag_ids for follow in other)
     lines = TimelineEvent.objects.filter(corp=corp, kind=TimelineEvent.Kind.TAGGED)
-    assert lines.count() == 4 and all(line.data["source"] == "quality" for line in lines)
+    assert lines.count() == 4
+    assert all(line.data["source"] == "quality" for line in lines)
 
 
 def test_a_customer_already_tagged_on_another_relation_is_not_tagged_again(
@@ -164,8 +168,9 @@ def test_a_customer_already_tagged_on_another_relation_is_not_tagged_again(
     contact = customer.external_contact
     # The customer also adds staff03 later: a second live relation, not the first touch.
     follow = SandboxFollow.objects.get(customer__external_userid=contact.external_userid)
-    SandboxFollow.objects.create(customer=follow.customer, userid="staff03",
-                                 createtime=follow.createtime + 60, add_way=1, state="")  # fmt: skip
+    SandboxFollow.objects.create(
+        customer=follow.customer, userid="staff03", createtime=follow.createtime + 60, state=""
+    )
     add_record(corp=corp, userid="staff03", external_userid=contact.external_userid, state="",
                added_at=timezone.now())  # fmt: skip
     before = _mark_tag_calls()
