@@ -17,6 +17,7 @@ from django.shortcuts import render
 from django.utils.translation import gettext as _
 
 from analytics import pages
+from analytics.budget import BUDGET_DEFINITION, budget_advice
 from analytics.definitions import DEFINITIONS
 from analytics.forms import ReportFilterForm
 from analytics.reports import ChannelReport, DailyReport
@@ -60,7 +61,10 @@ def _report_page(request: HttpRequest, group_by: str) -> HttpResponse:
         return render(request, TEMPLATE, {**context, "form": form}, status=400)
 
     corp = form.cleaned_data["corp"]
-    table = ChannelReport(form.params(group_by)).calculate()
+    report = ChannelReport(form.params(group_by))
+    table = report.calculate()
+    # Budget advice by channel only (a cost names a channel); shown, never applied.
+    advice = budget_advice(report, table) if group_by == "channel" else None
     trend = DailyReport(form.params(group_by)).calculate()
     previous = DailyReport(form.params(group_by, previous=True)).calculate()
     shown = ReportFilterForm(
@@ -83,7 +87,8 @@ def _report_page(request: HttpRequest, group_by: str) -> HttpResponse:
             "tabs": _tabs(form, group_by),
             "column": pages.PAGES[group_by]["column"],
             "kpis": pages.kpis(trend.totals, previous.totals, table.params.window),
-            "table": pages.table(form, group_by, table),
+            "table": pages.table(form, group_by, table, advice),
+            "budget_definition": BUDGET_DEFINITION if advice is not None else "",
             "trend_chart": pages.trend_chart(trend),
             "ranking_chart": pages.ranking_chart(table),
             "status": pages.status(table, previous, corp),
