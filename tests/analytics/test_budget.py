@@ -62,7 +62,7 @@ def _advice(corp) -> dict[str, dict]:
 
 def test_advice_from_the_median_reply_against_the_thresholds(corp, month):
     advice = _advice(corp)
-    medians = {name: (item["median_reply_minutes"], item["advice"]) for name, item in advice.items()}
+    medians = {name: (it["median_reply_minutes"], it["advice"]) for name, it in advice.items()}
     assert medians == {
         "slow": (D(300), "reduce"),
         "fast": (D(60), "increase"),
