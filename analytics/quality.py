@@ -267,3 +267,65 @@ def quality_picker_ranks(corp_ids: Iterable[int]) -> dict[int, int]:
     for corp_id, at, top_n in wanted:
         condition |= Q(corp_id=corp_id, computed_at=at, rank__lte=top_n)
     return dict(QualityScore.objects.filter(condition).values_list("channel_id", "rank"))
+
+
+HISTORY_SHOWN_DAYS = 7  # the rank-over-time chart and the API's history, by default
+
+
+@dataclass(frozen=True)
+class QualityOverview:
+    """The latest ranking with each channel's parts, and the ranks of the hours before it."""
+
+    computed_at: datetime | None
+    first: Any
+    last: Any
+    top_n: int
+    weights: dict[str, int]
+    rows: list[dict[str, Any]]
+    history: list[dict[str, Any]]
+
+
+def _part_value(row: QualityScore, part: str) -> Any:
+    return row.reply_minutes if part == "reply_speed" else getattr(row, part)
+
+
+def quality_overview(*, corp: Corp, history_days: int = HISTORY_SHOWN_DAYS) -> QualityOverview:
+    """What the quality page and API show (four queries): the latest hour's ranking, each row
+    with its parts (raw value, normalised, weight), and (computed_at, channel, rank, score) of
+    every hour within `history_days` before it."""
+    settings = decision_settings_for(corp)
+    weights = dict(settings.quality_weights())
+    at = quality_latest_hour(corp=corp)
+    ranking = list(quality_ranking(corp=corp, at=at)) if at else []
+    rows = [
+        {
+            "rank": row.rank,
+            "channel": row.channel_id,
+            "name": row.channel.name,
+            "score": row.score,
+            "new_customers": row.new_customers,
+            "top": row.rank <= settings.quality_top_n,
+            "parts": [
+                {
+                    "name": part,
+                    "value": _part_value(row, part),
+                    "normalised": Decimal(row.normalised.get(part, "0")),
+                    "weight": weights[part],
+                }
+                for part, _label in PARTS
+            ],
+        }
+        for row in ranking
+    ]
+    history = (
+        list(quality_history(corp=corp, since=at - timedelta(days=history_days))) if at else []
+    )
+    return QualityOverview(
+        computed_at=at,
+        first=ranking[0].first if ranking else None,
+        last=ranking[0].last if ranking else None,
+        top_n=settings.quality_top_n,
+        weights=weights,
+        rows=rows,
+        history=history,
+    )

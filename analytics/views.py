@@ -16,12 +16,14 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.translation import gettext as _
 
-from analytics import pages
+from analytics import pages, quality_pages
 from analytics.budget import BUDGET_DEFINITION, budget_advice
 from analytics.definitions import DEFINITIONS
-from analytics.forms import ReportFilterForm
+from analytics.forms import QualityForm, ReportFilterForm
+from analytics.quality import PARTS, QUALITY_DEFINITIONS, quality_overview
 from analytics.reports import ChannelReport, DailyReport
 from analytics.selectors import channel_groups
+from scrm import days
 from scrm.wecom import tenancy
 
 ECHARTS_VERSION = "6.1.0"  # static/vendor/echarts/<version>/ (see static/vendor/README.md)
@@ -125,3 +127,46 @@ def breakdown(request: HttpRequest, by: str) -> HttpResponse:
     if by not in pages.BREAKDOWNS:
         raise Http404(_("No such breakdown."))
     return _report_page(request, by)
+
+
+QUALITY_TEMPLATE = "analytics/quality.html"
+
+
+@login_required(login_url="admin:login")
+def quality(request: HttpRequest) -> HttpResponse:
+    """The channel quality ranking: the latest hour's, each channel's parts, ranks over time."""
+    context = {
+        **admin.site.each_context(request),
+        "is_nav_sidebar_enabled": False,
+        "title": _("Channel quality"),
+        "echarts_js": f"vendor/echarts/{ECHARTS_VERSION}/echarts.min.js",
+        "definitions": QUALITY_DEFINITIONS,
+    }
+    corps = list(tenancy.corps_for_user(request.user, tenancy.READ))
+    if not corps:
+        return render(request, QUALITY_TEMPLATE, {**context, "no_corps": True})
+    form = QualityForm(request.GET, corps=corps)
+    if not form.is_valid():
+        return render(request, QUALITY_TEMPLATE, {**context, "form": form}, status=400)
+    corp = form.cleaned_data["corp"]
+    overview = quality_overview(corp=corp, history_days=form.cleaned_data["days"])
+    shown = QualityForm(initial={"corp": corp.corp_id, "days": form.cleaned_data["days"]},
+                        corps=corps)  # fmt: skip
+    return render(
+        request,
+        QUALITY_TEMPLATE,
+        {
+            **context,
+            "form": shown,
+            "corp": corp,
+            "overview": overview,
+            "computed_at": days.local_display(overview.computed_at, corp),
+            "parts": [
+                {"name": name, "label": label, "weight": overview.weights[name]}
+                for name, label in PARTS
+            ],
+            "table": quality_pages.quality_table(overview),
+            "parts_chart": quality_pages.quality_parts_chart(overview),
+            "rank_chart": quality_pages.quality_rank_chart(overview, corp),
+        },
+    )

@@ -11,6 +11,7 @@ from decimal import Decimal
 
 import pytest
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from analytics.models import DecisionSettings, QualityScore
 from analytics.quality import normalise, quality_scores_compute, weighted_score
@@ -197,3 +198,44 @@ def test_scans_count_for_landing_channels_only(corp, sandbox_corp):
     assert (rows["xhs"].scans, D(rows["xhs"].normalised["scans"])) == (3, 1)
     assert (rows["pyq"].scans, D(rows["pyq"].normalised["scans"])) == (0, 0)
     assert rows["xhs"].rank == 1
+
+
+# -- the page and the API ------------------------------------------------------------------------
+
+
+def test_the_api_gives_the_latest_ranking_and_the_hours_before(admin_user, corp, ranked):
+    now = timezone.now()
+    quality_scores_compute(corp=corp, now=now - dt.timedelta(hours=1))
+    quality_scores_compute(corp=corp, now=now)
+    api = APIClient()
+    api.force_authenticate(admin_user)
+    response = api.get("/api/v1/reports/quality/", {"corp": corp.corp_id})
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert [row["name"] for row in body["rows"]] == ["many", "few", "none"]
+    assert [row["top"] for row in body["rows"]] == [True, False, False]  # top N is 1
+    assert body["top_n"] == 1
+    assert body["weights"]["consult_72h_rate"] == 20
+    parts = {part["name"]: part for part in body["rows"][0]["parts"]}
+    assert list(parts) == [name for name, _w in DecisionSettings().quality_weights()]
+    assert (parts["reply_speed"]["value"], parts["reply_speed"]["normalised"]) == (5.0, 1.0)
+    assert len(body["history"]) == 6  # two hours of three channels
+    assert {item["rank"] for item in body["history"]} == {1, 2, 3}
+    for bad in ({"days": 1000}, {"moon": 1}, {"corp": "ww-nobody"}):
+        query = {"corp": corp.corp_id, **bad}
+        assert api.get("/api/v1/reports/quality/", query).status_code == 400
+
+
+def test_the_page_shows_the_ranking_its_parts_and_definitions(admin_client, corp, ranked):
+    assert admin_client.get("/reports/quality/").status_code == 200  # no ranking yet
+    quality_scores_compute(corp=corp)
+    response = admin_client.get("/reports/quality/", {"corp": corp.corp_id, "days": 7})
+    assert response.status_code == 200
+    html = response.content.decode()
+    many = Channel.objects.get(corp=corp, code="many")
+    assert f'data-channel="{many.pk}" data-rank="1" class="quality-top"' in html
+    assert 'data-part="reply_speed" data-normalised="1.0000"' in html
+    assert 'id="quality-rank-data"' in html
+    assert 'id="quality-parts-data"' in html
+    assert 'id="quality-weights"' in html
+    assert admin_client.get("/reports/quality/", {"days": "x"}).status_code == 400
