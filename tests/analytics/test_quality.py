@@ -239,3 +239,50 @@ def test_the_page_shows_the_ranking_its_parts_and_definitions(admin_client, corp
     assert 'id="quality-parts-data"' in html
     assert 'id="quality-weights"' in html
     assert admin_client.get("/reports/quality/", {"days": "x"}).status_code == 400
+
+
+# -- the live-code pickers ---------------------------------------------------------------------
+
+
+def _picked(admin_client) -> list[str]:
+    """The live codes the referral form's picker offers (the admin's autocomplete), in order."""
+    response = admin_client.get("/admin/autocomplete/", {
+        "app_label": "channels_app", "model_name": "referralcode", "field_name": "live_code",
+    })  # fmt: skip
+    assert response.status_code == 200, response.content
+    return [item["text"] for item in response.json()["results"]]
+
+
+def test_the_pickers_list_the_top_channels_codes_first(admin_client, corp, ranked):
+    assert _picked(admin_client) == ["none code", "few code", "many code"]  # newest first
+    quality_scores_compute(corp=corp)
+    assert _picked(admin_client) == ["many code", "none code", "few code"]  # the top 1 first
+    DecisionSettings.objects.filter(corp=corp).update(quality_top_n=2)
+    assert _picked(admin_client) == ["many code", "few code", "none code"]
+    DecisionSettings.objects.filter(corp=corp).update(quality_order_pickers=False)
+    assert _picked(admin_client) == ["none code", "few code", "many code"]
+
+
+def test_another_corps_ranking_does_not_order_this_corps_pickers(client, corp, ranked):
+    """Tenancy: an operator of another corp sees neither this corp's codes nor its order."""
+    from django.contrib.auth import get_user_model
+
+    from scrm.wecom.sandbox.simulate import sandbox_corp_setup
+    from scrm.wecom.services import corp_create
+    from tests.tenancy import member
+
+    other_sandbox = sandbox_corp_setup(corp_id="wwtest0000000002", name="别的企业", members=1)
+    other = corp_create(corp_id=other_sandbox.corp_id, name=other_sandbox.name,
+                        secret=other_sandbox.secret, callback_token=other_sandbox.callback_token,
+                        encoding_aes_key=other_sandbox.encoding_aes_key)  # fmt: skip
+    _channel(other, "theirs-old")
+    _channel(other, "theirs-new")
+    quality_scores_compute(corp=corp)
+    quality_scores_compute(corp=other)
+    assert QualityScore.objects.filter(corp=other).count() == 2
+    user = get_user_model().objects.create_user("op", password="x", is_staff=True)
+    client.force_login(member(user, other, role="operator"))
+    # Its own top 5 (a tie at 0: the older channel first), none of the first corp's codes.
+    assert _picked(client) == ["theirs-old code", "theirs-new code"]
+    response = client.get("/api/v1/reports/quality/", {"corp": corp.corp_id})
+    assert response.status_code in (400, 403)
