@@ -72,9 +72,9 @@ class TagChunk:
 
 
 def quality_tags_apply(*, corp: Corp, run: str = "", after: int = 0) -> TagChunk:
-    """Tag one chunk of the corp's top channels' customers not yet tagged, with ids above
-    `after`.
-    A new run (`run` empty) takes the corp's lock, or does nothing while another holds it."""
+    """Tag one chunk (CHUNK_SIZE) of the corp's top channels' customers not yet tagged, with
+    ids above `after`; `next_run` says whether another chunk follows. A new run (`run` empty)
+    takes the corp's lock, or does nothing while another run holds it."""
     settings = decision_settings_for(corp)
     if not settings.quality_tag_customers:
         return TagChunk(0, None)
@@ -111,9 +111,12 @@ def _chunk(corp: Corp, settings: DecisionSettings, run: str, after: int) -> TagC
     relations = FollowRelation.objects.in_bulk([relation_id for _c, relation_id in targets])
     tagged = 0
     for _customer_id, relation_id in targets:
+        relation = relations.get(relation_id)
+        if relation is None:
+            continue  # gone since it was chosen (the customer erased)
         try:
             added = tags_apply(
-                relation=relations[relation_id],
+                relation=relation,
                 tag_ids=[tag.tag_id],
                 source=CustomerTag.Source.QUALITY,
             )

@@ -10,9 +10,11 @@ import random
 from decimal import Decimal
 
 import pytest
+from django.core.cache import cache
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from analytics import quality_tags
 from analytics.models import DecisionSettings, QualityScore
 from analytics.quality import normalise, quality_scores_compute, weighted_score
 from analytics.reply_times import weighted_median
@@ -286,3 +288,23 @@ def test_another_corps_ranking_does_not_order_this_corps_pickers(client, corp, r
     assert _picked(client) == ["theirs-old code", "theirs-new code"]
     response = client.get("/api/v1/reports/quality/", {"corp": corp.corp_id})
     assert response.status_code in (400, 403)
+
+
+def test_the_tags_go_out_in_chunks_each_customer_once(corp, ranked, monkeypatch):
+    monkeypatch.setattr(quality_tags, "CHUNK_SIZE", 3)  # 4 customers: two chunks
+    quality_scores_compute(corp=corp)
+    before = _mark_tag_calls()
+    first = quality_tags.quality_tags_apply(corp=corp)
+    assert (first.tagged, first.next_run is not None) == (3, True)
+    rest = quality_tags.quality_tags_apply(corp=corp, run=first.next_run,
+                                           after=first.last_customer)  # fmt: skip
+    assert (rest.tagged, rest.next_run) == (1, None)
+    assert _mark_tag_calls() - before == 4
+
+
+def test_a_run_in_progress_keeps_the_next_one_out(corp, ranked):
+    quality_scores_compute(corp=corp)
+    cache.add(quality_tags._lock_key(corp.pk), "another-run", 60)
+    before = _mark_tag_calls()
+    assert quality_tags.quality_tags_apply(corp=corp).tagged == 0
+    assert _mark_tag_calls() == before
