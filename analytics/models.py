@@ -471,7 +471,7 @@ class DecisionSettings(models.Model):
             raise ValidationError(_("The staff alert share is between 0 and 1."))
 
     def quality_weights(self) -> list[tuple[str, int]]:
-        """(part, weight) in the score's order; the parts are named as in analytics.decisions."""
+        """(part, weight) in the score's order, the parts named as in analytics.quality.PARTS."""
         return [
             ("scans", self.quality_weight_scans),
             ("scan_to_add", self.quality_weight_scan_to_add),
