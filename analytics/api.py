@@ -4,6 +4,7 @@ decimal strings and rates as numbers in 0..1 (or null)."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 from typing import Any
 
@@ -16,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from analytics import budget
 from analytics.api_exports import (
     ANSWER_FORMATS,
     FORMAT_HELP,
@@ -23,6 +25,7 @@ from analytics.api_exports import (
     report_answer,
     report_responses,
 )
+from analytics.budget import ADVICE_LABELS, budget_advice
 from analytics.models import WINDOWS, Touch
 from analytics.reports import ChannelReport, DailyReport, ReportParams
 from analytics.reports import base as definitions
@@ -34,6 +37,7 @@ from scrm.api_tenancy import CorpField, CorpRolePermission
 from scrm.wecom import tenancy
 
 DEFINITIONS = definitions.__doc__ or ""
+BUDGET_DOC = budget.__doc__ or ""
 
 
 class ReportQuerySerializer(StrictQuerySerializer):
@@ -124,6 +128,28 @@ class ReportRowSerializer(serializers.Serializer):
         return data
 
 
+class BudgetAdviceSerializer(serializers.Serializer):
+    median_reply_minutes = serializers.DecimalField(
+        max_digits=10, decimal_places=1, allow_null=True, coerce_to_string=False,
+        help_text=_("median first-reply time of the staff of the channel's new customers"),
+    )  # fmt: skip
+    advice = serializers.ChoiceField(
+        choices=list(ADVICE_LABELS.items()), allow_null=True,
+        help_text=_("reduce, increase or keep the budget; null without a reply time"),
+    )  # fmt: skip
+    current_share = serializers.DecimalField(max_digits=12, decimal_places=4, allow_null=True,
+                                             coerce_to_string=False)  # fmt: skip
+    suggested_share = serializers.DecimalField(max_digits=12, decimal_places=4, allow_null=True,
+                                               coerce_to_string=False)  # fmt: skip
+
+
+class ChannelReportRowSerializer(ReportRowSerializer):
+    budget_advice = BudgetAdviceSerializer(
+        allow_null=True, required=False, default=None,
+        help_text=_("group_by=channel only (null otherwise): never applied automatically"),
+    )  # fmt: skip
+
+
 class ReportTotalsSerializer(ReportRowSerializer):
     key = None
     name = None
@@ -139,13 +165,19 @@ class ReportSerializer(serializers.Serializer):
     totals = ReportTotalsSerializer()
 
 
-def _answer(request: Request, result: ReportResult, fmt: str) -> Any:
-    return report_answer(request, result, fmt, lambda: _json(result))
+class ChannelReportSerializer(ReportSerializer):
+    rows = ChannelReportRowSerializer(many=True)
 
 
-def _json(result: ReportResult) -> Response:
+def _answer(
+    request: Request, result: ReportResult, fmt: str, serializer: type = ReportSerializer
+) -> Any:
+    return report_answer(request, result, fmt, lambda: _json(result, serializer))
+
+
+def _json(result: ReportResult, serializer: type) -> Response:
     return Response(
-        ReportSerializer(
+        serializer(
             {
                 "computed_at": result.computed_at,
                 "days_not_computed": result.days_not_computed,
@@ -160,13 +192,15 @@ def _json(result: ReportResult) -> Response:
 @extend_schema(
     tags=["reports"],
     parameters=[ChannelReportQuerySerializer],
-    responses=report_responses(ReportSerializer),
+    responses=report_responses(ChannelReportSerializer),
     description=_(
         "Channel report: one row per channel, live code, staff member or channel type "
         "(group_by), with totals."
     )
     + "\n\n"
-    + DEFINITIONS,
+    + DEFINITIONS
+    + "\n\n"
+    + BUDGET_DOC,
 )
 class ChannelReportView(APIView):
     # ?format= names the answer (json, csv, xlsx), not a renderer: see analytics.api_exports.
@@ -179,8 +213,13 @@ class ChannelReportView(APIView):
             data=request.query_params, context={"request": request}
         )
         query.is_valid(raise_exception=True)
-        result = ChannelReport(query.params()).calculate()
-        return _answer(request, result, query.validated_data["format"])
+        report = ChannelReport(query.params())
+        result = report.calculate()
+        if report.params.group_by == "channel" and query.validated_data["format"] == "json":
+            advice = budget_advice(report, result)
+            rows = [{**row, "budget_advice": advice.get(row["key"])} for row in result.rows]
+            result = dataclasses.replace(result, rows=rows)
+        return _answer(request, result, query.validated_data["format"], ChannelReportSerializer)
 
 
 @extend_schema(

@@ -206,3 +206,30 @@ class ReportFilterForm(forms.Form):
             "channel": data["channel"].pk if data.get("channel") else None,
             "live_code": data["live_code"].pk if data.get("live_code") else None,
         }
+
+
+class QualityForm(forms.Form):
+    """The quality page's filters: the corp (the user's first by default) and the days of
+    hourly history in the rank chart."""
+
+    corp = forms.ChoiceField(
+        label=_("corp"), required=False,
+        error_messages={"invalid_choice": _("No such corp, or not one you may see.")},
+    )  # fmt: skip
+    days = forms.TypedChoiceField(label=_("rank history"), coerce=int, required=False,
+                                  empty_value=7)  # fmt: skip
+
+    def __init__(self, data: Any = None, *, corps: list[Corp], **kwargs: Any) -> None:
+        super().__init__(data, **kwargs)
+        self.corps = {corp.corp_id: corp for corp in corps}
+        self.fields["corp"].choices = [(corp.corp_id, corp.name) for corp in corps]
+        if len(corps) < 2:
+            self.fields["corp"].widget = forms.HiddenInput()
+        self.fields["days"].choices = [
+            (days_shown, gettext("%(days)s days") % {"days": days_shown})
+            for days_shown in (1, 7, 30, 90)
+        ]
+
+    def clean_corp(self) -> Corp:
+        chosen = self.cleaned_data.get("corp") or next(iter(self.corps))
+        return self.corps[chosen]

@@ -498,7 +498,7 @@ class DecisionSettings(models.Model):
             raise ValidationError(_("The staff alert share is between 0 and 1."))
 
     def quality_weights(self) -> list[tuple[str, int]]:
-        """(part, weight) in the score's order; the parts are named as in analytics.decisions."""
+        """(part, weight) in the score's order, the parts named as in analytics.quality.PARTS."""
         return [
             ("scans", self.quality_weight_scans),
             ("scan_to_add", self.quality_weight_scan_to_add),
@@ -611,3 +611,50 @@ class AnomalyAck(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.key}"
+
+
+class QualityScore(models.Model):
+    """One channel's place in its corp's quality ranking of one hour (analytics.quality): the
+    score, its rank, and each part raw (as the channel report defines it) and normalised across
+    the corp's active channels (0..1; a part without data is 0). Rows of an hour are replaced
+    when the hour is computed again; the rows of all hours are the ranking's history."""
+
+    corp = models.ForeignKey(
+        Corp, on_delete=models.CASCADE, related_name="+", verbose_name=_("corp")
+    )
+    channel = models.ForeignKey(
+        Channel, on_delete=models.CASCADE, related_name="+", verbose_name=_("channel")
+    )
+    computed_at = models.DateTimeField(_("hour"))  # the UTC hour the ranking is of
+    first = models.DateField(_("period from"))
+    last = models.DateField(_("period to"))
+    rank = models.PositiveIntegerField(_("rank"))
+    score = models.DecimalField(_("score"), max_digits=7, decimal_places=2)
+    new_customers = models.PositiveIntegerField(_("new customers"), default=0)
+    scans = models.PositiveIntegerField(_("scans"), default=0)
+    scan_to_add = models.DecimalField(_("scan to add"), max_digits=12, decimal_places=4,
+                                      null=True, blank=True)  # fmt: skip
+    consult_72h_rate = models.DecimalField(_("consulted within 72 h"), max_digits=12,
+                                           decimal_places=4, null=True, blank=True)  # fmt: skip
+    reply_minutes = models.DecimalField(_("median first reply (min)"), max_digits=10,
+                                        decimal_places=1, null=True, blank=True)  # fmt: skip
+    retained_30d_rate = models.DecimalField(_("retained after 30 days"), max_digits=12,
+                                            decimal_places=4, null=True, blank=True)  # fmt: skip
+    revenue_per_customer = models.DecimalField(_("revenue per new customer"), max_digits=18,
+                                               decimal_places=2, null=True, blank=True)  # fmt: skip
+    # Each part normalised (0..1), in the order of DecisionSettings.quality_weights().
+    normalised = models.JSONField(_("normalised parts"), default=dict)
+
+    class Meta:
+        verbose_name = _("channel quality score")
+        verbose_name_plural = _("channel quality scores")
+        ordering = ["corp", "-computed_at", "rank"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["corp", "computed_at", "channel"], name="quality_score_once_an_hour"
+            ),
+        ]
+        indexes = [models.Index(fields=["corp", "computed_at", "rank"], name="quality_score_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.computed_at:%Y-%m-%d %H:00} #{self.rank} {self.channel_id}"

@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from analytics.budget import ADVICE_LABELS
 from analytics.forms import ReportFilterForm
 from analytics.models import Breakdown
 from analytics.reports import FIGURES, STAFF_FIGURES, ReportResult
@@ -192,20 +193,60 @@ def row_link(form: ReportFilterForm, group_by: str, key: Any) -> str:
     return _customers_url(form, key)
 
 
-def table(form: ReportFilterForm, group_by: str, result: ReportResult) -> dict[str, Any]:
-    """The table's columns and rows: every figure, or the staff report's own selection; a row
-    over the staff alert's share is marked (`alert`)."""
+def _budget_cells(advice: dict[str, Any] | None) -> list[dict[str, str]]:
+    """A channel's budget advice as cells: median reply time, advice, current and suggested
+    share of the spend (analytics.budget)."""
+    advice = advice or {}
+    minutes = advice.get("median_reply_minutes")
+    word = advice.get("advice")
+    cells = [
+        {"name": "median_reply_minutes", "kind": "count", "sort": sort_value(minutes),
+         "display": DASH if minutes is None else f"{minutes}"},
+        {"name": "advice", "kind": "text", "sort": word or "",
+         "display": str(ADVICE_LABELS[word]) if word else DASH},
+        *({"name": name, "kind": "rate", "sort": sort_value(advice.get(name)),
+           "display": figure_display(advice.get(name), "rate")}
+          for name in ("current_share", "suggested_share")),
+    ]  # fmt: skip
+    return [{**cell, "budget": True} for cell in cells]
+
+
+BUDGET_COLUMNS = (
+    ("median_reply_minutes", _("median first reply (min)"), "count"),
+    ("advice", _("budget advice"), "text"),
+    ("current_share", _("share of spend"), "rate"),
+    ("suggested_share", _("suggested share"), "rate"),
+)
+
+
+def table(
+    form: ReportFilterForm,
+    group_by: str,
+    result: ReportResult,
+    advice: dict[Any, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The table's columns, rows and totals: every figure, or the staff report's own selection
+    (a row over the staff alert's share is marked: `alert`); with `advice` (by channel), the
+    budget advice's columns after the figures (empty in the totals row)."""
     staff = isinstance(result, StaffReportResult)
     names = STAFF_PAGE_FIGURES if staff else tuple(name for name, _label, _kind in FIGURES)
-    return {
-        "columns": [{"name": name, "label": LABELS[name], "kind": KINDS[name]} for name in names],
-        "rows": [
-            {"key": row["key"], "name": row["name"], "link": row_link(form, group_by, row["key"]),
-             "cells": _cells(row, names), "alert": staff and row["initiated_alert"]}
-            for row in result.rows
-        ],
-        "totals": _cells(result.totals, names),
-    }  # fmt: skip
+    columns = [{"name": name, "label": LABELS[name], "kind": KINDS[name]} for name in names]
+    if advice is not None:
+        columns += [{"name": name, "label": label, "kind": kind, "budget": True}
+                    for name, label, kind in BUDGET_COLUMNS]  # fmt: skip
+    rows = []
+    for row in result.rows:
+        cells = _cells(row, names)
+        if advice is not None:
+            cells += _budget_cells(advice.get(row["key"]))
+        rows.append({"key": row["key"], "name": row["name"], "cells": cells,
+                     "link": row_link(form, group_by, row["key"]),
+                     "alert": staff and row["initiated_alert"]})  # fmt: skip
+    totals = _cells(result.totals, names)
+    if advice is not None:
+        totals += [{"name": name, "kind": kind, "display": "", "budget": True}
+                   for name, _l, kind in BUDGET_COLUMNS]  # fmt: skip
+    return {"columns": columns, "rows": rows, "totals": totals}
 
 
 def staff_alert(result: StaffReportResult) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 from celery import shared_task
 
+from scrm.wecom.client import WeComTransientError
+
 NIGHTLY_LOCAL_HOUR = 2  # after midnight's cohorts close, before calibration's 03:00
 
 
@@ -90,3 +92,53 @@ def surge_check_task(corp_id: int) -> int:
 
     corp = Corp.objects.filter(pk=corp_id).first()
     return surge_check(corp=corp).tagged if corp is not None else 0
+
+
+# -- the channel quality ranking (analytics.quality) -----------------------------------------
+
+
+@shared_task(acks_late=True, expires=3000)
+def quality_scores_all_task() -> int:
+    """Beat, hourly: one ranking per active corp."""
+    from scrm.wecom.models import Corp
+
+    corp_ids = list(Corp.objects.filter(is_active=True).order_by("pk").values_list("pk", flat=True))
+    for corp_id in corp_ids:
+        quality_scores_compute_task.delay(corp_id)
+    return len(corp_ids)
+
+
+@shared_task(acks_late=True, expires=3000)
+def quality_scores_compute_task(corp_id: int) -> int:
+    """The corp's ranking of this hour, then its tag action (after commit, in chunks)."""
+    from analytics.quality import quality_scores_compute
+    from scrm.wecom.models import Corp
+
+    corp = Corp.objects.filter(pk=corp_id).first()
+    if corp is None:
+        return 0
+    rows = quality_scores_compute(corp=corp)
+    quality_tags_apply_task.delay(corp_id)
+    return len(rows)
+
+
+# WeCom's transient errors (network, 5xx, rate limit) retry the chunk; the run's lock is freed
+# first, so the retry starts a run of its own.
+@shared_task(
+    acks_late=True,
+    expires=3000,
+    autoretry_for=(WeComTransientError,),
+    retry_backoff=30,
+    max_retries=3,
+)
+def quality_tags_apply_task(corp_id: int, run: str = "", after: int = 0) -> int:
+    from analytics.quality_tags import quality_tags_apply
+    from scrm.wecom.models import Corp
+
+    corp = Corp.objects.filter(pk=corp_id).first()
+    if corp is None:
+        return 0
+    chunk = quality_tags_apply(corp=corp, run=run, after=after)
+    if chunk.next_run:
+        quality_tags_apply_task.delay(corp_id, chunk.next_run, chunk.last_customer)
+    return chunk.tagged

@@ -11,4 +11,5 @@ urlpatterns = [
     path("by/<str:by>/", views.breakdown, name="breakdown"),
     path("anomalies/", anomaly_views.anomalies, name="anomalies"),
     path("anomalies/acknowledge/", anomaly_views.acknowledge, name="anomaly_acknowledge"),
+    path("quality/", views.quality, name="quality"),
 ]

@@ -3,6 +3,7 @@ from django.urls import path
 from analytics.api import ChannelReportView, DailyReportView
 from analytics.api_anomalies import AnomalyListView
 from analytics.api_exports import ExportJobDownloadView, ExportJobView
+from analytics.api_quality import QualityReportView
 from analytics.api_staff import StaffReportView
 
 urlpatterns = [
@@ -10,6 +11,7 @@ urlpatterns = [
     path("reports/daily/", DailyReportView.as_view(), name="report-daily"),
     path("reports/staff/", StaffReportView.as_view(), name="report-staff"),
     path("reports/anomalies/", AnomalyListView.as_view(), name="report-anomalies"),
+    path("reports/quality/", QualityReportView.as_view(), name="report-quality"),
     path("reports/exports/<int:pk>/", ExportJobView.as_view(), name="report-export"),
     path(
         "reports/exports/<int:pk>/download/",

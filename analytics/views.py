@@ -16,11 +16,14 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.translation import gettext as _
 
-from analytics import pages
+from analytics import pages, quality_pages
+from analytics.budget import BUDGET_DEFINITION, budget_advice
 from analytics.definitions import DEFINITIONS, STAFF_DEFINITIONS
-from analytics.forms import ReportFilterForm
+from analytics.forms import QualityForm, ReportFilterForm
+from analytics.quality import PARTS, QUALITY_DEFINITIONS, quality_overview
 from analytics.reports import ChannelReport, DailyReport, StaffReport
 from analytics.selectors import channel_groups
+from scrm import days
 from scrm.wecom import tenancy
 
 ECHARTS_VERSION = "6.1.0"  # static/vendor/echarts/<version>/ (see static/vendor/README.md)
@@ -61,7 +64,10 @@ def _report_page(request: HttpRequest, group_by: str) -> HttpResponse:
 
     corp = form.cleaned_data["corp"]
     staff = group_by == "staff"  # the staff report: its own figures and alert
-    table = (StaffReport if staff else ChannelReport)(form.params(group_by)).calculate()
+    report = (StaffReport if staff else ChannelReport)(form.params(group_by))
+    table = report.calculate()
+    # Budget advice by channel only (a cost names a channel); shown, never applied.
+    advice = budget_advice(report, table) if group_by == "channel" else None
     trend = DailyReport(form.params(group_by)).calculate()
     previous = DailyReport(form.params(group_by, previous=True)).calculate()
     shown = ReportFilterForm(
@@ -84,7 +90,8 @@ def _report_page(request: HttpRequest, group_by: str) -> HttpResponse:
             "tabs": _tabs(form, group_by),
             "column": pages.PAGES[group_by]["column"],
             "kpis": pages.kpis(trend.totals, previous.totals, table.params.window),
-            "table": pages.table(form, group_by, table),
+            "table": pages.table(form, group_by, table, advice),
+            "budget_definition": BUDGET_DEFINITION if advice is not None else "",
             "trend_chart": pages.trend_chart(trend),
             "ranking_chart": pages.ranking_chart(table),
             "status": pages.status(table, previous, corp),
@@ -123,3 +130,46 @@ def breakdown(request: HttpRequest, by: str) -> HttpResponse:
     if by not in pages.BREAKDOWNS:
         raise Http404(_("No such breakdown."))
     return _report_page(request, by)
+
+
+QUALITY_TEMPLATE = "analytics/quality.html"
+
+
+@login_required(login_url="admin:login")
+def quality(request: HttpRequest) -> HttpResponse:
+    """The channel quality ranking: the latest hour's, each channel's parts, ranks over time."""
+    context = {
+        **admin.site.each_context(request),
+        "is_nav_sidebar_enabled": False,
+        "title": _("Channel quality"),
+        "echarts_js": f"vendor/echarts/{ECHARTS_VERSION}/echarts.min.js",
+        "definitions": QUALITY_DEFINITIONS,
+    }
+    corps = list(tenancy.corps_for_user(request.user, tenancy.READ))
+    if not corps:
+        return render(request, QUALITY_TEMPLATE, {**context, "no_corps": True})
+    form = QualityForm(request.GET, corps=corps)
+    if not form.is_valid():
+        return render(request, QUALITY_TEMPLATE, {**context, "form": form}, status=400)
+    corp = form.cleaned_data["corp"]
+    overview = quality_overview(corp=corp, history_days=form.cleaned_data["days"])
+    shown = QualityForm(initial={"corp": corp.corp_id, "days": form.cleaned_data["days"]},
+                        corps=corps)  # fmt: skip
+    return render(
+        request,
+        QUALITY_TEMPLATE,
+        {
+            **context,
+            "form": shown,
+            "corp": corp,
+            "overview": overview,
+            "computed_at": days.local_display(overview.computed_at, corp),
+            "parts": [
+                {"name": name, "label": label, "weight": overview.weights[name]}
+                for name, label in PARTS
+            ],
+            "table": quality_pages.quality_table(overview),
+            "parts_chart": quality_pages.quality_parts_chart(overview),
+            "rank_chart": quality_pages.quality_rank_chart(overview, corp),
+        },
+    )

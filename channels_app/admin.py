@@ -47,7 +47,12 @@ from channels_app.models import (
     ScheduleRule,
     Store,
 )
-from channels_app.selectors import channels_with_today, live_codes_with_today, referrer_leaderboard
+from channels_app.selectors import (
+    channels_with_today,
+    live_codes_picker_order,
+    live_codes_with_today,
+    referrer_leaderboard,
+)
 from channels_app.services import imports
 from channels_app.services.costs import channel_cost_create
 from channels_app.services.live_codes import (
@@ -294,6 +299,17 @@ class LiveCodeAdmin(TagPickerAdminMixin, CorpScopedAdmin):
         return self.scoped(request, live_codes_with_today()).order_by(
             *(self.get_ordering(request) or ["-created_at"])
         )
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet,
+                           search_term: str) -> tuple[QuerySet, bool]:  # fmt: skip
+        """The live-code picker (the autocomplete of referral codes, rules...) lists the top
+        channels' codes first (the quality ranking; per corp, switchable)."""
+        queryset, distinct = super().get_search_results(request, queryset, search_term)
+        match = getattr(request, "resolver_match", None)
+        if match is not None and match.url_name == "autocomplete":
+            corp_ids = tenancy.corps_for_user(request.user, READ).values_list("pk", flat=True)
+            queryset = live_codes_picker_order(queryset, corp_ids=corp_ids)
+        return queryset, distinct
 
     def get_readonly_fields(self, request: HttpRequest, obj: LiveCode | None = None) -> list:
         # A published code's corp and mode are what WeCom and printed posters rely on.

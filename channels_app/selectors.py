@@ -8,6 +8,7 @@ from datetime import date, timedelta, tzinfo
 from time import monotonic
 from typing import Any, NamedTuple
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import (
     Case,
@@ -26,6 +27,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from channels_app.assignment import Shift, SpecialDate
 from channels_app.models import (
@@ -323,4 +325,26 @@ def referrer_leaderboard(
         queryset.values("referrer_id", "referrer__name", "referrer__external_userid")
         .annotate(new_customers=Count("external_contact", distinct=True))
         .order_by("-new_customers", "referrer_id")[:limit]
+    )
+
+
+def live_codes_picker_order(
+    live_codes: QuerySet[LiveCode], *, corp_ids: list[int] | QuerySet
+) -> QuerySet[LiveCode]:
+    """Live codes in the order a picker lists them: the codes of the corps' top channels first,
+    by their channel's rank, then the rest in the queryset's own order. The ranking is
+    analytics' (the latest hourly quality ranking, for the corps that switched this on); the
+    dependency points the other way, so it is named by settings.CHANNELS_PICKER_RANKING and
+    loaded here, as the add step is for contacts. Two or three queries, none per code."""
+    ranks: dict[int, int] = import_string(settings.CHANNELS_PICKER_RANKING)(list(corp_ids))
+    if not ranks:
+        return live_codes
+    position = Case(
+        *(When(channel_id=channel_id, then=Value(rank)) for channel_id, rank in ranks.items()),
+        default=Value(None),
+        output_field=IntegerField(),
+    )
+    own_order = list(live_codes.query.order_by) or ["-created_at"]
+    return live_codes.annotate(picker_rank=position).order_by(
+        F("picker_rank").asc(nulls_last=True), *own_order, "-pk"
     )

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from django.db.models import F, Prefetch, QuerySet
+from django.db.models import Exists, F, OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils.translation import gettext as _
 
 from contacts.filters import FIRST_ATTRIBUTION, ExternalContactFilter
-from contacts.models import ExternalContact, FollowRelation
+from contacts.models import CustomerTag, ExternalContact, FollowRelation, Tag
 from contacts.services import DETAILS_MAX_ATTEMPTS
 
 
@@ -67,3 +68,29 @@ def tag_choices_by_group(*, corp_ids: Sequence[int], keep: Sequence[str] = ()) -
     if missing:
         choices.append((_("Not in the tag library"), missing))
     return choices
+
+
+def customers_tag_targets(
+    *, corp_id: int, customer_ids: QuerySet | Sequence[int], tag: Tag
+) -> QuerySet:
+    """Where a tag the system applies goes, once per customer: for each of `customer_ids`
+    (of the corp) that carries `tag` on none of its relations and has a live one, the relation
+    to tag: the first-touch relation when it is live, else the latest live one. Values
+    (customer id, relation id), by customer id. One query."""
+    live = FollowRelation.objects.filter(status=FollowRelation.Status.ACTIVE)
+    first_touch = live.filter(pk=OuterRef("first_relation_id")).values("pk")
+    latest = (
+        live.filter(external_contact=OuterRef("pk"))
+        .order_by(F("created_at").desc(nulls_last=True), "-pk")
+        .values("pk")[:1]
+    )
+    tagged = CustomerTag.objects.filter(follow_relation__external_contact=OuterRef("pk"), tag=tag)
+    return (
+        ExternalContact.objects.filter(corp_id=corp_id, pk__in=customer_ids)
+        .exclude(Exists(tagged))
+        .annotate(first_relation_id=F("first_source__add_event__follow_relation_id"))
+        .annotate(relation_id=Coalesce(Subquery(first_touch), Subquery(latest)))
+        .filter(relation_id__isnull=False)
+        .order_by("pk")
+        .values_list("pk", "relation_id")
+    )

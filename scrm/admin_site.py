@@ -36,6 +36,7 @@ REPORT_PAGES = [
     ("reports:live_codes", "livecodes", _("By live code")),
     ("reports:staff", "staff", _("By staff member")),
     ("reports:anomalies", "anomalies", _("Anomalies")),
+    ("reports:quality", "quality", _("Channel quality")),
 ]
 
 

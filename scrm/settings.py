@@ -266,6 +266,9 @@ WECOM_SANDBOX_ENABLED = env.bool("WECOM_SANDBOX_ENABLED", default=not WECOM_API_
 WECOM_EVENT_PIPELINE = "scrm.pipeline.handle_event"
 # The one step every add goes through, also those that details and calibration find.
 CONTACTS_ADD_RECORDER = "scrm.pipeline.add_record"
+# The live-code pickers list the top channels of the quality ranking first; analytics ranks,
+# channels_app lists: {channel id: rank} for some corps (channels_app.selectors).
+CHANNELS_PICKER_RANKING = "analytics.quality.quality_picker_ranks"
 WECOM_CALLBACK_MAX_SKEW = env.int("WECOM_CALLBACK_MAX_SKEW", default=600)  # seconds, either way
 WECOM_CALLBACK_MAX_BODY = 64 * 1024
 WECOM_HTTP_TIMEOUT = env.float("WECOM_HTTP_TIMEOUT", default=10.0)

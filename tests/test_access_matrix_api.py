@@ -321,6 +321,7 @@ ENDPOINTS: dict[tuple[str, str], Call] = {
     ("report-daily", "get"): Call(QUERY, _report("report-daily")),
     ("report-staff", "get"): Call(QUERY, _report("report-staff")),
     ("report-anomalies", "get"): Call(QUERY, _report("report-anomalies")),
+    ("report-quality", "get"): Call(QUERY, _list("report-quality")),
     ("report-export", "get"): Call(OBJECT, _job_url("report-export")),
     ("report-export-download", "get"): Call(OBJECT, _job_url("report-export-download")),
 }
@@ -621,6 +622,10 @@ def test_report_pages_offer_and_show_only_the_users_corps(client, worlds, caller
         response = client.get(path, {"corp": b.corp.corp_id, "channel": b.channel.pk})
         assert response.status_code == 400, path
         assert b.channel.name not in response.content.decode()
+    quality = client.get("/reports/quality/", {"corp": b.corp.corp_id})
+    assert quality.status_code == 400
+    assert b.corp.name not in quality.content.decode()
+    assert b.corp.corp_id not in client.get("/reports/quality/").content.decode()
     # Two corps to choose from once the user belongs to B too.
     member(user, b.corp, role="manager")
     assert b.corp.name in client.get("/reports/").content.decode()

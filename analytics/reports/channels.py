@@ -100,6 +100,11 @@ class _Report:
             rows = rows.filter(live_code_id=params.live_code)
         return rows
 
+    def cohort_rows(self) -> QuerySet[DailyCohort]:
+        """The first-touch cohort rollups this report reads (its corp, period and filters), for
+        figures computed beside it (the channels' reply times: analytics.reply_times)."""
+        return self._rows(DailyCohort)
+
     def _grouped(
         self, model: type, field: str | None = None, **figures: Any
     ) -> dict[Any, dict[str, Any]]:

@@ -53,7 +53,44 @@
     };
   }
 
-  var OPTIONS = { trend: trendOption, ranking: rankingOption };
+  // The quality page: each channel's score as its parts' stacked contributions.
+  function qualityPartsOption(source) {
+    return {
+      tooltip: { trigger: "axis", axisPointer: { type: "shadow" } },
+      legend: { top: 0 },
+      grid: { left: 8, right: 24, top: 48, bottom: 8, containLabel: true },
+      xAxis: { type: "value", max: 100 },
+      yAxis: {
+        type: "category", data: source.names,
+        axisLabel: { width: 120, overflow: "truncate" }
+      },
+      series: source.series.map(function (series) {
+        return { name: series.label, type: "bar", stack: "score", data: series.data };
+      })
+    };
+  }
+
+  // The quality page: ranks per hour, 1 at the top.
+  function qualityRanksOption(source) {
+    return {
+      tooltip: { trigger: "axis" },
+      legend: { top: 0, type: "scroll" },
+      grid: { left: 8, right: 16, top: 36, bottom: 8, containLabel: true },
+      xAxis: { type: "category", data: source.hours, boundaryGap: false },
+      yAxis: { type: "value", inverse: true, min: 1, minInterval: 1 },
+      series: source.series.map(function (series) {
+        return {
+          name: series.label, type: "line", data: series.data, connectNulls: false,
+          showSymbol: source.hours.length <= 48
+        };
+      })
+    };
+  }
+
+  var OPTIONS = {
+    trend: trendOption, ranking: rankingOption,
+    quality_parts: qualityPartsOption, quality_ranks: qualityRanksOption
+  };
 
   function drawCharts() {
     if (!window.echarts) return;

@@ -485,8 +485,9 @@ def _more_channels(corp, count: int) -> None:
     ("path", "extra", "queries"),
     [
         # session, user, corps, channel groups; the channel report (11), the daily trend and
-        # the previous period's (10 each: no names to look up)
-        ("/reports/", {}, 35),
+        # the previous period's (10 each: no names to look up); the budget advice (2: the
+        # corp's decision settings, the channels' grouped reply times)
+        ("/reports/", {}, 37),
         # a live code has no cost: 2 queries fewer in each report; its row, with its channel;
         # the staff report's own: the caps per member and in total, the corp's alert share
         ("/reports/staff/", {"live_code": "pyq"}, 33),

@@ -62,6 +62,8 @@ PERIODIC_TASKS = [
     ),
     # Surges compare the last hour with the same hour of past weeks: a minute late at most.
     ("analytics: detect surges on live codes", "analytics.tasks.surges_check_all_task", 60),
+    # Hourly: each corp's channel quality ranking, then its tag action (analytics.quality).
+    ("analytics: hourly channel quality ranking", "analytics.tasks.quality_scores_all_task", 3600),
     # Report export files are kept a day (REPORT_EXPORT_KEEP_HOURS): hourly is late by an hour.
     ("analytics: delete old report export files", "analytics.tasks.export_files_purge_task", 3600),
 ]
