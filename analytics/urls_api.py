@@ -1,11 +1,12 @@
 from django.urls import path
 
-from analytics.api import ChannelReportView, DailyReportView
+from analytics.api import ChannelReportView, CohortReportView, DailyReportView
 from analytics.api_exports import ExportJobDownloadView, ExportJobView
 
 urlpatterns = [
     path("reports/channels/", ChannelReportView.as_view(), name="report-channels"),
     path("reports/daily/", DailyReportView.as_view(), name="report-daily"),
+    path("reports/cohorts/", CohortReportView.as_view(), name="report-cohorts"),
     path("reports/exports/<int:pk>/", ExportJobView.as_view(), name="report-export"),
     path(
         "reports/exports/<int:pk>/download/",
