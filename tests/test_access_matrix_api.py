@@ -316,6 +316,7 @@ ENDPOINTS: dict[tuple[str, str], Call] = {
     # reports and their exports
     ("report-channels", "get"): Call(QUERY, _report("report-channels")),
     ("report-daily", "get"): Call(QUERY, _report("report-daily")),
+    ("report-cohorts", "get"): Call(QUERY, _report("report-cohorts")),
     ("report-export", "get"): Call(OBJECT, _job_url("report-export")),
     ("report-export-download", "get"): Call(OBJECT, _job_url("report-export-download")),
 }
