@@ -9,4 +9,5 @@ urlpatterns = [
     path("live-codes/", views.live_codes, name="live_codes"),
     path("staff/", views.staff, name="staff"),
     path("by/<str:by>/", views.breakdown, name="breakdown"),
+    path("cohorts/", views.cohorts, name="cohorts"),
 ]

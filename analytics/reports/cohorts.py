@@ -18,11 +18,12 @@ what they did in the periods after their own first add.
 - buyers: cumulative share of the cohort with an order within column k's span.
 - A cell is null (immature) while some customer of the cohort has not reached the end of its
   span at the as-of time; the columns run as far as the period's first day allows, up to
-  MAX_COLUMNS.
-Counted in the database from CustomerCohort (the rollups' per-customer first adds, with the
-moment each stopped being a customer and its first order) and, for revenue, the conversions:
-one grouped query per figure; Python cumulates the grouped cells.
+  120 days, 104 weeks or 36 months.
 """
+
+# Counted in the database from CustomerCohort (the rollups' per-customer first adds, with the
+# moment each stopped being a customer and its first order) and, for revenue, the conversions:
+# one grouped query per figure; Python only cumulates the grouped cells.
 
 from __future__ import annotations
 

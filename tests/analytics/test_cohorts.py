@@ -308,3 +308,66 @@ def test_the_query_count_does_not_grow_with_the_data(api, corp, metric):
     _rebuild(corp)
     many = _queries(api, corp, metric=metric, by="staff", period="day")
     assert many == few <= 8
+
+
+# -- the page ----------------------------------------------------------------------------------
+
+PAGE = "/reports/cohorts/"
+
+
+def _page_query(corp, **extra) -> dict:
+    return {"corp": corp.corp_id, "from": "2026-10-01", "to": "2026-10-31", **extra}
+
+
+def test_the_page_shows_the_heatmap_data_and_the_table(admin_client, corp, october):
+    response = admin_client.get(PAGE, _page_query(corp, cohort_period="week", metric="buyers"))
+    assert response.status_code == 200
+    heatmap = response.context["heatmap"]
+    assert heatmap["kind"] == "rate"
+    assert len(heatmap["rows"]) == 4  # the weeks of 09-28, 10-05, 10-12 and 10-26 (none on 10-19)
+    assert heatmap["pending"]  # the last weeks' latest ages are not mature as of today
+    assert len(heatmap["cells"]) + len(heatmap["pending"]) == 4 * len(heatmap["columns"])
+    html = response.content.decode()
+    assert 'id="cohort-chart"' in html
+    assert "data-immature" in html
+    assert 'data-export="csv"' in html
+    assert "/reports/cohorts/" in html  # the tab, among the report pages'
+    # The tabs of the other report pages lead here too.
+    assert PAGE in admin_client.get("/reports/", {"corp": corp.corp_id}).content.decode()
+
+
+def test_the_page_refuses_bad_filters_with_a_reason(admin_client, corp, october):
+    bad = admin_client.get(PAGE, _page_query(corp, metric="profit"))
+    assert bad.status_code == 400
+    assert bad.context["form"].errors["metric"]
+    reversed_ = admin_client.get(
+        PAGE, _page_query(corp, **{"from": "2026-10-31", "to": "2026-10-01"})
+    )
+    assert reversed_.status_code == 400
+
+
+def test_the_page_reads_in_a_fixed_number_of_queries(admin_client, corp, october):
+    with CaptureQueriesContext(connection) as few:
+        admin_client.get(PAGE, _page_query(corp, by="channel", metric="revenue"))
+    _add(corp, "wm-more", "staff09", october["pyq"].state, _at(9))
+    _convert(corp, "wm-more", "order", _at(10), "1")
+    _rebuild(corp)
+    with CaptureQueriesContext(connection) as many:
+        admin_client.get(PAGE, _page_query(corp, by="channel", metric="revenue"))
+    assert len(many) == len(few)
+
+
+def test_the_definitions_are_the_cohort_docstring_word_for_word():
+    from django.utils import translation
+
+    from analytics.definitions import COHORT_DEFINITIONS
+    from analytics.reports import cohorts
+
+    items: list[str] = []
+    for line in (cohorts.__doc__ or "").split("\n\n", 1)[1].splitlines():
+        if line.startswith("- "):
+            items.append(line[2:].strip())
+        elif line.strip():
+            items[-1] += " " + line.strip()
+    with translation.override("en"):
+        assert [str(definition) for definition in COHORT_DEFINITIONS] == items
