@@ -241,12 +241,6 @@ class CohortFilterForm(ReportFilterForm):
     def __init__(self, data: Any = None, **kwargs: Any) -> None:
         super().__init__(data, **kwargs)
         del self.fields["window"], self.fields["touch"]
-        self.fields["period"].choices = [
-            *PERIODS[:-1],
-            ("last_180", _("last 180 days")),
-            ("last_365", _("last 365 days")),
-            PERIODS[-1],
-        ]
 
     def params(  # type: ignore[override]
         self, group_by: str = "", *, previous: bool = False, data: dict[str, Any] | None = None

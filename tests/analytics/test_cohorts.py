@@ -332,7 +332,10 @@ def test_the_page_shows_the_heatmap_data_and_the_table(admin_client, corp, octob
     assert "data-immature" in html
     assert 'data-export="csv"' in html
     assert "/reports/cohorts/" in html  # the tab, among the report pages'
-    # The tabs of the other report pages lead here too.
+    # Its tabs lead to the other report pages with the same corp and period (a year by
+    # default), and theirs lead here.
+    for tab in admin_client.get(PAGE, {"corp": corp.corp_id}).context["tabs"]:
+        assert admin_client.get(tab["url"]).status_code == 200, tab["url"]
     assert PAGE in admin_client.get("/reports/", {"corp": corp.corp_id}).content.decode()
 
 
