@@ -247,14 +247,14 @@ def cohort_label(row: dict[str, Any], period: str) -> str:
 
 def cohort_heatmap(result: Any) -> dict[str, Any]:
     """The heatmap's data: [age, row, value] of the mature cells (rates 0..1, money as
-    numbers), [age, row] of the immature ones (drawn apart), the rows' labels and sizes."""
+    numbers), [age, row, 0] of the immature ones (drawn apart), the rows' labels and sizes."""
     params = result.params
     kind = "money" if params.metric == "revenue" else "rate"
     cells, pending = [], []
     for y, row in enumerate(result.rows):
         for x, cell in enumerate(row["cells"]):
             if cell is None:
-                pending.append([x, y])
+                pending.append([x, y, 0])  # a value, or ECharts draws no cell at all
             else:
                 cells.append([x, y, float(cell)])
     return {

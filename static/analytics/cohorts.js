@@ -33,8 +33,9 @@
             source.labels.age + " " + source.columns[item.value[0]] + ": " + text;
         }
       },
-      grid: { left: 8, right: 16, top: 8, bottom: 56, containLabel: true },
-      xAxis: { type: "category", data: source.columns, name: source.labels.age, splitArea: { show: true } },
+      grid: { left: 8, right: 24, top: 8, bottom: 72, containLabel: true },
+      xAxis: { type: "category", data: source.columns, name: source.labels.age,
+               nameLocation: "middle", nameGap: 24, splitArea: { show: true } },
       yAxis: { type: "category", data: source.rows, inverse: true, splitArea: { show: true },
                axisLabel: { width: 200, overflow: "truncate" } },
       visualMap: {
@@ -61,6 +62,8 @@
     var element = document.getElementById("cohort-chart");
     var source = pageData("cohort-data");
     if (!element || !source || !window.echarts) return;
+    // A row is 22 pixels, between the card's usual height and what a screen can scroll.
+    element.style.height = Math.min(1600, Math.max(320, source.rows.length * 22 + 110)) + "px";
     var chart = window.echarts.init(element);
     chart.setOption(heatmapOption(source));
     window.addEventListener("resize", function () { chart.resize(); });
