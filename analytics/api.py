@@ -9,7 +9,7 @@ from datetime import date
 from typing import Any
 
 from django.utils.translation import gettext_lazy as _
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import JSONRenderer
@@ -26,8 +26,9 @@ from analytics.api_exports import (
     report_responses,
 )
 from analytics.budget import ADVICE_LABELS, budget_advice
+from analytics.exports import cohort_export_response
 from analytics.models import WINDOWS, Touch
-from analytics.reports import ChannelReport, DailyReport, ReportParams
+from analytics.reports import ChannelReport, DailyReport, ReportParams, cohorts
 from analytics.reports import base as definitions
 from analytics.reports.base import GROUPS, ReportError, ReportResult
 from analytics.selectors import DrillDownError, drill_down_rows
@@ -240,3 +241,124 @@ class DailyReportView(APIView):
         query.is_valid(raise_exception=True)
         result = DailyReport(query.params()).calculate()
         return _answer(request, result, query.validated_data["format"])
+
+
+# -- cohort matrices ---------------------------------------------------------------------------
+
+
+class CohortQuerySerializer(ReportQuerySerializer):
+    window = None  # the cohort matrix has its columns instead of a window
+    touch = None  # and every customer is its first touch's
+    period = serializers.ChoiceField(
+        choices=cohorts.PERIODS, default="month",
+        help_text=_("cohorts by local day, ISO week or calendar month; ages in 1, 7 or 30 days"),
+    )  # fmt: skip
+    metric = serializers.ChoiceField(
+        choices=cohorts.METRICS, default="retention",
+        help_text=_("retention: share still customers; revenue: cumulative revenue per "
+                    "customer; buyers: cumulative share with an order"),
+    )  # fmt: skip
+    by = serializers.ChoiceField(
+        choices=cohorts.GROUPS, default="none",
+        help_text=_("one set of cohort rows per first-touch channel, live code or staff member"),
+    )  # fmt: skip
+
+    def params(self, **extra: Any) -> cohorts.CohortParams:  # type: ignore[override]
+        values: dict[str, Any] = dict(self.validated_data)
+        values["first"], values["last"] = values.pop("from"), values.pop("to")
+        values.pop("format", None)
+        try:
+            params = cohorts.CohortParams(**values, **extra)
+            params.validate()
+        except ReportError as exc:
+            raise ValidationError({"detail": str(exc)}) from exc
+        return params
+
+
+@extend_schema_field(
+    {"type": "array", "items": {"oneOf": [{"type": "number"}, {"type": "string"}],
+                                "nullable": True}}
+)  # fmt: skip
+class CellsField(serializers.Field):
+    """A row's cells: rates as numbers in 0..1, money as decimal strings; null: immature."""
+
+    def to_representation(self, value: list[Any]) -> list[Any]:
+        return [
+            None if cell is None else str(cell) if self.context.get("money") else float(cell)
+            for cell in value
+        ]
+
+
+class CohortRowSerializer(serializers.Serializer):
+    cohort = serializers.DateField(help_text=_("the first day of the cohort's day, week or month"))
+    first = serializers.DateField(help_text=_("the cohort's first day inside the period"))
+    last = serializers.DateField(help_text=_("the cohort's last day inside the period"))
+    key = serializers.IntegerField(
+        allow_null=True, help_text=_("the channel, live code or staff id; null: none")
+    )
+    name = serializers.CharField()
+    size = serializers.IntegerField(help_text=_("new customers of the cohort"))
+    cells = CellsField(help_text=_("the metric per age column; null: not mature yet"))
+    counts = CellsField(
+        help_text=_("the cells' numerators: customers still customers, revenue to date, buyers")
+    )
+
+
+class CohortTotalsSerializer(serializers.Serializer):
+    size = serializers.IntegerField()
+    sizes = serializers.ListField(
+        child=serializers.IntegerField(allow_null=True),
+        help_text=_("per age: the customers of the cohorts mature at that age"),
+    )
+    cells = CellsField()
+    counts = CellsField()
+
+
+class CohortReportSerializer(serializers.Serializer):
+    computed_at = serializers.DateTimeField(allow_null=True)
+    days_not_computed = serializers.ListField(child=serializers.DateField())
+    as_of = serializers.DateTimeField(help_text=_("the time maturity is judged at"))
+    period = serializers.CharField()
+    metric = serializers.CharField()
+    by = serializers.CharField()
+    columns = serializers.ListField(
+        child=serializers.IntegerField(), help_text=_("the ages: periods since the first add")
+    )
+    rows = CohortRowSerializer(many=True)
+    totals = CohortTotalsSerializer()
+
+
+@extend_schema(
+    tags=["reports"],
+    parameters=[CohortQuerySerializer],
+    responses=report_responses(CohortReportSerializer),
+    description=_("Cohort matrix: rows are first-add cohorts, columns the ages since the add.")
+    + "\n\n"
+    + (cohorts.__doc__ or ""),
+)
+class CohortReportView(APIView):
+    content_negotiation_class = FormatIsAParameter
+    renderer_classes = [JSONRenderer]
+    permission_classes = [CorpRolePermission]
+
+    def get(self, request: Request) -> Any:
+        query = CohortQuerySerializer(data=request.query_params, context={"request": request})
+        query.is_valid(raise_exception=True)
+        result = cohorts.CohortReport(query.params()).calculate()
+        fmt = query.validated_data["format"]
+        if fmt != "json":
+            try:
+                return cohort_export_response(result, fmt)
+            except ReportError as exc:
+                raise ValidationError({"format": str(exc)}) from exc
+        money = result.params.metric == "revenue"
+        return Response(
+            CohortReportSerializer(
+                {"computed_at": result.computed_at,
+                 "days_not_computed": result.days_not_computed, "as_of": result.as_of,
+                 "period": result.params.period, "metric": result.params.metric,
+                 "by": result.params.by, "columns": result.columns, "rows": result.rows,
+                 "totals": result.totals},
+                context={"money": money},
+            ).data
+        )  # fmt: skip

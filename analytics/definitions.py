@@ -71,3 +71,39 @@ STAFF_DEFINITIONS = (
         "has none."
     ),
 )
+
+
+# The cohort report's definitions (analytics/reports/cohorts.py's docstring, word for word).
+COHORT_DEFINITIONS = (
+    _(
+        "Rows: first-add cohorts, customers whose first add falls on a corp-local day of "
+        "from..to (the channel report's new_customers), bucketed by the local day, the "
+        "ISO week (Monday to Sunday) or the calendar month of that add; a bucket at "
+        "either end of the period holds only its days inside the period. size: the "
+        "cohort's customers."
+    ),
+    _(
+        "Columns: ages, counted from each customer's own first add in periods of 1 day "
+        "(day), 7 days (week) or 30 days (month); column k covers the first k+1 periods: "
+        "from the first add (included) to (k+1) periods later (excluded), as the channel "
+        "report's windows do (column N-1 by day is window N; column 0 by week is the "
+        "7-day window, by month the 30-day one)."
+    ),
+    _(
+        "retention: share of the cohort still a customer at the end of column k: a live "
+        "relation with the corp at that moment; a customer is no longer one from the "
+        "moment its last live relation ended, if it has none now (one who left and came "
+        "back counts in between)."
+    ),
+    _(
+        "revenue: cumulative revenue per customer (LTV): orders minus refunds (refunds "
+        "negative whatever their sign) dated within column k's span, over the cohort's "
+        "size."
+    ),
+    _("buyers: cumulative share of the cohort with an order within column k's span."),
+    _(
+        "A cell is null (immature) while some customer of the cohort has not reached the "
+        "end of its span at the as-of time; the columns run as far as the period's first "
+        "day allows, up to 120 days, 104 weeks or 36 months."
+    ),
+)

@@ -357,3 +357,51 @@ def report_export_response(
     ("channels" or "daily") is read from the result when not given."""
     table, filename, fallback = report_export_parts(result, fmt, report)
     return table_response(table, fmt, filename, fallback)
+
+
+# -- cohort matrices ---------------------------------------------------------------------------
+
+COHORT_TITLE = (gettext_lazy("cohort report"), "cohort-report")
+COHORT_GROUP_LABELS = {**GROUP_LABELS, "none": gettext_lazy("cohort")}
+
+
+def cohort_table(result: Any) -> Table:
+    """A cohort matrix (analytics.reports.cohorts.CohortResult) as a table: the cohort's first
+    day, its channel, code or staff member (unless by=none), its size, then one column per
+    age (its number: periods since the first add); the totals over the mature cohorts last."""
+    params = result.params
+    kind = "money" if params.metric == "revenue" else "rate"
+    columns = [Column("cohort", gettext_lazy("cohort"), "day")]
+    if params.by != "none":
+        columns.append(Column("name", COHORT_GROUP_LABELS[params.by], "text"))
+    columns.append(Column("size", gettext_lazy("new customers"), "count"))
+    columns += [Column(f"age_{age}", str(age), kind) for age in result.columns]
+
+    def flat(row: dict[str, Any]) -> dict[str, Any]:
+        cells = {f"age_{age}": cell for age, cell in zip(result.columns, row["cells"], strict=True)}
+        return {"cohort": row.get("cohort"), "name": row.get("name"), "size": row["size"], **cells}
+
+    return Table(
+        title=str(COHORT_TITLE[0]),
+        columns=tuple(columns),
+        rows=(flat(row) for row in result.rows),
+        totals=flat(result.totals),
+    )
+
+
+def cohort_export_response(result: Any, fmt: str) -> StreamingHttpResponse:
+    """The cohort matrix as a CSV or XLSX download. A matrix is at most a few thousand rows
+    unless split by live code or staff over many days: past REPORT_EXPORT_SYNC_MAX_ROWS it is
+    refused with the reason (ReportError) rather than written inside the request."""
+    from analytics.reports.base import ReportError
+
+    if len(result.rows) > settings.REPORT_EXPORT_SYNC_MAX_ROWS:
+        raise ReportError(
+            _("Too many cohort rows to export at once: choose weeks or months, or a channel.")
+        )
+    table = cohort_table(result)
+    params = result.params
+    corp_id = params.corp.corp_id
+    filename = export_filename(table, corp_id, params.first, params.last, fmt)
+    fallback = f"{COHORT_TITLE[1]}_{corp_id}_{params.first}_{params.last}.{fmt}"
+    return table_response(table, fmt, filename, fallback)

@@ -15,6 +15,7 @@ from analytics.models import WINDOWS, Touch
 from analytics.periods import CUSTOM, DEFAULT_PERIOD, PERIODS, period_dates, period_previous
 from analytics.reports import ReportParams
 from analytics.reports.base import ReportError
+from analytics.reports.cohorts import CohortParams
 from analytics.selectors import DrillDownError, drill_down_rows
 from channels_app.models import Channel
 from scrm import days
@@ -60,6 +61,7 @@ class ReportFilterForm(forms.Form):
     field_order = [
         "corp", "period", "from", "to", "channel_type", "channel_group", "window", "touch",
     ]  # fmt: skip
+    default_period = DEFAULT_PERIOD
 
     def __init__(
         self,
@@ -115,7 +117,7 @@ class ReportFilterForm(forms.Form):
                 self.add_error("corp", gettext("There is no corp to report on yet."))
             return data
         period = data.get("period") or (
-            CUSTOM if data.get("from") or data.get("to") else DEFAULT_PERIOD
+            CUSTOM if data.get("from") or data.get("to") else self.default_period
         )
         data["period"] = period
         if period == CUSTOM:
@@ -205,6 +207,69 @@ class ReportFilterForm(forms.Form):
             "touch": data.get("touch") or Touch.ANY,
             "channel": data["channel"].pk if data.get("channel") else None,
             "live_code": data["live_code"].pk if data.get("live_code") else None,
+        }
+
+
+class CohortFilterForm(ReportFilterForm):
+    """The cohort page's filters: those of the reports (corp, period, channel type and group,
+    the drill-down's channel and live code) without window and touch (the matrix has ages for
+    columns, and a cohort is its first touch's), and the matrix's own: cohorts by day, week
+    or month, the metric, and the split. Default: the last 365 days by month, retention."""
+
+    cohort_period = forms.ChoiceField(
+        label=_("cohorts"), required=False,
+        choices=[("day", _("by day")), ("week", _("by week")), ("month", _("by month"))],
+    )  # fmt: skip
+    metric = forms.ChoiceField(
+        label=_("metric"), required=False,
+        choices=[("retention", _("retention")), ("revenue", _("revenue per customer")),
+                 ("buyers", _("buyers"))],
+    )  # fmt: skip
+    by = forms.ChoiceField(
+        label=_("split by"), required=False,
+        choices=[("none", _("all customers")), ("channel", _("channel")),
+                 ("live_code", _("live code")), ("staff", _("staff member"))],
+    )  # fmt: skip
+
+    field_order = [
+        "corp", "period", "from", "to", "cohort_period", "metric", "by", "channel_type",
+        "channel_group",
+    ]  # fmt: skip
+    default_period = "last_365"
+    defaults = {"cohort_period": "month", "metric": "retention", "by": "none"}
+
+    def __init__(self, data: Any = None, **kwargs: Any) -> None:
+        super().__init__(data, **kwargs)
+        del self.fields["window"], self.fields["touch"]
+
+    def params(  # type: ignore[override]
+        self, group_by: str = "", *, previous: bool = False, data: dict[str, Any] | None = None
+    ) -> CohortParams:
+        data = self.cleaned_data if data is None else data
+        channel, code = data.get("channel"), data.get("live_code")
+        return CohortParams(
+            corp=data["corp"],
+            first=data["first"],
+            last=data["last"],
+            period=data.get("cohort_period") or self.defaults["cohort_period"],
+            metric=data.get("metric") or self.defaults["metric"],
+            by=data.get("by") or self.defaults["by"],
+            channel_type=data.get("channel_type"),
+            channel_group=data.get("channel_group") or "",
+            channel=channel.pk if channel else None,
+            live_code=code.pk if code else None,
+        )
+
+    def query(self, *, drill_down: bool = True, any_touch: bool = False, **extra: Any) -> str:
+        data = self.cleaned_data
+        chosen = {name: data.get(name) or default for name, default in self.defaults.items()}
+        return super().query(drill_down=drill_down, any_touch=True, **{**chosen, **extra})
+
+    def resolved(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return {
+            **super().resolved(),
+            **{name: data.get(name) or default for name, default in self.defaults.items()},
         }
 
 

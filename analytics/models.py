@@ -205,6 +205,19 @@ class CustomerCohort(models.Model):
         ExternalContact, on_delete=models.CASCADE, related_name="+", verbose_name=_("customer")
     )
     day = models.DateField(_("first-add day"))
+    # The cohort matrices (analytics.reports.cohorts) measure ages from these moments.
+    added_at = models.DateTimeField(_("first added at"), null=True, blank=True)
+    lapsed_at = models.DateTimeField(
+        _("no longer a customer since"),
+        null=True,
+        blank=True,
+        help_text=_("When the customer's last live relation with the corp ended, if none is "
+                    "live; empty while it is a customer."),
+    )  # fmt: skip
+    first_order_at = models.DateTimeField(
+        _("first order at"), null=True, blank=True,
+        help_text=_("The customer's first order at or after its first add."),
+    )  # fmt: skip
     utm_source = models.CharField(max_length=64, blank=True)
     utm_medium = models.CharField(max_length=64, blank=True)
     utm_campaign = models.CharField(max_length=64, blank=True)

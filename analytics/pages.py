@@ -49,6 +49,8 @@ PAGES: dict[str, dict[str, Any]] = {
            ("device", _("By device")),
            ("add_way", _("By add way")),
        )},
+    # The cohort matrices: a page of their own (analytics.views.cohorts), no table column.
+    "cohorts": {"url": "reports:cohorts", "tab": _("Cohorts"), "column": _("cohort")},
 }  # fmt: skip
 BREAKDOWNS = frozenset(Breakdown.values)
 
@@ -297,3 +299,60 @@ def status(result: ReportResult, previous: ReportResult, corp: Any) -> dict[str,
         "days_not_computed": day_ranges(result.days_not_computed),
         "previous_days_not_computed": len(previous.days_not_computed),
     }
+
+
+def cohort_label(row: dict[str, Any], period: str) -> str:
+    """A cohort row's name on the heatmap: 2026-10-05, 2026-10-05 (week), 2026-10, and its
+    channel, code or staff member."""
+    cohort = row["cohort"]
+    if period == "month":
+        text = cohort.strftime("%Y-%m")
+    elif period == "week":
+        text = gettext("week of %(day)s") % {"day": cohort.isoformat()}
+    else:
+        text = cohort.isoformat()
+    return f"{text} · {row['name']}" if row["name"] else text
+
+
+def cohort_heatmap(result: Any) -> dict[str, Any]:
+    """The heatmap's data: [age, row, value] of the mature cells (rates 0..1, money as
+    numbers), [age, row, 0] of the immature ones (drawn apart), the rows' labels and sizes."""
+    params = result.params
+    kind = "money" if params.metric == "revenue" else "rate"
+    cells, pending = [], []
+    for y, row in enumerate(result.rows):
+        for x, cell in enumerate(row["cells"]):
+            if cell is None:
+                pending.append([x, y, 0])  # a value, or ECharts draws no cell at all
+            else:
+                cells.append([x, y, float(cell)])
+    return {
+        "kind": kind,
+        "metric": params.metric,
+        "columns": [str(age) for age in result.columns],
+        "rows": [cohort_label(row, params.period) for row in result.rows],
+        "sizes": [row["size"] for row in result.rows],
+        "cells": cells,
+        "pending": pending,
+        "labels": {"pending": gettext("not mature yet"), "size": gettext("new customers"),
+                   "age": gettext("age")},
+    }  # fmt: skip
+
+
+def cohort_table(result: Any) -> dict[str, Any]:
+    """The matrix as the page's table: formatted cells, null (immature) as "—"."""
+    kind = "money" if result.params.metric == "revenue" else "rate"
+
+    def cells(values: list[Any]) -> list[dict[str, Any]]:
+        return [{"display": figure_display(value, kind), "sort": sort_value(value),
+                 "mature": value is not None} for value in values]  # fmt: skip
+
+    return {
+        "columns": result.columns,
+        "rows": [
+            {"label": cohort_label(row, result.params.period), "size": row["size"],
+             "cells": cells(row["cells"])}
+            for row in result.rows
+        ],
+        "totals": {"size": result.totals["size"], "cells": cells(result.totals["cells"])},
+    }  # fmt: skip

@@ -18,6 +18,8 @@ PERIODS = (
     ("last_7", _("last 7 days")),
     ("last_30", _("last 30 days")),
     ("last_90", _("last 90 days")),
+    ("last_180", _("last 180 days")),
+    ("last_365", _("last 365 days")),  # the cohort page's default: a year of cohorts
     (CUSTOM, _("custom dates")),
 )
 

@@ -383,6 +383,39 @@ def _live_after_first_add(delta: timedelta) -> Exists:
     )
 
 
+def _lapsed_at() -> Case:
+    """When the customer (a first source's row is the outer query) stopped being a customer for
+    the last time: the latest ending of its relations, when none of them is live now (an add
+    not ended since, as in _live_after_first_add); null while it is a customer. A customer
+    who left and came back counts as a customer in between."""
+    ended = RelationEvent.objects.filter(
+        follow_relation=OuterRef("follow_relation"),
+        kind__in=ENDINGS,
+        occurred_at__gte=OuterRef("occurred_at"),
+    )
+    live = RelationEvent.objects.filter(
+        external_contact=OuterRef("external_contact"), kind=RelationEvent.Kind.ADDED
+    ).filter(~Exists(ended))
+    last_ending = RelationEvent.objects.filter(
+        external_contact=OuterRef("external_contact"), kind__in=ENDINGS
+    ).order_by("-occurred_at")
+    return Case(
+        When(Exists(live), then=Value(None)),
+        default=Subquery(last_ending.values("occurred_at")[:1]),
+        output_field=DateTimeField(),
+    )
+
+
+def _first_order_at() -> Subquery:
+    """The customer's first order at or after its first add."""
+    orders = ConversionEvent.objects.filter(
+        external_contact=OuterRef("external_contact"),
+        kind=ConversionEvent.Kind.ORDER,
+        occurred_at__gte=OuterRef("added_at"),
+    ).order_by("occurred_at")
+    return Subquery(orders.values("occurred_at")[:1], output_field=DateTimeField())
+
+
 def _customer_cohorts(facts: _Facts, now: datetime) -> Iterator[CustomerCohort]:
     """Each customer first added in the range, with its first touch and what followed: the
     per-customer subqueries run once here, and the cohort tables are sums of these rows."""
@@ -397,6 +430,8 @@ def _customer_cohorts(facts: _Facts, now: datetime) -> Iterator[CustomerCohort]:
             output_field=BooleanField(),
         ),
         "retained": _live_after_first_add(timedelta(days=RETENTION_DAYS)),
+        "lapsed_at": _lapsed_at(),
+        "first_order_at": _first_order_at(),
     }
     for n in WINDOWS:
         window = timedelta(days=n)
@@ -413,7 +448,9 @@ def _customer_cohorts(facts: _Facts, now: datetime) -> Iterator[CustomerCohort]:
         live_code_id=F(f"{FIRST_TOUCH}live_code_id"),
         **{f"touch_{name}": value for name, value in touch.items()},
         **figures,
-    ).values("external_contact_id", *KEY, *(f"touch_{name}" for name in touch), *figures)
+    ).values(
+        "external_contact_id", "added_at", *KEY, *(f"touch_{name}" for name in touch), *figures
+    )
     for row in rows.iterator(chunk_size=BATCH):
         values = {name: _text(row.pop(f"touch_{name}")) for name in touch}
         yield CustomerCohort(corp=facts.corp, **values, **row)

@@ -9,6 +9,7 @@ and the definitions. A page reads its figures in a fixed number of queries."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.contrib.auth.decorators import login_required
@@ -18,16 +19,18 @@ from django.utils.translation import gettext as _
 
 from analytics import pages, quality_pages
 from analytics.budget import BUDGET_DEFINITION, budget_advice
-from analytics.definitions import DEFINITIONS, STAFF_DEFINITIONS
-from analytics.forms import QualityForm, ReportFilterForm
+from analytics.definitions import COHORT_DEFINITIONS, DEFINITIONS, STAFF_DEFINITIONS
+from analytics.forms import CohortFilterForm, QualityForm, ReportFilterForm
 from analytics.quality import PARTS, QUALITY_DEFINITIONS, quality_overview
 from analytics.reports import ChannelReport, DailyReport, StaffReport
+from analytics.reports.cohorts import CohortReport
 from analytics.selectors import channel_groups
 from scrm import days
 from scrm.wecom import tenancy
 
 ECHARTS_VERSION = "6.1.0"  # static/vendor/echarts/<version>/ (see static/vendor/README.md)
 TEMPLATE = "analytics/report.html"
+COHORT_TEMPLATE = "analytics/cohorts.html"
 
 
 def _base_context(request: HttpRequest, group_by: str) -> dict[str, Any]:
@@ -171,5 +174,54 @@ def quality(request: HttpRequest) -> HttpResponse:
             "table": quality_pages.quality_table(overview),
             "parts_chart": quality_pages.quality_parts_chart(overview),
             "rank_chart": quality_pages.quality_rank_chart(overview, corp),
+        },
+    )
+
+
+@login_required(login_url="admin:login")
+def cohorts(request: HttpRequest) -> HttpResponse:
+    """The cohort matrix as a heatmap and a table (the same report class as the API's
+    /api/v1/reports/cohorts/, which also exports it)."""
+    context = {
+        **_base_context(request, "cohorts"),
+        "title": _("Cohort report"),
+        "cohort_definitions": COHORT_DEFINITIONS,
+    }
+    corps = list(tenancy.corps_for_user(request.user, tenancy.READ))
+    if not corps:
+        return render(request, COHORT_TEMPLATE, {**context, "no_corps": True})
+    form = CohortFilterForm(request.GET, corps=corps)
+    if not form.is_valid():
+        form.channel_groups([])
+        return render(request, COHORT_TEMPLATE, {**context, "form": form}, status=400)
+    corp = form.cleaned_data["corp"]
+    result = CohortReport(form.params()).calculate()
+    shown = CohortFilterForm(initial=form.resolved(), corps=corps)
+    shown.channel_groups(channel_groups(corp=corp))
+    params = result.params
+    export = urlencode(
+        {"corp": corp.corp_id, "from": params.first.isoformat(), "to": params.last.isoformat(),
+         "period": params.period, "metric": params.metric, "by": params.by,
+         **{name: value for name in ("channel_type", "channel_group", "channel", "live_code")
+            if (value := getattr(params, name)) not in (None, "")}}
+    )  # fmt: skip
+    return render(
+        request,
+        COHORT_TEMPLATE,
+        {
+            **context,
+            "form": shown,
+            "corp": corp,
+            "params": params,
+            "channel": form.cleaned_data["channel"],
+            "live_code": form.cleaned_data["live_code"],
+            "tabs": _tabs(form, "cohorts"),
+            "heatmap": pages.cohort_heatmap(result),
+            "matrix": pages.cohort_table(result),
+            "export_query": export,
+            "status": {
+                "computed_at": days.local_display(result.computed_at, corp),
+                "days_not_computed": pages.day_ranges(result.days_not_computed),
+            },
         },
     )

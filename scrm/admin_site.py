@@ -35,6 +35,7 @@ REPORT_PAGES = [
     ("reports:channel_types", "channeltypes", _("By channel type")),
     ("reports:live_codes", "livecodes", _("By live code")),
     ("reports:staff", "staff", _("By staff member")),
+    ("reports:cohorts", "cohorts", _("Cohorts")),
     ("reports:anomalies", "anomalies", _("Anomalies")),
     ("reports:quality", "quality", _("Channel quality")),
 ]

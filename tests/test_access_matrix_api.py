@@ -316,6 +316,7 @@ ENDPOINTS: dict[tuple[str, str], Call] = {
         QUERY,
         lambda world, user: f"{reverse('referral-code-leaderboard')}?corp={world.corp.corp_id}",
     ),
+    ("report-cohorts", "get"): Call(QUERY, _report("report-cohorts")),
     # reports and their exports
     ("report-channels", "get"): Call(QUERY, _report("report-channels")),
     ("report-daily", "get"): Call(QUERY, _report("report-daily")),

@@ -60,6 +60,7 @@ LISTS = list_endpoints()
 QUERIES = {
     "report-channels": {"from": "2026-11-01", "to": "2026-11-07"},
     "report-daily": {"from": "2026-11-01", "to": "2026-11-07"},
+    "report-cohorts": {"from": "2026-11-01", "to": "2026-11-07"},
     "report-staff": {"from": "2026-11-01", "to": "2026-11-07"},
     "referral-code-leaderboard": {},
 }

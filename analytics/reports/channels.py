@@ -174,16 +174,7 @@ class _Report:
         return self.params.live_code is None
 
     def _computed(self) -> tuple[Any, list[date]]:
-        params = self.params
-        days = RollupDay.objects.filter(
-            corp=params.corp,
-            day__gte=params.first,
-            day__lte=params.last,
-            computed_at__isnull=False,
-        )
-        computed = set(days.values_list("day", flat=True))
-        missing = [day for day in day_range(params.first, params.last) if day not in computed]
-        return days.aggregate(at=Min("computed_at"))["at"], missing
+        return rollups_computed(self.params.corp, self.params.first, self.params.last)
 
     def calculate(self) -> ReportResult:
         rows = [
@@ -228,18 +219,10 @@ class ChannelReport(_Report):
         group_by = self.params.group_by
         if self.breakdown:
             return _breakdown_name(self.breakdown)
-        unattributed = _("(no channel)") if group_by != "staff" else _("(unknown)")
         if group_by == "channel_type":
             labels = dict(Channel.Type.choices)
-            return lambda key: str(labels.get(key, unattributed))
-        model = {"channel": Channel, "live_code": LiveCode, "staff": Staff}[group_by]
-        ids = [key for key in keys if key is not None]
-        if group_by == "staff":
-            staff = model.objects.filter(pk__in=ids).values_list("pk", "name", "userid")
-            found = {pk: name or userid for pk, name, userid in staff}
-            return lambda key: found.get(key, unattributed)
-        found = dict(model.objects.filter(pk__in=ids).values_list("pk", "name"))
-        return lambda key: found.get(key, unattributed)
+            return lambda key: str(labels.get(key, _("(no channel)")))
+        return key_names(group_by, keys)
 
 
 class DailyReport(_Report):
@@ -264,6 +247,31 @@ class DailyReport(_Report):
 
     def _order(self, row: dict[str, Any]) -> Any:
         return row["key"]
+
+
+def key_names(group_by: str, keys: list[Any]) -> Callable[[Any], str]:
+    """The names of channels, live codes or staff members (`group_by`) by id, in one query;
+    none (no channel, an unknown staff member) in words."""
+    unattributed = _("(no channel)") if group_by != "staff" else _("(unknown)")
+    model = {"channel": Channel, "live_code": LiveCode, "staff": Staff}[group_by]
+    ids = [key for key in keys if key is not None]
+    if group_by == "staff":
+        staff = model.objects.filter(pk__in=ids).values_list("pk", "name", "userid")
+        found = {pk: name or userid for pk, name, userid in staff}
+        return lambda key: found.get(key, unattributed)
+    found = dict(model.objects.filter(pk__in=ids).values_list("pk", "name"))
+    return lambda key: found.get(key, unattributed)
+
+
+def rollups_computed(corp: Any, first: date, last: date) -> tuple[Any, list[date]]:
+    """The oldest rebuild of the corp's days first..last (None: never) and the days never
+    rebuilt."""
+    days = RollupDay.objects.filter(
+        corp=corp, day__gte=first, day__lte=last, computed_at__isnull=False
+    )
+    computed = set(days.values_list("day", flat=True))
+    missing = [day for day in day_range(first, last) if day not in computed]
+    return days.aggregate(at=Min("computed_at"))["at"], missing
 
 
 def _breakdown_name(breakdown: str) -> Callable[[Any], str]:

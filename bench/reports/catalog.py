@@ -82,14 +82,14 @@ def catalog_write(
     created = clock.start - 90 * DAY
     corp = CopyBuffer(cursor, "wecom_corp", ("id", "corp_id", "name", "secret", "agent_id",
                       "callback_token", "encoding_aes_key", "time_zone", "currency",
-                      "is_active", "created_at"))  # fmt: skip
+                      "is_active", "created_at", "language"))  # fmt: skip
     aes_key = ("bench" + hex_id(2, 7))[:43]
     # Secrets are stored encrypted (scrm.wecom.vault); COPY bypasses the model's field.
     from scrm.wecom.vault import seal
 
     corp.add(row(CORP_PK, CORP_ID, "渠道报表压测企业", seal(hex_id(1, 7)), "1000002",
                  seal("benchtoken"), seal(aes_key), clock.tz_name, "CNY", True,
-                 clock.text(created)))  # fmt: skip
+                 clock.text(created), "zh-hans"))  # fmt: skip
     corp.flush()
 
     staff_ids = list(range(1, staff + 1))
@@ -182,7 +182,7 @@ def _codes_write(cursor, clock: Clock, rng: random.Random, catalog: Catalog, cre
                        "tag_ids", "welcome_text", "welcome_attachments", "daily_target",
                        "total_target", "config_id", "qr_code", "state", "published_users",
                        "published_skip_verify", "published_at", "sync_error", "imported",
-                       "created_at", "updated_at"))  # fmt: skip
+                       "created_at", "updated_at", "public_title", "language"))  # fmt: skip
     pool = CopyBuffer(cursor, "channels_app_poolmember", ("id", "corp_id", "live_code_id",
                       "staff_id", "weight", "daily_cap", "is_backup", "is_enabled"))  # fmt: skip
     member_id = 0
@@ -200,7 +200,7 @@ def _codes_write(cursor, clock: Clock, rng: random.Random, catalog: Catalog, cre
             catalog.code_state[code_id],
             "[]" if landing else json.dumps([catalog.userids[s] for s in members]),
             None if landing else True, clock.text(at + 60), "", False, clock.text(at),
-            clock.text(at + 60),
+            clock.text(at + 60), "", "",
         ))  # fmt: skip
         for staff_id in members:
             member_id += 1
