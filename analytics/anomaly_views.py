@@ -19,6 +19,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
+from analytics import pages
 from analytics.anomalies import (
     DEAD_HOURS,
     AnomalyError,
@@ -182,23 +183,12 @@ def _rows(result: AnomalyResult, corp: Corp) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-def _report_nav() -> list[dict[str, Any]]:
-    from scrm.admin_site import REPORT_PAGES  # the report pages' one list, for the tabs
-
-    here = reverse("reports:anomalies")
-    return [
-        {"label": name, "url": reverse(url_name), "current": reverse(url_name) == here}
-        for url_name, _object_name, name in REPORT_PAGES
-    ]
-
-
 @login_required(login_url="admin:login")
 def anomalies(request: HttpRequest) -> HttpResponse:
     context: dict[str, Any] = {
         **admin.site.each_context(request),
         "is_nav_sidebar_enabled": False,
         "title": _("Anomalies"),
-        "tabs": _report_nav(),
         "dead_hours": DEAD_HOURS,
     }
     corps = list(tenancy.corps_for_user(request.user, tenancy.READ))
@@ -225,6 +215,7 @@ def anomalies(request: HttpRequest) -> HttpResponse:
             **context,
             "form": shown,
             "corp": corp,
+            "tabs": pages.report_tabs("anomalies", urlencode({"corp": corp.corp_id})),
             "params": result.params,
             "rows": _rows(result, corp),
             "query": form.query(),

@@ -51,13 +51,31 @@ PAGES: dict[str, dict[str, Any]] = {
        )},
     # The cohort matrices: a page of their own (analytics.views.cohorts), no table column.
     "cohorts": {"url": "reports:cohorts", "tab": _("Cohorts"), "column": _("cohort")},
+    # Pages of their own that take the corp only (their periods are their own).
+    "quality": {"url": "reports:quality", "tab": _("Channel quality"), "column": _("channel")},
+    "anomalies": {"url": "reports:anomalies", "tab": _("Anomalies"), "column": ""},
 }  # fmt: skip
+CORP_ONLY = frozenset({"quality", "anomalies"})
 BREAKDOWNS = frozenset(Breakdown.values)
 
 
 def page_url(group_by: str) -> str:
     page = PAGES[group_by]
     return reverse(page["url"], args=page.get("args", ()))
+
+
+def report_tabs(current: str, corp_query: str, query: str = "", any_touch: str = "") -> list:
+    """Every report page's tab, the same row on each page: a link keeps the page's filters
+    (`query`; `any_touch` for the breakdowns, which know no first touch), or only the corp
+    (`corp_query`) for the pages with periods of their own."""
+
+    def link(name: str) -> str:
+        if name in CORP_ONLY or not query:
+            return f"{page_url(name)}?{corp_query}"
+        return f"{page_url(name)}?{any_touch if name in BREAKDOWNS else query}"
+
+    return [{"label": page["tab"], "url": link(name), "current": name == current}
+            for name, page in PAGES.items()]  # fmt: skip
 
 
 def figure_display(value: Any, kind: str) -> str:

@@ -45,14 +45,12 @@ def _base_context(request: HttpRequest, group_by: str) -> dict[str, Any]:
 
 
 def _tabs(form: ReportFilterForm, group_by: str) -> list[dict[str, Any]]:
-    query = form.query(drill_down=False)
-    any_touch = form.query(drill_down=False, any_touch=True)  # breakdowns know no first touch
-    return [
-        {"label": page["tab"],
-         "url": f"{pages.page_url(name)}?{any_touch if name in pages.BREAKDOWNS else query}",
-         "current": name == group_by}
-        for name, page in pages.PAGES.items()
-    ]  # fmt: skip
+    return pages.report_tabs(
+        group_by,
+        urlencode({"corp": form.cleaned_data["corp"].corp_id}),
+        form.query(drill_down=False),
+        form.query(drill_down=False, any_touch=True),  # breakdowns know no first touch
+    )
 
 
 def _report_page(request: HttpRequest, group_by: str) -> HttpResponse:
@@ -165,6 +163,7 @@ def quality(request: HttpRequest) -> HttpResponse:
             **context,
             "form": shown,
             "corp": corp,
+            "tabs": pages.report_tabs("quality", urlencode({"corp": corp.corp_id})),
             "overview": overview,
             "computed_at": days.local_display(overview.computed_at, corp),
             "parts": [

@@ -10,8 +10,10 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
+from django.utils import timezone
 
 from analytics.refresh import rollups_refresh
+from analytics.tasks import quality_scores_compute_task, surge_check_task
 from channels_app.models import Channel, LiveCode
 from channels_app.services.live_codes import live_code_create
 from channels_app.services.publishing import live_code_publish
@@ -206,15 +208,22 @@ class Command(BaseCommand):
             connection.close()
 
     def _rollups(self, host: str, port: int, corp: Corp) -> None:
-        """The beat's report refresh, in-process (the demo runs no beat): the last month at
-        once, then every minute the days that changed (the history, the live customers)."""
+        """The beat's report work, in-process (the demo runs no beat): the rollups' refresh (the
+        last month at once, then every minute the days that changed), the minute's surge check
+        and the hourly channel quality ranking with its tag action."""
         _wait_for(host, port)
         quiet = _QuietThread(ROLLUPS_THREAD)
         for handler in logging.getLogger().handlers:
             handler.addFilter(quiet)
+        ranked_hour = None
         while True:
             try:
                 rollups_refresh(corp=corp)
+                surge_check_task(corp.pk)
+                hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+                if hour != ranked_hour:
+                    quality_scores_compute_task(corp.pk)
+                    ranked_hour = hour
             except Exception as exc:  # the reports must never take the server down
                 self.stderr.write(f"demo report refresh failed: {exc!r}")
             finally:
