@@ -277,6 +277,9 @@ WECOM_INBOX_MAX_ATTEMPTS = env.int("WECOM_INBOX_MAX_ATTEMPTS", default=8)
 # With a broker, each web process queues one inbox drain per this many seconds instead of one
 # task per event (0: one task per event). It is the most a new event waits for its drain.
 WECOM_INBOX_DRAIN_DELAY = env.float("WECOM_INBOX_DRAIN_DELAY", default=0.2)
+# A welcome sent before the customer's details are known (behind a burst, see
+# channels_app.services.welcome) fills {customer_name} with this (default: empty).
+WELCOME_NAME_FALLBACK = env("WELCOME_NAME_FALLBACK", default="")
 # PIPL: raw callback bodies are blanked after this many days (parsed fields stay)
 WECOM_RAW_BODY_RETENTION_DAYS = env.int("WECOM_RAW_BODY_RETENTION_DAYS", default=90)
 

@@ -10,9 +10,14 @@ writes its WelcomeDelivery row as QUEUED in the add's own transaction, a worker 
 whose claim went stale or that nobody started, while their code still lives. WeCom takes each
 code once, so a second attempt can never send a second welcome.
 
-The after-add task claims the welcome when it starts (before the customer's details are
-fetched) and renews the claim just before it calls WeCom: a claim is a worker at work, an
-unclaimed row a task still waiting in the queue.
+The after-add task claims the welcome when it starts and renews the claim just before it
+calls WeCom: a claim is a worker at work, an unclaimed row a task still waiting in the queue.
+
+Deadline first (a burst): a welcome taken from the queue within DETAILS_FIRST_WITHIN_SECONDS
+of the callback fetches the customer's details first (the name, add_way for the rules); a
+later one is sent at once, {customer_name} filled with settings.WELCOME_NAME_FALLBACK; one
+past SEND_BY_SECONDS is recorded expired without calling WeCom, so the calls go to the codes
+that can still make it. The details and tags follow on the default queue.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import logging
 import time
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -33,6 +39,13 @@ from scrm.wecom.client import WeComClient, WeComError, WeComTransientError
 logger = logging.getLogger("channels_app.welcome")
 
 WELCOME_CODE_SECONDS = 20  # WeCom's lifetime of a welcome_code
+# Later than this after the callback's receipt a send would reach WeCom after the code died
+# (its clock started a little before our receipt): recorded expired without calling WeCom.
+SEND_BY_SECONDS = 19.0
+# A welcome picked up this soon after the receipt fetches the customer's details first (the
+# name for {customer_name}, add_way for the rules); later, behind a burst, it goes out at
+# once with settings.WELCOME_NAME_FALLBACK: a code that can still make it goes first.
+DETAILS_FIRST_WITHIN_SECONDS = 5.0
 # A claim older than this is a worker that died (details and send take well under a second;
 # a slower worker that loses its claim does not send: the one that took over does).
 CLAIM_LEASE_SECONDS = 5
@@ -51,8 +64,25 @@ OUTCOME_BY_ERRCODE = {
 }
 
 
+def welcome_details_in_time(*, received_at: datetime | None, now: datetime | None = None) -> bool:
+    """Whether a welcome has time to fetch the customer's details before it is sent."""
+    if received_at is None:
+        return True
+    age = ((now or timezone.now()) - received_at).total_seconds()
+    return age <= DETAILS_FIRST_WITHIN_SECONDS
+
+
+def welcome_past_deadline(*, received_at: datetime | None, now: datetime | None = None) -> bool:
+    if received_at is None:
+        return False
+    return ((now or timezone.now()) - received_at).total_seconds() > SEND_BY_SECONDS
+
+
 def welcome_render(template: str, *, customer_name: str, staff_name: str) -> str:
-    """Fill {customer_name} and {staff_name}; any other brace is left as typed."""
+    """Fill {customer_name} and {staff_name}; any other brace is left as typed. A customer
+    whose name is not known yet (details not fetched before the welcome, behind a burst) is
+    greeted with settings.WELCOME_NAME_FALLBACK (default: empty)."""
+    customer_name = customer_name or settings.WELCOME_NAME_FALLBACK
     text = template.replace("{customer_name}", customer_name).replace("{staff_name}", staff_name)
     encoded = text.encode()
     if len(encoded) > MAX_TEXT_BYTES:
@@ -151,6 +181,10 @@ def welcome_send(
     errcode = None
     if chosen is None:
         source, outcome = "", WelcomeDelivery.Outcome.NONE_CONFIGURED
+    elif welcome_past_deadline(received_at=delivery.received_at or received_at):
+        # Behind a burst: WeCom would refuse the code (41050); the call is saved for the
+        # welcomes that can still make it.
+        source, outcome = chosen[0], WelcomeDelivery.Outcome.EXPIRED
     else:
         source, template, attachments = chosen
         code = delivery.welcome_code or welcome_code
@@ -212,7 +246,8 @@ def _record(
 def welcome_resend(*, delivery_id: int) -> WelcomeDelivery | None:
     """Send a welcome the sweep found queued (its worker died, or it waits behind a burst);
     None when it is no longer queued or another worker holds it. The customer's details are
-    fetched first when no worker got to them, so the welcome still greets them by name."""
+    fetched first when no worker got to them and there is time, so the welcome still greets
+    them by name."""
     from channels_app.services.rules import add_context, matching_rules, welcome_for
     from contacts.services import external_contact_refresh
 
@@ -238,7 +273,9 @@ def welcome_resend(*, delivery_id: int) -> WelcomeDelivery | None:
     if claim is None:
         return None
     contact = attribution.follow_relation.external_contact
-    if contact.details_fetched_at is None:
+    if contact.details_fetched_at is None and welcome_details_in_time(
+        received_at=delivery.received_at
+    ):
         try:
             external_contact_refresh(contact_id=contact.pk)
             contact.refresh_from_db()
