@@ -170,7 +170,7 @@ def _attribution_for_after_add(attribution_id: int) -> Attribution | None:
     return (
         Attribution.objects.select_related(
             "corp", "live_code", "channel", "follow_relation__staff",
-            "follow_relation__external_contact",
+            "follow_relation__external_contact", "add_event",
         )
         .filter(pk=attribution_id)
         .first()
@@ -194,9 +194,7 @@ def after_add(
     relation = attribution.follow_relation
     if fetch_details:
         _details_fetch(attribution)
-    add_way = RelationEvent.objects.values_list("add_way", flat=True).get(
-        pk=attribution.add_event_id
-    )
+    add_way = attribution.add_event.add_way
     rules = matching_rules(corp_id=attribution.corp_id, ctx=add_context(attribution, add_way))
     tag_ids = tag_ids_for(attribution, rules)
     if tag_ids:
@@ -205,14 +203,21 @@ def after_add(
 
 
 def _details_fetch(attribution: Attribution) -> None:
+    """The customer's details (externalcontact/get), applied; the objects in hand take the
+    name and, as the details may know an earlier add, the first-touch flag (not reloaded:
+    nothing else the welcome or the tags read changes)."""
     relation = attribution.follow_relation
     try:
-        contact_services.external_contact_refresh(contact_id=relation.external_contact_id)
+        contact = contact_services.external_contact_refresh(contact_id=relation.external_contact_id)
     except WeComError:
         logger.warning("details of contact %s not fetched yet", relation.external_contact_id)
-    relation.refresh_from_db()
-    relation.external_contact.refresh_from_db()
-    attribution.refresh_from_db(fields=["is_first_touch"])  # details may know an earlier add
+        return
+    if contact is not None:
+        relation.external_contact = contact
+    # What the details changed that the rules read, in one query.
+    attribution.is_first_touch, attribution.add_event.add_way = Attribution.objects.values_list(
+        "is_first_touch", "add_event__add_way"
+    ).get(pk=attribution.pk)
 
 
 def _welcome_first(
@@ -240,9 +245,7 @@ def _welcome_first(
         _details_fetch(attribution)
     _after_add_queue(attribution.pk, welcome_code="", received_at=received_at,
                      fetch_details=fetch_details and not fetch_here)  # fmt: skip
-    add_way = RelationEvent.objects.values_list("add_way", flat=True).get(
-        pk=attribution.add_event_id
-    )
+    add_way = attribution.add_event.add_way
     rules = matching_rules(corp_id=attribution.corp_id, ctx=add_context(attribution, add_way))
     welcome_send(attribution=attribution, welcome_code=welcome_code,
                  chosen=welcome_for(attribution, rules), received_at=received_at,

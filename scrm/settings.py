@@ -251,6 +251,11 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
 if env("CELERY_BROKER_KEY_PREFIX", default=""):
     CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = env("CELERY_BROKER_KEY_PREFIX")
+# Celery's Django fixup closes every database connection before and after each task, so a
+# worker opened a connection per task (2,200 for 2,000 adds in bench/e2e) whatever
+# CONN_MAX_AGE said. It never closes them itself here; scrm.celery closes them as a request
+# does instead (close_old_connections: CONN_MAX_AGE, broken or mid-transaction connections).
+CELERY_DB_REUSE_MAX = 2**62
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     # Exact names first. The welcome sweep has a queue of its own, which the welcome workers

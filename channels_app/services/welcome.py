@@ -49,6 +49,9 @@ DETAILS_FIRST_WITHIN_SECONDS = 5.0
 # A claim older than this is a worker that died (details and send take well under a second;
 # a slower worker that loses its claim does not send: the one that took over does).
 CLAIM_LEASE_SECONDS = 5
+# A claim younger than this is sent on without renewing it (a fifth of the lease: clock skew
+# between workers up to 4 s cannot make the sweep take it over meanwhile).
+CLAIM_FRESH_SECONDS = 1.0
 # A welcome nobody claimed this long after it was queued waits behind a burst, or sat in a
 # dead worker's prefetch: the sweep sends it itself.
 UNCLAIMED_AFTER_SECONDS = 4
@@ -111,19 +114,18 @@ def welcome_claim(
     """This worker's claim on the add's welcome, for CLAIM_LEASE_SECONDS (committed at once,
     outside any transaction of the caller's); None when it is done, or claimed by a live
     worker."""
-    try:
-        with transaction.atomic():
-            delivery = welcome_queue(
-                attribution=attribution, welcome_code=welcome_code,
-                received_at=received_at or timezone.now(),
-            )  # fmt: skip
-    except IntegrityError:  # a concurrent attempt wrote it first
-        delivery = WelcomeDelivery.objects.filter(
-            corp_id=attribution.corp_id, follow_relation_id=attribution.follow_relation_id,
-            added_at=attribution.added_at,
-        ).first()  # fmt: skip
+    # The add wrote the row (welcome_queue): found with one read, no savepoint; an add of
+    # before that wrote none gets it now.
+    delivery = WelcomeDelivery.objects.filter(
+        corp_id=attribution.corp_id, follow_relation_id=attribution.follow_relation_id,
+        added_at=attribution.added_at,
+    ).first()  # fmt: skip
+    if delivery is None:
+        delivery = _delivery_write(attribution, welcome_code, received_at)
         if delivery is None:
             return None
+    if delivery.outcome != WelcomeDelivery.Outcome.QUEUED:
+        return None  # handled already: a replay
     now = timezone.now()
     claimed = (
         WelcomeDelivery.objects.filter(pk=delivery.pk, outcome=WelcomeDelivery.Outcome.QUEUED)
@@ -139,6 +141,23 @@ def welcome_claim(
     return delivery
 
 
+def _delivery_write(
+    attribution: Attribution, welcome_code: str, received_at: datetime | None
+) -> WelcomeDelivery | None:
+    try:
+        with transaction.atomic():
+            delivery = welcome_queue(
+                attribution=attribution, welcome_code=welcome_code,
+                received_at=received_at or timezone.now(),
+            )  # fmt: skip
+    except IntegrityError:  # a concurrent attempt wrote it first
+        delivery = WelcomeDelivery.objects.filter(
+            corp_id=attribution.corp_id, follow_relation_id=attribution.follow_relation_id,
+            added_at=attribution.added_at,
+        ).first()  # fmt: skip
+    return delivery
+
+
 def _claim_renew(claim: WelcomeDelivery) -> WelcomeDelivery | None:
     """The claim, renewed just before WeCom is called; None when it lapsed and another
     worker took the welcome over (or finished it)."""
@@ -150,6 +169,14 @@ def _claim_renew(claim: WelcomeDelivery) -> WelcomeDelivery | None:
         return None
     claim.claimed_at = now
     return claim
+
+
+def _claim_aged(claim: WelcomeDelivery) -> bool:
+    """Whether the claim must be renewed before calling WeCom: one taken a moment ago (the
+    welcome went first, no details fetched) cannot have been taken over, as the sweep only
+    takes claims older than CLAIM_LEASE_SECONDS."""
+    age = (timezone.now() - claim.claimed_at).total_seconds() if claim.claimed_at else 1e9
+    return age > CLAIM_FRESH_SECONDS
 
 
 def _claim_release(claim: WelcomeDelivery) -> None:
@@ -170,7 +197,7 @@ def welcome_send(
     """Send once per add; None if this add's welcome was already handled (a replay) or is
     being sent by another live worker. `claim`: taken earlier by welcome_claim."""
     if claim is not None:
-        delivery = _claim_renew(claim)
+        delivery = _claim_renew(claim) if _claim_aged(claim) else claim
     else:
         delivery = welcome_claim(
             attribution=attribution, welcome_code=welcome_code, received_at=received_at
@@ -230,7 +257,9 @@ def _record(
         )
         if not updated:
             return None
-        delivery.refresh_from_db()
+        # The row as just written, without reading it back.
+        delivery.outcome, delivery.source, delivery.errcode = outcome, source, errcode
+        delivery.sent_at = now
         timeline_record(
             contact=relation.external_contact,
             kind=TimelineEvent.Kind.WELCOME_SENT if sent else TimelineEvent.Kind.WELCOME_FAILED,

@@ -385,8 +385,10 @@ drain_window = QueueWindow()
 def callback_events_drain(*, batch_size: int = 200, time_budget: float = 50.0) -> int:
     """Process pending inbox rows in arrival order; the number processed here.
 
-    Several drains may run at once (one per web process and window). A row another drain is
-    processing is waited for, not skipped, and then returns at once as processed. A
+    Several drains may run at once (one per web process and window). Each row is claimed
+    with SKIP LOCKED: a row another drain is processing is passed over, not waited for (it
+    commits or fails there), so concurrent drains take disjoint rows instead of queueing on
+    each other's row locks in arrival order. A
     transient failure (WeCom busy, a database deadlock) hands the row to
     callback_event_process_task, which retries it with backoff. A drain that runs out of time
     queues its own continuation.
@@ -404,7 +406,7 @@ def callback_events_drain(*, batch_size: int = 200, time_budget: float = 50.0) -
         )
         for event_id in ids:
             try:
-                if callback_event_process(event_id=event_id):
+                if callback_event_process(event_id=event_id, skip_locked=True):
                     processed += 1
             except TRANSIENT_ERRORS:
                 callback_event_process_task.apply_async((event_id,), countdown=5)
@@ -419,9 +421,9 @@ def callback_events_drain(*, batch_size: int = 200, time_budget: float = 50.0) -
 # -- processing --------------------------------------------------------------------------------
 
 
-def callback_event_process(*, event_id: int) -> bool:
+def callback_event_process(*, event_id: int, skip_locked: bool = False) -> bool:
     """Run the pipeline for one inbox row, once; True when it ran. Idempotent: a processed row
-    returns at once.
+    returns at once, and so does (with `skip_locked`) a row another worker is processing.
 
     Transient errors (TRANSIENT_ERRORS) are re-raised after the failure is recorded, so the
     task retries.
@@ -432,7 +434,7 @@ def callback_event_process(*, event_id: int) -> bool:
             # of=("self",): the inbox row only. Without it the joined corp row was locked
             # FOR UPDATE too, which every commit referencing the corp (KEY SHARE) waited on.
             event = (
-                CallbackEvent.objects.select_for_update(of=("self",))
+                CallbackEvent.objects.select_for_update(of=("self",), skip_locked=skip_locked)
                 .select_related("corp")
                 .filter(pk=event_id)
                 .first()
