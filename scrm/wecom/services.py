@@ -382,37 +382,45 @@ def callback_event_enqueue(*, event_id: int) -> None:
 drain_window = QueueWindow()
 
 
+# Inbox rows received this recently are drained first: behind a burst the adds whose welcome
+# code (20 s from the add) can still make it go before older ones, whose welcome would expire
+# anyway; those are processed (and their welcome recorded expired) when the fresh ones ran out.
+DRAIN_FRESH_SECONDS = 15
+
+
 def callback_events_drain(*, batch_size: int = 200, time_budget: float = 50.0) -> int:
-    """Process pending inbox rows in arrival order; the number processed here.
+    """Process pending inbox rows, deadline first: those received within DRAIN_FRESH_SECONDS
+    in arrival order, then the older ones in arrival order; the number processed here.
 
     Several drains may run at once (one per web process and window). Each row is claimed
     with SKIP LOCKED: a row another drain is processing is passed over, not waited for (it
     commits or fails there), so concurrent drains take disjoint rows instead of queueing on
-    each other's row locks in arrival order. A
-    transient failure (WeCom busy, a database deadlock) hands the row to
-    callback_event_process_task, which retries it with backoff. A drain that runs out of time
-    queues its own continuation.
+    each other's row locks; a drain that finds only rows others hold ends. A transient
+    failure (WeCom busy, a database deadlock) hands the row to callback_event_process_task,
+    which retries it with backoff. A drain that runs out of time queues its own
+    continuation.
     """
     from scrm.wecom.tasks import callback_event_process_task, callback_events_drain_task
 
     started = time.monotonic()
-    last_id = 0
     processed = 0
+    pending = CallbackEvent.objects.filter(status=CallbackEvent.Status.PENDING).order_by("pk")
     while True:
+        fresh_since = timezone.now() - timedelta(seconds=DRAIN_FRESH_SECONDS)
         ids = list(
-            CallbackEvent.objects.filter(status=CallbackEvent.Status.PENDING, pk__gt=last_id)
-            .order_by("pk")
-            .values_list("pk", flat=True)[:batch_size]
-        )
+            pending.filter(received_at__gte=fresh_since).values_list("pk", flat=True)[:batch_size]
+        ) or list(pending.values_list("pk", flat=True)[:batch_size])
+        progressed = False
         for event_id in ids:
             try:
                 if callback_event_process(event_id=event_id, skip_locked=True):
                     processed += 1
+                    progressed = True
             except TRANSIENT_ERRORS:
                 callback_event_process_task.apply_async((event_id,), countdown=5)
-        if len(ids) < batch_size:
+                progressed = True  # the row left the pending ones (failed, to be retried)
+        if not progressed or (len(ids) < batch_size and not pending.exists()):
             return processed
-        last_id = ids[-1]
         if time.monotonic() - started > time_budget:
             callback_events_drain_task.delay()
             return processed
