@@ -385,7 +385,9 @@ drain_window = QueueWindow()
 # Inbox rows received this recently are drained first: behind a burst the adds whose welcome
 # code (20 s from the add) can still make it go before older ones, whose welcome would expire
 # anyway; those are processed (and their welcome recorded expired) when the fresh ones ran out.
-DRAIN_FRESH_SECONDS = 15
+# Under a sustained overload the welcomes sent are about this old (10: p99 under 10 s plus
+# the welcome's own queue); a longer window saves a few more in a burst just over capacity.
+DRAIN_FRESH_SECONDS = 10
 
 
 def callback_events_drain(*, batch_size: int = 200, time_budget: float = 50.0) -> int:
