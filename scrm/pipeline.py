@@ -18,7 +18,12 @@ from channels_app.models import Attribution, LiveCode
 from channels_app.services.attribution import attribution_record, first_touch_project
 from channels_app.services.publishing import live_code_request_sync
 from channels_app.services.rules import add_context, matching_rules, tag_ids_for, welcome_for
-from channels_app.services.welcome import welcome_claim, welcome_queue, welcome_send
+from channels_app.services.welcome import (
+    welcome_claim,
+    welcome_details_in_time,
+    welcome_queue,
+    welcome_send,
+)
 from contacts import services as contact_services
 from contacts.models import CustomerTag, FollowRelation, RelationEvent, TimelineEvent
 from contacts.services import RelationRecorded
@@ -119,14 +124,17 @@ def _after_add_queue(
     attribution_id: int, *, welcome_code: str, received_at: datetime, fetch_details: bool
 ) -> None:
     args = (attribution_id, welcome_code, received_at.timestamp(), fetch_details)
-    # With a welcome_code the clock runs (20 s): the fast queue; otherwise the default one.
-    queue = "welcome" if welcome_code else "default"
+    # With a welcome_code the clock runs (20 s): the fast queue. Otherwise the default one,
+    # behind everything else there (Redis polls a queue's priority lists in order, 0 first):
+    # under a burst the inbox drains, which the welcomes wait for, never queue behind the
+    # details and tags of adds already welcomed.
+    options = {"queue": "welcome"} if welcome_code else {"queue": "default", "priority": 9}
 
     def after_commit() -> None:
         from scrm.tasks import after_add_task
 
         try:
-            after_add_task.apply_async(args, queue=queue)
+            after_add_task.apply_async(args, **options)
         except Exception:  # broker down: the details sweeper still fills the customer in
             logger.warning("could not queue after-add work for attribution %s", args[0])
 
@@ -160,55 +168,90 @@ def on_add(event: CallbackEvent) -> None:
     )
 
 
-def after_add(
-    *, attribution_id: int, welcome_code: str, received_at: datetime, fetch_details: bool = True
-) -> None:
-    """After an add is committed, within the welcome code's 20 seconds: fetch the customer's
-    details (name, add_way), send the welcome message, then apply the tags of the live code
-    and of the matching rules. Each step is idempotent; a failed details fetch does not stop
-    the welcome (it is retried by the sweeper)."""
-    attribution = (
+def _attribution_for_after_add(attribution_id: int) -> Attribution | None:
+    return (
         Attribution.objects.select_related(
             "corp", "live_code", "channel", "follow_relation__staff",
-            "follow_relation__external_contact",
+            "follow_relation__external_contact", "add_event",
         )
         .filter(pk=attribution_id)
         .first()
     )  # fmt: skip
+
+
+def after_add(
+    *, attribution_id: int, welcome_code: str, received_at: datetime, fetch_details: bool = True
+) -> None:
+    """After an add is committed. With a welcome_code (the fast "welcome" queue, 20 seconds
+    from the add): the welcome first, then the details and tags are queued on the default
+    queue. Without one: fetch the customer's details (name, add_way), then apply the tags of
+    the live code and of the matching rules. Each step is idempotent; a failed details fetch
+    does not stop the tags (the details sweeper retries it)."""
+    attribution = _attribution_for_after_add(attribution_id)
     if attribution is None:
         return
+    if welcome_code:
+        _welcome_first(attribution, welcome_code, received_at, fetch_details)
+        return
     relation = attribution.follow_relation
-    # Claimed before the details are fetched: a claim tells the welcome sweep that a live
-    # worker has it; None when it was sent already (a replay) or another worker has it.
-    claim = (
-        welcome_claim(attribution=attribution, welcome_code=welcome_code, received_at=received_at)
-        if welcome_code
-        else None
-    )
     if fetch_details:
-        try:
-            contact_services.external_contact_refresh(contact_id=relation.external_contact_id)
-        except WeComError:
-            logger.warning("details of contact %s not fetched yet", relation.external_contact_id)
-        relation.refresh_from_db()
-        relation.external_contact.refresh_from_db()
-        attribution.refresh_from_db(fields=["is_first_touch"])  # details may know an earlier add
-    add_way = RelationEvent.objects.values_list("add_way", flat=True).get(
-        pk=attribution.add_event_id
-    )
+        _details_fetch(attribution)
+    add_way = attribution.add_event.add_way
     rules = matching_rules(corp_id=attribution.corp_id, ctx=add_context(attribution, add_way))
-    if claim is not None:
-        welcome_send(
-            attribution=attribution,
-            welcome_code=welcome_code,
-            chosen=welcome_for(attribution, rules),
-            received_at=received_at,
-            claim=claim,
-        )
     tag_ids = tag_ids_for(attribution, rules)
     if tag_ids:
         source = CustomerTag.Source.RULE if rules else CustomerTag.Source.LIVE_CODE
         tags_apply(relation=relation, tag_ids=tag_ids, source=source)
+
+
+def _details_fetch(attribution: Attribution) -> None:
+    """The customer's details (externalcontact/get), applied; the objects in hand take the
+    name and, as the details may know an earlier add, the first-touch flag (not reloaded:
+    nothing else the welcome or the tags read changes)."""
+    relation = attribution.follow_relation
+    try:
+        contact = contact_services.external_contact_refresh(contact_id=relation.external_contact_id)
+    except WeComError:
+        logger.warning("details of contact %s not fetched yet", relation.external_contact_id)
+        return
+    if contact is not None:
+        relation.external_contact = contact
+    # What the details changed that the rules read, in one query.
+    attribution.is_first_touch, attribution.add_event.add_way = Attribution.objects.values_list(
+        "is_first_touch", "add_event__add_way"
+    ).get(pk=attribution.pk)
+
+
+def _welcome_first(
+    attribution: Attribution, welcome_code: str, received_at: datetime, fetch_details: bool
+) -> None:
+    """Send the add's welcome, deadline first, and queue its details and tags on the default
+    queue (before the send: a worker that dies sending leaves them queued). A welcome picked
+    up early (welcome_details_in_time) fetches the details first, so it greets the customer
+    by name and rules by add_way apply; one picked up late, behind a burst, goes out at once
+    with the name's fallback; one past its code is recorded expired without calling WeCom
+    (welcome_send)."""
+    # Claimed before anything else: a claim tells the welcome sweep that a live worker has
+    # it; None when it was handled already (a replay) or another worker has it.
+    claim = welcome_claim(attribution=attribution, welcome_code=welcome_code,
+                          received_at=received_at)  # fmt: skip
+    if claim is None:
+        return
+    contact = attribution.follow_relation.external_contact
+    fetch_here = (
+        fetch_details
+        and contact.details_fetched_at is None
+        and welcome_details_in_time(received_at=received_at)
+    )
+    if fetch_here:
+        _details_fetch(attribution)
+    _after_add_queue(attribution.pk, welcome_code="", received_at=received_at,
+                     fetch_details=fetch_details and not fetch_here)  # fmt: skip
+    add_way = attribution.add_event.add_way
+    rules = matching_rules(corp_id=attribution.corp_id, ctx=add_context(attribution, add_way))
+    welcome_send(attribution=attribution, welcome_code=welcome_code,
+                 chosen=welcome_for(attribution, rules), received_at=received_at,
+                 claim=claim)  # fmt: skip
 
 
 def on_edit(event: CallbackEvent) -> None:

@@ -251,6 +251,11 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
 if env("CELERY_BROKER_KEY_PREFIX", default=""):
     CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = env("CELERY_BROKER_KEY_PREFIX")
+# Celery's Django fixup closes every database connection before and after each task, so a
+# worker opened a connection per task (2,200 for 2,000 adds in bench/e2e) whatever
+# CONN_MAX_AGE said. It never closes them itself here; scrm.celery closes them as a request
+# does instead (close_old_connections: CONN_MAX_AGE, broken or mid-transaction connections).
+CELERY_DB_REUSE_MAX = 2**62
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     # Exact names first. The welcome sweep has a queue of its own, which the welcome workers
@@ -280,6 +285,9 @@ WECOM_INBOX_MAX_ATTEMPTS = env.int("WECOM_INBOX_MAX_ATTEMPTS", default=8)
 # With a broker, each web process queues one inbox drain per this many seconds instead of one
 # task per event (0: one task per event). It is the most a new event waits for its drain.
 WECOM_INBOX_DRAIN_DELAY = env.float("WECOM_INBOX_DRAIN_DELAY", default=0.2)
+# A welcome sent before the customer's details are known (behind a burst, see
+# channels_app.services.welcome) fills {customer_name} with this (default: empty).
+WELCOME_NAME_FALLBACK = env("WELCOME_NAME_FALLBACK", default="")
 # PIPL: raw callback bodies are blanked after this many days (parsed fields stay)
 WECOM_RAW_BODY_RETENTION_DAYS = env.int("WECOM_RAW_BODY_RETENTION_DAYS", default=90)
 

@@ -10,9 +10,14 @@ writes its WelcomeDelivery row as QUEUED in the add's own transaction, a worker 
 whose claim went stale or that nobody started, while their code still lives. WeCom takes each
 code once, so a second attempt can never send a second welcome.
 
-The after-add task claims the welcome when it starts (before the customer's details are
-fetched) and renews the claim just before it calls WeCom: a claim is a worker at work, an
-unclaimed row a task still waiting in the queue.
+The after-add task claims the welcome when it starts and renews the claim just before it
+calls WeCom: a claim is a worker at work, an unclaimed row a task still waiting in the queue.
+
+Deadline first (a burst): a welcome taken from the queue within DETAILS_FIRST_WITHIN_SECONDS
+of the callback fetches the customer's details first (the name, add_way for the rules); a
+later one is sent at once, {customer_name} filled with settings.WELCOME_NAME_FALLBACK; one
+past SEND_BY_SECONDS is recorded expired without calling WeCom, so the calls go to the codes
+that can still make it. The details and tags follow on the default queue.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import logging
 import time
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -33,9 +39,19 @@ from scrm.wecom.client import WeComClient, WeComError, WeComTransientError
 logger = logging.getLogger("channels_app.welcome")
 
 WELCOME_CODE_SECONDS = 20  # WeCom's lifetime of a welcome_code
+# Later than this after the callback's receipt a send would reach WeCom after the code died
+# (its clock started a little before our receipt): recorded expired without calling WeCom.
+SEND_BY_SECONDS = 19.0
+# A welcome picked up this soon after the receipt fetches the customer's details first (the
+# name for {customer_name}, add_way for the rules); later, behind a burst, it goes out at
+# once with settings.WELCOME_NAME_FALLBACK: a code that can still make it goes first.
+DETAILS_FIRST_WITHIN_SECONDS = 5.0
 # A claim older than this is a worker that died (details and send take well under a second;
 # a slower worker that loses its claim does not send: the one that took over does).
 CLAIM_LEASE_SECONDS = 5
+# A claim younger than this is sent on without renewing it (a fifth of the lease: clock skew
+# between workers up to 4 s cannot make the sweep take it over meanwhile).
+CLAIM_FRESH_SECONDS = 1.0
 # A welcome nobody claimed this long after it was queued waits behind a burst, or sat in a
 # dead worker's prefetch: the sweep sends it itself.
 UNCLAIMED_AFTER_SECONDS = 4
@@ -51,8 +67,25 @@ OUTCOME_BY_ERRCODE = {
 }
 
 
+def welcome_details_in_time(*, received_at: datetime | None, now: datetime | None = None) -> bool:
+    """Whether a welcome has time to fetch the customer's details before it is sent."""
+    if received_at is None:
+        return True
+    age = ((now or timezone.now()) - received_at).total_seconds()
+    return age <= DETAILS_FIRST_WITHIN_SECONDS
+
+
+def welcome_past_deadline(*, received_at: datetime | None, now: datetime | None = None) -> bool:
+    if received_at is None:
+        return False
+    return ((now or timezone.now()) - received_at).total_seconds() > SEND_BY_SECONDS
+
+
 def welcome_render(template: str, *, customer_name: str, staff_name: str) -> str:
-    """Fill {customer_name} and {staff_name}; any other brace is left as typed."""
+    """Fill {customer_name} and {staff_name}; any other brace is left as typed. A customer
+    whose name is not known yet (details not fetched before the welcome, behind a burst) is
+    greeted with settings.WELCOME_NAME_FALLBACK (default: empty)."""
+    customer_name = customer_name or settings.WELCOME_NAME_FALLBACK
     text = template.replace("{customer_name}", customer_name).replace("{staff_name}", staff_name)
     encoded = text.encode()
     if len(encoded) > MAX_TEXT_BYTES:
@@ -81,19 +114,18 @@ def welcome_claim(
     """This worker's claim on the add's welcome, for CLAIM_LEASE_SECONDS (committed at once,
     outside any transaction of the caller's); None when it is done, or claimed by a live
     worker."""
-    try:
-        with transaction.atomic():
-            delivery = welcome_queue(
-                attribution=attribution, welcome_code=welcome_code,
-                received_at=received_at or timezone.now(),
-            )  # fmt: skip
-    except IntegrityError:  # a concurrent attempt wrote it first
-        delivery = WelcomeDelivery.objects.filter(
-            corp_id=attribution.corp_id, follow_relation_id=attribution.follow_relation_id,
-            added_at=attribution.added_at,
-        ).first()  # fmt: skip
+    # The add wrote the row (welcome_queue): found with one read, no savepoint; an add of
+    # before that wrote none gets it now.
+    delivery = WelcomeDelivery.objects.filter(
+        corp_id=attribution.corp_id, follow_relation_id=attribution.follow_relation_id,
+        added_at=attribution.added_at,
+    ).first()  # fmt: skip
+    if delivery is None:
+        delivery = _delivery_write(attribution, welcome_code, received_at)
         if delivery is None:
             return None
+    if delivery.outcome != WelcomeDelivery.Outcome.QUEUED:
+        return None  # handled already: a replay
     now = timezone.now()
     claimed = (
         WelcomeDelivery.objects.filter(pk=delivery.pk, outcome=WelcomeDelivery.Outcome.QUEUED)
@@ -109,6 +141,23 @@ def welcome_claim(
     return delivery
 
 
+def _delivery_write(
+    attribution: Attribution, welcome_code: str, received_at: datetime | None
+) -> WelcomeDelivery | None:
+    try:
+        with transaction.atomic():
+            delivery = welcome_queue(
+                attribution=attribution, welcome_code=welcome_code,
+                received_at=received_at or timezone.now(),
+            )  # fmt: skip
+    except IntegrityError:  # a concurrent attempt wrote it first
+        delivery = WelcomeDelivery.objects.filter(
+            corp_id=attribution.corp_id, follow_relation_id=attribution.follow_relation_id,
+            added_at=attribution.added_at,
+        ).first()  # fmt: skip
+    return delivery
+
+
 def _claim_renew(claim: WelcomeDelivery) -> WelcomeDelivery | None:
     """The claim, renewed just before WeCom is called; None when it lapsed and another
     worker took the welcome over (or finished it)."""
@@ -120,6 +169,14 @@ def _claim_renew(claim: WelcomeDelivery) -> WelcomeDelivery | None:
         return None
     claim.claimed_at = now
     return claim
+
+
+def _claim_aged(claim: WelcomeDelivery) -> bool:
+    """Whether the claim must be renewed before calling WeCom: one taken a moment ago (the
+    welcome went first, no details fetched) cannot have been taken over, as the sweep only
+    takes claims older than CLAIM_LEASE_SECONDS."""
+    age = (timezone.now() - claim.claimed_at).total_seconds() if claim.claimed_at else 1e9
+    return age > CLAIM_FRESH_SECONDS
 
 
 def _claim_release(claim: WelcomeDelivery) -> None:
@@ -140,7 +197,7 @@ def welcome_send(
     """Send once per add; None if this add's welcome was already handled (a replay) or is
     being sent by another live worker. `claim`: taken earlier by welcome_claim."""
     if claim is not None:
-        delivery = _claim_renew(claim)
+        delivery = _claim_renew(claim) if _claim_aged(claim) else claim
     else:
         delivery = welcome_claim(
             attribution=attribution, welcome_code=welcome_code, received_at=received_at
@@ -151,6 +208,10 @@ def welcome_send(
     errcode = None
     if chosen is None:
         source, outcome = "", WelcomeDelivery.Outcome.NONE_CONFIGURED
+    elif welcome_past_deadline(received_at=delivery.received_at or received_at):
+        # Behind a burst: WeCom would refuse the code (41050); the call is saved for the
+        # welcomes that can still make it.
+        source, outcome = chosen[0], WelcomeDelivery.Outcome.EXPIRED
     else:
         source, template, attachments = chosen
         code = delivery.welcome_code or welcome_code
@@ -196,7 +257,9 @@ def _record(
         )
         if not updated:
             return None
-        delivery.refresh_from_db()
+        # The row as just written, without reading it back.
+        delivery.outcome, delivery.source, delivery.errcode = outcome, source, errcode
+        delivery.sent_at = now
         timeline_record(
             contact=relation.external_contact,
             kind=TimelineEvent.Kind.WELCOME_SENT if sent else TimelineEvent.Kind.WELCOME_FAILED,
@@ -212,7 +275,8 @@ def _record(
 def welcome_resend(*, delivery_id: int) -> WelcomeDelivery | None:
     """Send a welcome the sweep found queued (its worker died, or it waits behind a burst);
     None when it is no longer queued or another worker holds it. The customer's details are
-    fetched first when no worker got to them, so the welcome still greets them by name."""
+    fetched first when no worker got to them and there is time, so the welcome still greets
+    them by name."""
     from channels_app.services.rules import add_context, matching_rules, welcome_for
     from contacts.services import external_contact_refresh
 
@@ -238,7 +302,9 @@ def welcome_resend(*, delivery_id: int) -> WelcomeDelivery | None:
     if claim is None:
         return None
     contact = attribution.follow_relation.external_contact
-    if contact.details_fetched_at is None:
+    if contact.details_fetched_at is None and welcome_details_in_time(
+        received_at=delivery.received_at
+    ):
         try:
             external_contact_refresh(contact_id=contact.pk)
             contact.refresh_from_db()

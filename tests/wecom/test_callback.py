@@ -1,5 +1,6 @@
 """The callback view: every way in, every way out. Rejects store nothing but a log line."""
 
+import datetime as dt
 import io
 import logging
 import random
@@ -10,6 +11,7 @@ import pytest
 import time_machine
 from django.db import OperationalError
 from django.test import RequestFactory
+from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from contacts.models import ExternalContact
@@ -702,6 +704,17 @@ def test_a_drain_processes_pending_rows_in_arrival_order_once(corp, crypto, clie
     assert handled == [ids[2], *ids[:2], *ids[3:]]
     assert set(CallbackEvent.objects.values_list("status", flat=True)) == {"processed"}
     assert services.callback_events_drain() == 0
+
+
+def test_a_drain_takes_the_rows_whose_welcome_can_still_make_it_first(corp, crypto, client):
+    """Behind a burst: rows older than DRAIN_FRESH_SECONDS wait until the fresh ones are done."""
+    for index in range(4):
+        _post_event(client, corp, crypto, _event(corp, f"wm{index}"))  # on_commit not run
+    ids = list(CallbackEvent.objects.order_by("pk").values_list("pk", flat=True))
+    stale = timezone.now() - dt.timedelta(seconds=services.DRAIN_FRESH_SECONDS + 5)
+    CallbackEvent.objects.filter(pk__in=ids[:2]).update(received_at=stale)
+    assert services.callback_events_drain() == 4
+    assert handled == [*ids[2:], *ids[:2]]
 
 
 @pytest.mark.parametrize("pipeline", ["pipeline_busy", "pipeline_deadlocks"])

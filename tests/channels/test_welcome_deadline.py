@@ -1,0 +1,133 @@
+"""The welcome goes first and knows its deadline: a welcome picked up behind a burst is sent at
+once with the name's fallback (details and tags follow on the default queue); one past its
+code is recorded expired without calling WeCom; a task delivered twice sends once."""
+
+import datetime as dt
+import random
+import time
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from channels_app.models import Attribution, SourceRule, WelcomeDelivery
+from channels_app.services.welcome import DETAILS_FIRST_WITHIN_SECONDS, SEND_BY_SECONDS
+from contacts.models import CustomerTag, ExternalContact, TimelineEvent
+from contacts.tags import tag_library_sync
+from scrm.pipeline import after_add
+from scrm.wecom.client import WeComClient
+from scrm.wecom.models import ApiCall, CallbackEvent
+from scrm.wecom.sandbox.models import SandboxWelcomeCode
+from scrm.wecom.sandbox.simulate import event_xml, sandbox_customer_add
+from scrm.wecom.services import callback_event_process
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def queued_welcome(corp, sandbox_corp, crypto, client, django_capture_on_commit_callbacks):
+    """An add processed, its welcome task not run yet (waiting in the welcome queue); a rule
+    with a welcome text and a tag."""
+    group = WeComClient(corp).post(
+        "externalcontact/add_corp_tag", {"group_name": "来源", "tag": [{"name": "直播"}]}
+    )
+    tag_library_sync(corp=corp)
+    SourceRule.objects.create(corp=corp, name="全部", welcome_text="您好 {customer_name}",
+                              tag_ids=[group["tag_group"]["tag"][0]["id"]])  # fmt: skip
+    customer, follow, code = sandbox_customer_add(
+        corp=sandbox_corp, userid="staff01", rng=random.Random(3)
+    )
+    xml = event_xml(corp.corp_id, "add_external_contact", follow.createtime, UserID="staff01",
+                    ExternalUserID=customer.external_userid, WelcomeCode=code)  # fmt: skip
+    timestamp, nonce = str(int(time.time())), "12345"
+    body, signature = crypto.envelope(xml, timestamp=timestamp, nonce=nonce)
+    with django_capture_on_commit_callbacks(execute=False):
+        client.post(f"/wecom/callback/{corp.corp_id}/?msg_signature={signature}"
+                    f"&timestamp={timestamp}&nonce={nonce}", data=body,
+                    content_type="text/xml")  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=False):
+        assert callback_event_process(event_id=CallbackEvent.objects.get().pk)
+    return WelcomeDelivery.objects.get()
+
+
+def _run_welcome_task(delivery, *, age: float, capture) -> list:
+    """The welcome task, taken from the queue `age` seconds after the callback's receipt; the
+    tasks it queued on commit are returned unrun."""
+    with (
+        time_machine.travel(delivery.received_at + dt.timedelta(seconds=age), tick=True),
+        capture(execute=False) as queued,
+    ):
+        after_add(attribution_id=Attribution.objects.get().pk,
+                  welcome_code=delivery.welcome_code, received_at=delivery.received_at)  # fmt: skip
+    return queued
+
+
+def _welcome_calls() -> int:
+    return ApiCall.objects.filter(endpoint="externalcontact/send_welcome_msg").count()
+
+
+def test_a_welcome_past_its_code_is_recorded_expired_without_calling_wecom(
+    queued_welcome, django_capture_on_commit_callbacks
+):
+    queued = _run_welcome_task(queued_welcome, age=SEND_BY_SECONDS + 1,
+                               capture=django_capture_on_commit_callbacks)  # fmt: skip
+    queued_welcome.refresh_from_db()
+    assert queued_welcome.outcome == WelcomeDelivery.Outcome.EXPIRED
+    assert _welcome_calls() == 0
+    assert SandboxWelcomeCode.objects.get().used_at is None
+    assert TimelineEvent.objects.filter(kind="welcome_failed").count() == 1
+    # The customer is still detailed and tagged: by the follow-up on the default queue.
+    assert ExternalContact.objects.get().details_fetched_at is None
+    assert len(queued) == 1
+    queued[0]()
+    assert ExternalContact.objects.get().details_fetched_at is not None
+    assert CustomerTag.objects.count() == 1
+
+
+def test_a_welcome_behind_a_burst_goes_out_at_once_with_the_name_fallback(
+    queued_welcome, settings, django_capture_on_commit_callbacks
+):
+    settings.WELCOME_NAME_FALLBACK = "亲"
+    queued = _run_welcome_task(queued_welcome, age=DETAILS_FIRST_WITHIN_SECONDS + 5,
+                               capture=django_capture_on_commit_callbacks)  # fmt: skip
+    queued_welcome.refresh_from_db()
+    assert queued_welcome.outcome == WelcomeDelivery.Outcome.SENT
+    assert SandboxWelcomeCode.objects.get().message["text"]["content"] == "您好 亲"
+    # Sent before the details were fetched, and before the tags.
+    assert ExternalContact.objects.get().details_fetched_at is None
+    assert CustomerTag.objects.count() == 0
+    (follow_up,) = queued
+    follow_up()
+    assert ExternalContact.objects.get().name
+    assert CustomerTag.objects.count() == 1
+    assert _welcome_calls() == 1
+
+
+def test_a_welcome_picked_up_at_once_greets_the_customer_by_name(
+    queued_welcome, django_capture_on_commit_callbacks
+):
+    queued = _run_welcome_task(queued_welcome, age=0.5,
+                               capture=django_capture_on_commit_callbacks)  # fmt: skip
+    name = ExternalContact.objects.get().name
+    assert name
+    assert SandboxWelcomeCode.objects.get().message["text"]["content"] == f"您好 {name}"
+    (follow_up,) = queued
+    follow_up()  # tags only: the details are there
+    assert CustomerTag.objects.count() == 1
+    assert ApiCall.objects.filter(endpoint="externalcontact/get").count() == 1
+
+
+def test_the_same_welcome_task_delivered_twice_sends_one_welcome(
+    queued_welcome, django_capture_on_commit_callbacks
+):
+    for _ in range(2):  # the broker redelivers a message whose ack was lost
+        for task in _run_welcome_task(queued_welcome, age=1,
+                                      capture=django_capture_on_commit_callbacks):  # fmt: skip
+            task()
+    queued_welcome.refresh_from_db()
+    assert queued_welcome.outcome == WelcomeDelivery.Outcome.SENT
+    assert _welcome_calls() == 1
+    assert SandboxWelcomeCode.objects.filter(used_at__isnull=False).count() == 1
+    assert TimelineEvent.objects.filter(kind="welcome_sent").count() == 1
+    assert CustomerTag.objects.count() == 1
+    assert timezone.now() - queued_welcome.sent_at < dt.timedelta(minutes=1)

@@ -1,0 +1,83 @@
+"""The statements of one add, pinned: the inbox transaction (the add recorded, its welcome
+queued), the welcome task (sent at once, the customer's details not fetched first), and the
+follow-up on the default queue (details, then tags). Savepoints count (tests run inside a
+transaction); the in-process sandbox's own statements are WeCom's side and left out."""
+
+import random
+import time
+
+import pytest
+import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from channels_app.models import Attribution, SourceRule, WelcomeDelivery
+from channels_app.services.welcome import DETAILS_FIRST_WITHIN_SECONDS
+from contacts.tags import tag_library_sync
+from scrm.pipeline import after_add
+from scrm.wecom.client import WeComClient
+from scrm.wecom.models import CallbackEvent
+from scrm.wecom.sandbox.simulate import event_xml, sandbox_customer_add
+from scrm.wecom.services import callback_event_process
+
+pytestmark = pytest.mark.django_db
+
+# Inbox transaction: lock the row, contact, staff, relation, relation event, attribution,
+# first touch, timeline, the queued welcome, the row marked processed.
+INBOX_STATEMENTS = 39
+# Welcome task: attribution (one join), claim, add_way, rules, call log, outcome, timeline.
+WELCOME_STATEMENTS = 13
+# Follow-up: attribution, details (contact, relation, history, first touch), add_way, rules,
+# tags (library, mirror, timeline) and the call logs.
+FOLLOW_UP_STATEMENTS = 42
+
+
+def _ours(captured: CaptureQueriesContext) -> list[str]:
+    return [q["sql"] for q in captured.captured_queries if "wecom_sandbox_" not in q["sql"]]
+
+
+@pytest.fixture
+def one_add(corp, sandbox_corp, crypto, client, django_capture_on_commit_callbacks):
+    group = WeComClient(corp).post(
+        "externalcontact/add_corp_tag", {"group_name": "来源", "tag": [{"name": "直播"}]}
+    )
+    tag_library_sync(corp=corp)
+    SourceRule.objects.create(corp=corp, name="全部", welcome_text="您好 {customer_name}",
+                              tag_ids=[group["tag_group"]["tag"][0]["id"]])  # fmt: skip
+    customer, follow, code = sandbox_customer_add(
+        corp=sandbox_corp, userid="staff01", rng=random.Random(3)
+    )
+    xml = event_xml(corp.corp_id, "add_external_contact", follow.createtime, UserID="staff01",
+                    ExternalUserID=customer.external_userid, WelcomeCode=code)  # fmt: skip
+    timestamp, nonce = str(int(time.time())), "12345"
+    body, signature = crypto.envelope(xml, timestamp=timestamp, nonce=nonce)
+    with django_capture_on_commit_callbacks(execute=False):
+        client.post(f"/wecom/callback/{corp.corp_id}/?msg_signature={signature}"
+                    f"&timestamp={timestamp}&nonce={nonce}", data=body,
+                    content_type="text/xml")  # fmt: skip
+    return CallbackEvent.objects.get()
+
+
+def test_the_statements_of_one_add_are_pinned(one_add, django_capture_on_commit_callbacks):
+    with (
+        django_capture_on_commit_callbacks(execute=False) as welcome_task,
+        CaptureQueriesContext(connection) as inbox,
+    ):
+        assert callback_event_process(event_id=one_add.pk, skip_locked=True)
+    delivery = WelcomeDelivery.objects.get()
+    attribution_id = Attribution.objects.get().pk
+    later = delivery.received_at.timestamp() + DETAILS_FIRST_WITHIN_SECONDS + 1
+    with (
+        time_machine.travel(later, tick=True),
+        django_capture_on_commit_callbacks(execute=False) as follow_up,
+        CaptureQueriesContext(connection) as welcome,
+    ):
+        after_add(attribution_id=attribution_id,
+                  welcome_code=delivery.welcome_code, received_at=delivery.received_at)  # fmt: skip
+    with CaptureQueriesContext(connection) as rest:
+        (task,) = follow_up
+        task()
+    counts = (len(_ours(inbox)), len(_ours(welcome)), len(_ours(rest)))
+    # The welcome's task is queued when the add commits.
+    assert any("_after_add_queue" in getattr(hook, "__qualname__", "") for hook in welcome_task)
+    assert counts == (INBOX_STATEMENTS, WELCOME_STATEMENTS, FOLLOW_UP_STATEMENTS)
