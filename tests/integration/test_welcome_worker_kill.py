@@ -31,13 +31,15 @@ from scrm.management.commands.setup_periodic_tasks import PERIODIC_TASKS
 from scrm.wecom.sandbox.models import SandboxWelcomeCode
 from scrm.wecom.sandbox.simulate import SimulationReport, simulate_adds
 from tests.integration.conftest import ROOT, _start_worker, requires_broker, worker_env
+from tests.isolation import RUN_ID
 
 pytestmark = [pytest.mark.integration, pytest.mark.sla, requires_broker]
 BURST = 200
 RATE = 20  # adds a second: a 10-second burst, the worker dies in its middle
 KILL_AFTER = 20  # welcomes handled before the kill, which waits for A to be at work
 QUEUES = "welcome,welcome_sweep"
-LOGS = ROOT / ".pytest-welcome-kill"
+# Per run: two runs on one machine keep their workers' logs apart.
+LOGS = ROOT / ".pytest-welcome-kill" / RUN_ID
 FIGURES = ROOT / ".pytest-welcome-kill.json"
 
 
@@ -58,7 +60,7 @@ def processes(transactional_db) -> Iterator[dict[str, subprocess.Popen]]:
     assert connection.vendor == "postgresql"
     celery_app.control.purge()
     _beat_schedule_only_the_welcome_sweep()
-    LOGS.mkdir(exist_ok=True)
+    LOGS.mkdir(parents=True, exist_ok=True)
     started: dict[str, tuple[subprocess.Popen, object]] = {
         "default": _start_worker("default", LOGS / "default.log"),
         # As deployed (README): the welcome workers take the sweep's queue too.
