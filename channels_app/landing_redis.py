@@ -186,14 +186,17 @@ return {'claim', staff, slot, free, record(staff, slot, '0'), all_loads(KEYS[1],
 """
 )
 
-# Loads for members Redis does not know yet, from the database: never lowers a load.
+# Loads for members Redis does not know yet, from the database; a load Redis knows is left
+# alone. DailyCounter.assigned also counts grants not yet spent, so a known member (the only
+# kind with a grant: the visit script seeds before it refills) read from it would look loaded
+# by the unspent part: a concurrent visit that read the counters after another was granted a
+# chunk would make the ranking drop the member at its cap with capacity left.
 # KEYS: loads, grants. ARGV: ttl, then (staff id, load) pairs. Returns every member's load.
 _SEED_LOADS = (
     _PRELUDE
     + """
 for i = 2, #ARGV, 2 do
-  local known = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '-1')
-  if known < tonumber(ARGV[i + 1]) then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+  redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1])
 end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
 return all_loads(KEYS[1], KEYS[2])

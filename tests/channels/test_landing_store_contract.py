@@ -13,6 +13,7 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 from django.db import connection
 
+from channels_app import landing_db
 from channels_app import landing_redis as landing_redis_module
 from channels_app.landing_db import database_store
 from channels_app.landing_redis import landing_redis
@@ -154,6 +155,33 @@ class TestContract:
         member.save()
         assert [_visit(code, f"10.0.1.{i}").staff for i in range(2)] == [staff[0], None]
         assert Scan.objects.filter(staff=staff[0]).count() == 2
+
+    def test_a_visit_overtaken_while_reading_the_counters_leaves_the_cap_whole(
+        self, make_code, sandbox_corp, staff, monkeypatch
+    ):
+        """Two concurrent first visits of the day, interleaved by hand: the second's read of
+        the day's counters runs only after the first visit took capacity (on Redis: was
+        granted a chunk of 3 and spent 1 of it). Every unit of the cap is still assigned."""
+        code = live_code_publish(live_code=make_code(caps=(30, 0, 0)))
+        overtaken: list[LandingResult | None] = []
+
+        def read_overtaken(real):
+            def read(**kwargs):
+                if not overtaken:
+                    overtaken.append(None)  # the first visit reads the counters unhindered
+                    overtaken[0] = _visit(code, "10.0.9.1")
+                return real(**kwargs)
+
+            return read
+
+        for module in (landing_redis_module, landing_db):
+            monkeypatch.setattr(module, "daily_counters_read",
+                                read_overtaken(module.daily_counters_read))  # fmt: skip
+        results = [_visit(code, f"10.0.0.{index}") for index in range(30)]
+        assert overtaken[0].staff == staff[0]
+        assert Counter(r.staff for r in results) == {staff[0]: 29, None: 1}
+        assert Scan.objects.filter(staff=staff[0]).count() == 30
+        assert DailyCounter.objects.get(staff=staff[0]).assigned == 30
 
     def test_an_add_joins_its_scan_while_it_is_only_in_the_buffer(
         self, make_code, sandbox_corp, post_event, landing_path, monkeypatch
