@@ -327,6 +327,7 @@ def print_summary(s: dict) -> None:
     r = f["receipt_to_welcome_s"]
     print(f"receipt to welcome s: p50 {r['p50']} p95 {r['p95']} p99 {r['p99']} max {r['max']}")
     print(f"rows minus adds (0 = none lost, none double): {f['rows_minus_adds']}")
+    print(f"surge (analytics.surges) tagged 紧急跟进: {f['surge_tagged']} customers")
     print("CPU ms per add:", s["cpu_ms_per_add"])
     print("RSS MB max per process:", s["rss_mb_max"])
     print("PostgreSQL:", s["postgres"])

@@ -85,11 +85,14 @@ def burst_figures(*, adds: int, tag_id: str) -> dict:
         "relations": FollowRelation.objects.count() - adds,
         "attributions": Attribution.objects.count() - adds,
         "welcome_rows": WelcomeDelivery.objects.count() - adds,
-        "tags_applied": CustomerTag.objects.count() - adds,
+        # The code's tag; a burst also raises a surge (analytics.surges) whose 紧急跟进 tags
+        # are counted apart (surge_tagged).
+        "tags_applied": CustomerTag.objects.filter(tag__tag_id=tag_id).count() - adds,
         "tags_in_wecom": tagged - adds,
     }
     within = sum(1 for d in wecom_delays if d <= 20)
     return {
+        "surge_tagged": CustomerTag.objects.filter(source=CustomerTag.Source.SURGE).count(),
         "inbox": inbox,
         "welcome_outcomes": outcomes,
         "welcomes_sent_wecom": len(wecom_delays),
@@ -130,7 +133,7 @@ def progress_counts() -> dict[str, int]:
                  (SELECT count(*) FROM channels_app_welcomedelivery WHERE outcome <> 'queued'),
                  (SELECT count(*) FROM contacts_externalcontact
                     WHERE details_fetched_at IS NOT NULL),
-                 (SELECT count(*) FROM contacts_customertag)"""
+                 (SELECT count(*) FROM contacts_customertag WHERE source <> 'surge')"""
         )
         received, processed, welcomed, detailed, tagged = cursor.fetchone()
     return {"received": received, "processed": processed, "welcomed": welcomed,
