@@ -1,3 +1,5 @@
+from typing import Any
+
 from celery import shared_task
 
 from scrm.wecom.client import WeComTransientError
@@ -5,15 +7,20 @@ from scrm.wecom.client import WeComTransientError
 NIGHTLY_LOCAL_HOUR = 2  # after midnight's cohorts close, before calibration's 03:00
 
 
-@shared_task(acks_late=True, expires=55)
-def rollups_refresh_all_task() -> int:
-    """Beat, every minute: one refresh per active corp (see analytics.refresh)."""
+def _each_active_corp(task: Any) -> int:
+    """The beat's fan-out: `task` queued once per active corp; returns how many."""
     from scrm.wecom.models import Corp
 
     corp_ids = list(Corp.objects.filter(is_active=True).order_by("pk").values_list("pk", flat=True))
     for corp_id in corp_ids:
-        rollups_refresh_task.delay(corp_id)
+        task.delay(corp_id)
     return len(corp_ids)
+
+
+@shared_task(acks_late=True, expires=55)
+def rollups_refresh_all_task() -> int:
+    """Beat, every minute: one refresh per active corp (see analytics.refresh)."""
+    return _each_active_corp(rollups_refresh_task)
 
 
 @shared_task(acks_late=True, expires=55)
@@ -76,12 +83,7 @@ def export_files_purge_task() -> int:
 @shared_task(acks_late=True, expires=55)
 def surges_check_all_task() -> int:
     """Beat, every minute: one surge check per active corp (see analytics.surges)."""
-    from scrm.wecom.models import Corp
-
-    corp_ids = list(Corp.objects.filter(is_active=True).order_by("pk").values_list("pk", flat=True))
-    for corp_id in corp_ids:
-        surge_check_task.delay(corp_id)
-    return len(corp_ids)
+    return _each_active_corp(surge_check_task)
 
 
 @shared_task(acks_late=True, expires=55)
@@ -100,12 +102,7 @@ def surge_check_task(corp_id: int) -> int:
 @shared_task(acks_late=True, expires=3000)
 def quality_scores_all_task() -> int:
     """Beat, hourly: one ranking per active corp."""
-    from scrm.wecom.models import Corp
-
-    corp_ids = list(Corp.objects.filter(is_active=True).order_by("pk").values_list("pk", flat=True))
-    for corp_id in corp_ids:
-        quality_scores_compute_task.delay(corp_id)
-    return len(corp_ids)
+    return _each_active_corp(quality_scores_compute_task)
 
 
 @shared_task(acks_late=True, expires=3000)
