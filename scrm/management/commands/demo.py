@@ -19,6 +19,7 @@ from channels_app.services.live_codes import live_code_create
 from channels_app.services.publishing import live_code_publish
 from contacts.models import ExternalContact, Staff
 from contacts.services import staff_get_or_create
+from contacts.tasks import staff_reply_times_refresh_task
 from scrm.demo_history import demo_history_seed, demo_late_orders_import
 from scrm.wecom.models import Corp
 from scrm.wecom.sandbox.models import SandboxCorp, SandboxMember
@@ -218,10 +219,14 @@ class Command(BaseCommand):
         ranked_hour = None
         while True:
             try:
-                rollups_refresh(corp=corp)
+                rebuilt = rollups_refresh(corp=corp)
                 surge_check_task(corp.pk)
                 hour = timezone.now().replace(minute=0, second=0, microsecond=0)
-                if hour != ranked_hour:
+                # Hourly as beat does, and again whenever the figures moved (the history
+                # arriving, the live customers): the demo's ranking is never of empty rollups.
+                if hour != ranked_hour:  # beat's daily refresh of WeCom's reply times
+                    staff_reply_times_refresh_task(corp.pk)
+                if rebuilt or hour != ranked_hour:
                     quality_scores_compute_task(corp.pk)
                     ranked_hour = hour
             except Exception as exc:  # the reports must never take the server down
