@@ -61,8 +61,9 @@ HOUR = timedelta(hours=1)
 # Ended alerts are looked at for this long after their end: adds of their period whose
 # callbacks arrived late (a retried callback, calibration) are tagged too.
 LATE_ADDS = timedelta(hours=1)
-# One check per corp at a time; a check tagging thousands of customers (one mark_tag each)
-# may run past the next minute's, which then skips this corp instead of tagging them twice.
+# One check and one tagging per corp at a time; tagging thousands of customers (one mark_tag
+# each) may run past the next minute's check, whose tagging then skips this corp instead of
+# tagging them twice.
 CHECK_LOCK_SECONDS = 600
 BANNER_ALERTS = 10  # the admin banner names at most this many open alerts
 
@@ -221,10 +222,35 @@ def _customers_to_tag(
     return found
 
 
-def surge_customers_tag(*, corp: Corp, settings: DecisionSettings, now: datetime) -> int:
+def surge_tagging_due(*, corp: Corp, now: datetime) -> bool:
+    """Whether an alert is open or ended recently enough that its customers may need the tag."""
+    return SurgeAlert.objects.filter(
+        Q(ended_at__isnull=True) | Q(ended_at__gte=now - LATE_ADDS), corp=corp
+    ).exists()
+
+
+def surge_customers_tag(*, corp: Corp, now: datetime | None = None) -> int:
     """Tag the surges' new customers (see the module's docstring); returns how many were
-    tagged now. A customer WeCom refuses is logged and tried again at the next check; a rate
-    limit or network error stops this round (the next check carries on)."""
+    tagged now (0 while another tagging of the corp runs). A customer WeCom refuses is logged
+    and tried again at the next check; a rate limit or network error stops this round (the
+    next check carries on)."""
+    now = now or timezone.now()
+    settings = decision_settings_for(corp)
+    if not settings.surge_enabled:
+        return 0
+    lock = f"analytics:surge-tag:{corp.pk}"
+    if not cache.add(lock, 1, CHECK_LOCK_SECONDS):
+        return 0
+    try:
+        return _customers_tag(corp=corp, settings=settings, now=now)
+    except WeComTransientError as exc:
+        logger.warning("surge tagging of corp %s stopped: %s", corp.corp_id, exc)
+        return 0
+    finally:
+        cache.delete(lock)
+
+
+def _customers_tag(*, corp: Corp, settings: DecisionSettings, now: datetime) -> int:
     found = _customers_to_tag(corp=corp, settings=settings, now=now)
     if not found:
         return 0
@@ -257,9 +283,12 @@ def surge_customers_tag(*, corp: Corp, settings: DecisionSettings, now: datetime
     return total
 
 
-def surge_check(*, corp: Corp, now: datetime | None = None) -> SurgeCheck:
-    """The minute's check of one corp: count, open and end alerts, tag the surges' new
-    customers. Skipped (an empty result) while another check of the corp is running."""
+def surge_check(
+    *, corp: Corp, now: datetime | None = None, tag_customers: bool = True
+) -> SurgeCheck:
+    """The minute's check of one corp: count, open and end alerts, and (`tag_customers`) tag
+    the surges' new customers. Skipped (an empty result) while another check of the corp is
+    running."""
     now = now or timezone.now()
     settings = decision_settings_for(corp)
     if not settings.surge_enabled:
@@ -271,11 +300,7 @@ def surge_check(*, corp: Corp, now: datetime | None = None) -> SurgeCheck:
     try:
         hours = surge_hours(corp=corp, now=now, settings=settings)
         opened, ended = surge_alerts_update(corp=corp, hours=hours, now=now)
-        try:
-            tagged = surge_customers_tag(corp=corp, settings=settings, now=now)
-        except WeComTransientError as exc:
-            logger.warning("surge tagging of corp %s stopped: %s", corp.corp_id, exc)
-            tagged = 0
+        tagged = surge_customers_tag(corp=corp, now=now) if tag_customers else 0
         return SurgeCheck(opened=opened, ended=ended, tagged=tagged, codes=hours)
     finally:
         cache.delete(lock)

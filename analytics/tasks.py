@@ -86,14 +86,44 @@ def surges_check_all_task() -> int:
     return _each_active_corp(surge_check_task)
 
 
+# Set while a corp's surge_tag_task is queued: one in the queue at a time.
+SURGE_TAG_QUEUED = "analytics:surge-tag-queued:{}"
+
+
 @shared_task(acks_late=True, expires=55)
 def surge_check_task(corp_id: int) -> int:
-    """Returns the number of customers tagged."""
-    from analytics.surges import surge_check
+    """The minute's counts and alerts at once; the surges' customers are tagged by
+    surge_tag_task, queued as every tag is, behind the inbox (priority 9): tagging a burst's
+    thousands of customers (a mark_tag each) must not hold a worker that the inbox drains, and
+    so the burst's welcomes, wait for. Returns the number of alerts opened."""
+    from django.core.cache import cache
+    from django.utils import timezone
+
+    from analytics.surges import surge_check, surge_tagging_due
     from scrm.wecom.models import Corp
 
     corp = Corp.objects.filter(pk=corp_id).first()
-    return surge_check(corp=corp).tagged if corp is not None else 0
+    if corp is None:
+        return 0
+    now = timezone.now()
+    check = surge_check(corp=corp, now=now, tag_customers=False)
+    queued = SURGE_TAG_QUEUED.format(corp_id)
+    if surge_tagging_due(corp=corp, now=now) and cache.add(queued, 1, 600):
+        surge_tag_task.apply_async((corp_id,), priority=9)
+    return check.opened
+
+
+@shared_task(acks_late=True)
+def surge_tag_task(corp_id: int) -> int:
+    """Tag the surges' new customers (analytics.surges); the number tagged."""
+    from django.core.cache import cache
+
+    from analytics.surges import surge_customers_tag
+    from scrm.wecom.models import Corp
+
+    cache.delete(SURGE_TAG_QUEUED.format(corp_id))
+    corp = Corp.objects.filter(pk=corp_id).first()
+    return surge_customers_tag(corp=corp) if corp is not None else 0
 
 
 # -- the channel quality ranking (analytics.quality) -----------------------------------------

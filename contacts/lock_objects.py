@@ -15,4 +15,5 @@ def external_contact_lock(*, corp: Corp, external_userid: str) -> ExternalContac
     contact, _ = ExternalContact.objects.select_for_update(no_key=True).get_or_create(
         corp=corp, external_userid=external_userid
     )
+    contact.corp = corp  # the row in hand, not read again
     return contact

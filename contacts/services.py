@@ -68,9 +68,9 @@ def _event_order(event: RelationEvent) -> tuple:
     return (event.occurred_at, event.kind != RelationEvent.Kind.ADDED, event.kind)
 
 
-def follow_relation_project(*, relation: FollowRelation, history: list[RelationEvent]) -> None:
-    """Set the relation's current state from its history (the one place it is derived): the
-    latest add's time, state and add_way, and the status the events leave in time order."""
+def _relation_projection(history: list[RelationEvent]) -> dict[str, Any]:
+    """A relation's current state as its history leaves it: the latest add's time, state and
+    add_way, and the status the events leave in time order."""
     status: str | None = None
     changed_at = deleted_at = None
     reason = ""
@@ -87,7 +87,7 @@ def follow_relation_project(*, relation: FollowRelation, history: list[RelationE
         else:
             status, changed_at = FollowRelation.Status(event.kind), event.occurred_at
             deleted_at = event.occurred_at
-    values = {
+    return {
         "status": status or FollowRelation.Status.ACTIVE,
         "status_changed_at": changed_at,
         "deleted_at": deleted_at,
@@ -97,6 +97,12 @@ def follow_relation_project(*, relation: FollowRelation, history: list[RelationE
         "add_way": adds[-1].add_way if adds else None,
         "backfilled": adds[0].backfilled if adds else False,
     }
+
+
+def follow_relation_project(*, relation: FollowRelation, history: list[RelationEvent]) -> None:
+    """Set the relation's current state from its history (the one place it is derived, with
+    _relation_projection)."""
+    values = _relation_projection(history)
     changed = [name for name, value in values.items() if getattr(relation, name) != value]
     for name in changed:
         setattr(relation, name, values[name])
@@ -126,10 +132,14 @@ def relation_event_record(
     now, so the rollups rebuild the add's day (analytics.refresh looks at recorded_at)."""
     contact = external_contact_lock(corp=corp, external_userid=external_userid)
     staff = staff_get_or_create(corp=corp, userid=userid)
-    relation, _ = FollowRelation.objects.get_or_create(
+    # Every writer of the customer's relations holds the customer's lock: no other can insert
+    # this relation meanwhile, so a plain read, and a plain insert below, suffice.
+    relation = FollowRelation.objects.filter(
         corp=corp, external_contact=contact, staff=staff
-    )
-    history = list(relation.history.all())
+    ).first()
+    if relation is not None:
+        relation.external_contact, relation.staff = contact, staff  # the rows in hand
+    history = list(relation.history.all()) if relation is not None else []
     if kind == RelationEvent.Kind.ADDED:
         known = _same_add(history, occurred_at)
     else:
@@ -153,7 +163,7 @@ def relation_event_record(
             follow_relation_project(relation=relation, history=history)
             return RelationRecorded(relation, known, created=False, changed=True)
         return RelationRecorded(relation, known, created=False, changed=False)
-    event = RelationEvent.objects.create(
+    event = RelationEvent(
         corp=corp,
         follow_relation=relation,
         external_contact=contact,
@@ -166,7 +176,15 @@ def relation_event_record(
         fail_reason=fail_reason[:64],
         backfilled=backfilled,
     )
-    follow_relation_project(relation=relation, history=[*history, event])
+    if relation is None:  # the relation's first event: inserted as that event leaves it
+        relation = FollowRelation.objects.create(
+            corp=corp, external_contact=contact, staff=staff, **_relation_projection([event])
+        )
+        event.follow_relation = relation
+        event.save(force_insert=True)
+    else:
+        event.save(force_insert=True)
+        follow_relation_project(relation=relation, history=[*history, event])
     return RelationRecorded(relation, event, created=True, changed=True)
 
 
@@ -185,22 +203,26 @@ def first_source_project(*, contact: ExternalContact) -> FirstSource | None:
         FirstSource.objects.filter(external_contact=contact).delete()
         return None
     values = {
-        "add_event": first,
+        "add_event_id": first.pk,
         "staff_id": first.staff_id,
         "added_at": first.occurred_at,
         "add_way": first.add_way,
         "state": first.state,
         "backfilled": first.backfilled,
     }
-    first_source, created = FirstSource.objects.get_or_create(
-        corp_id=contact.corp_id, external_contact=contact, defaults=values
-    )
-    if not created:
-        changed = [n for n, v in values.items() if getattr(first_source, n) != v]
-        for name in changed:
-            setattr(first_source, name, values[name])
-        if changed:
-            first_source.save(update_fields=changed)
+    # Under the customer's lock: no other writer can insert it meanwhile (a plain insert).
+    first_source = FirstSource.objects.filter(
+        corp_id=contact.corp_id, external_contact=contact
+    ).first()
+    if first_source is None:
+        return FirstSource.objects.create(
+            corp_id=contact.corp_id, external_contact=contact, **values
+        )
+    changed = [n for n, v in values.items() if getattr(first_source, n) != v]
+    for name in changed:
+        setattr(first_source, name, values[name])
+    if changed:
+        first_source.save(update_fields=changed)
     return first_source
 
 

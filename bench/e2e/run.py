@@ -80,6 +80,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--floor-profile", default="", help="write a cProfile of the floor's process to this file"
     )
+    parser.add_argument(
+        "--stages",
+        type=int,
+        default=0,
+        help="only the CPU of each stage of N adds (stages.py), in one process: no burst",
+    )
     parser.add_argument("--label", default="", help="a word stored with the results")
     return parser.parse_args(argv)
 
@@ -161,6 +167,15 @@ def main(argv: list[str] | None = None) -> int:
         from bench.e2e.scenario import CORP_ID, burst_figures, progress_counts, scenario_setup
 
         scenario = scenario_setup()
+        if args.stages:
+            result = subprocess.run(
+                [sys.executable, "-m", "bench.e2e.stages", str(args.stages)], cwd=ROOT,
+                env={k: v for k, v in env.items() if k != "CELERY_BROKER_URL"},
+                check=True, capture_output=True, text=True,
+            )  # fmt: skip
+            print(json.dumps({"stages": json.loads(result.stdout.strip().splitlines()[-1]),
+                              "load": os.getloadavg()}, indent=1))  # fmt: skip
+            return 0
         if args.floor_only:
             floor = floor_measure(env, args.floor or 200, args.floor_profile)
             print(json.dumps({"floor": floor, "load": os.getloadavg()}))
@@ -263,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
                                                               "detailed", "tagged")) >= args.adds,
                           "final_counts": counts, "seconds": round(elapsed, 2),
                           "adds_per_s": round(args.adds / elapsed, 1)},
+            # The welcome's critical path: from the first callback until every add is
+            # recorded and its welcome settled (sent or expired), from the backlog curve.
+            "welcome_path": welcome_path(curve, first_delivery_t, args.adds),
             **figures,
             "cpu_ms_per_add": {g.name: round(1000 * g.cpu_seconds() / n, 2) for g in groups},
             "processes_seen": {g.name: g.processes_seen() for g in groups},
@@ -302,6 +320,14 @@ def main(argv: list[str] | None = None) -> int:
             infra.database_drop(db)
 
 
+def welcome_path(curve: list[dict], first_t: float, adds: int) -> dict:
+    done = next((p["t"] for p in curve if min(p["processed"], p["welcomed"]) >= adds), None)
+    if done is None:
+        return {"seconds": None, "adds_per_s": None}
+    seconds = max(done - first_t, 0.5)  # sampled every 0.5 s
+    return {"seconds": round(seconds, 1), "adds_per_s": round(adds / seconds, 1)}
+
+
 def floor_measure(env: dict[str, str], adds: int, profile: str = "") -> dict:
     """The same adds, in one process without a broker (Celery eager) on one connection: every
     statement and every WeCom call an add needs, without queues, processes or reconnects."""
@@ -321,7 +347,8 @@ def print_summary(s: dict) -> None:
     print(f"adds {s['config']['adds']}: delivered {f['delivery']['adds_per_s']}/s "
           f"({f['delivery']['answered_200']} answered 200), processed end to end "
           f"{f['processed']['adds_per_s']}/s in {f['processed']['seconds']} s "
-          f"(complete: {f['processed']['complete']})")  # fmt: skip
+          f"(complete: {f['processed']['complete']}); recorded and welcomed "
+          f"{f['welcome_path']['adds_per_s']}/s in {f['welcome_path']['seconds']} s")  # fmt: skip
     print(f"welcomes: {f['welcome_outcomes']}; within 20 s: {f['welcomes_within_20s']} "
           f"({100 * (f['welcomes_within_20s_share'] or 0):.1f} %)")  # fmt: skip
     r = f["receipt_to_welcome_s"]

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db.models import Case, Q, Value, When
+
 from channels_app.models import Attribution, LandingSlot, LiveCode, ReferralCode, Scan
 from channels_app.services.assignment import counter_bump_added
 from channels_app.services.landing_scans import landing_scan_for_slot
@@ -53,17 +55,21 @@ def state_resolve(*, corp: Corp, state: str, added_at: datetime) -> Resolved:
     return Resolved(parsed.kind)
 
 
-def attribution_record(*, add_event: RelationEvent) -> tuple[Attribution, bool]:
+def attribution_record(
+    *, add_event: RelationEvent, new_add: bool = False
+) -> tuple[Attribution, bool]:
     """The add's Attribution, resolved from its state when new; returns (attribution, created).
     Idempotent per add (attribution_once_per_add). The add's counter is bumped only when the
-    attribution is new, in the caller's transaction."""
-    existing = (
-        Attribution.objects.filter(corp_id=add_event.corp_id, add_event=add_event)
-        .select_related("live_code", "channel")
-        .first()
-    )
-    if existing is not None:
-        return existing, False
+    attribution is new, in the caller's transaction. `new_add`: the add was appended to the
+    history in the caller's transaction, so it has no attribution yet (no lookup)."""
+    if not new_add:
+        existing = (
+            Attribution.objects.filter(corp_id=add_event.corp_id, add_event=add_event)
+            .select_related("live_code", "channel")
+            .first()
+        )
+        if existing is not None:
+            return existing, False
     corp = add_event.corp
     resolved = state_resolve(corp=corp, state=add_event.state, added_at=add_event.occurred_at)
     live_code = resolved.live_code
@@ -97,11 +103,12 @@ def first_touch_project(*, contact: ExternalContact) -> FirstSource | None:
     first_source = first_source_project(contact=contact)
     first_add_id = first_source.add_event_id if first_source else None
     attributions = Attribution.objects.filter(corp_id=contact.corp_id, external_contact=contact)
-    attributions.filter(is_first_touch=True).exclude(add_event_id=first_add_id).update(
-        is_first_touch=False
-    )
-    if first_add_id is not None:
-        attributions.filter(add_event_id=first_add_id, is_first_touch=False).update(
-            is_first_touch=True
-        )
+    if first_add_id is None:
+        attributions.filter(is_first_touch=True).update(is_first_touch=False)
+        return None
+    # One statement: the flag set on that add's attribution and cleared on any other.
+    is_first = Q(add_event_id=first_add_id)
+    attributions.filter(
+        (is_first & Q(is_first_touch=False)) | (~is_first & Q(is_first_touch=True))
+    ).update(is_first_touch=Case(When(is_first, then=Value(True)), default=Value(False)))
     return first_source

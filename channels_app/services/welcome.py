@@ -94,17 +94,20 @@ def welcome_render(template: str, *, customer_name: str, staff_name: str) -> str
 
 
 def welcome_queue(
-    *, attribution: Attribution, welcome_code: str, received_at: datetime
+    *, attribution: Attribution, welcome_code: str, received_at: datetime, new_add: bool = False
 ) -> WelcomeDelivery:
     """The add's welcome, to be sent: a QUEUED row, written in the add's transaction so that a
-    lost task leaves it behind for the sweep. Idempotent (a replayed add finds its row)."""
+    lost task leaves it behind for the sweep. Idempotent (a replayed add finds its row).
+    `new_add`: the add was appended to the history in this transaction, so it has no row yet
+    (the history keeps one add per relation and time): inserted without a lookup."""
     now = timezone.now()
-    delivery, _ = WelcomeDelivery.objects.get_or_create(
-        corp_id=attribution.corp_id, follow_relation_id=attribution.follow_relation_id,
-        added_at=attribution.added_at,
-        defaults={"outcome": WelcomeDelivery.Outcome.QUEUED, "welcome_code": welcome_code,
-                  "received_at": received_at, "queued_at": now},
-    )  # fmt: skip
+    key = {"corp_id": attribution.corp_id, "follow_relation_id": attribution.follow_relation_id,
+           "added_at": attribution.added_at}  # fmt: skip
+    values = {"outcome": WelcomeDelivery.Outcome.QUEUED, "welcome_code": welcome_code,
+              "received_at": received_at, "queued_at": now}  # fmt: skip
+    if new_add:
+        return WelcomeDelivery.objects.create(**key, **values)
+    delivery, _ = WelcomeDelivery.objects.get_or_create(**key, defaults=values)
     return delivery
 
 

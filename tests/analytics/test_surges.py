@@ -283,6 +283,36 @@ def test_beat_checks_every_corp_every_minute(corp):
     assert SurgeAlert.objects.filter(live_code=code, ended_at__isnull=True).count() == 1
 
 
+def test_the_minute_check_leaves_the_tagging_to_a_task_queued_behind_the_inbox(
+    corp, sandbox_corp, post_event, monkeypatch
+):
+    """Tagging a burst's customers (a mark_tag each) waits, as every tag does, behind the
+    inbox drains that the burst's welcomes wait for: priority 9, one queued at a time."""
+    from django.core.cache import cache
+
+    from analytics import tasks
+
+    code = _code(corp)
+    _adds(sandbox_corp, post_event, code, timezone.now() - timedelta(minutes=10), 20)
+    queued = []
+    monkeypatch.setattr(tasks.surge_tag_task, "apply_async",
+                        lambda args, **options: queued.append((tuple(args), options)))  # fmt: skip
+    cache.delete(tasks.SURGE_TAG_QUEUED.format(corp.pk))
+    try:
+        assert tasks.surge_check_task(corp.pk) == 1  # the alert opens: the tagging is queued
+        assert tasks.surge_check_task(corp.pk) == 0  # a minute later: still queued, not twice
+        assert queued == [((corp.pk,), {"priority": 9})]
+        assert not CustomerTag.objects.filter(source=CustomerTag.Source.SURGE).exists()
+        assert tasks.surge_tag_task(corp.pk) == 20
+        assert _mark_tags() == 20
+        tasks.surge_check_task(corp.pk)  # the alert still open: due again, and nobody left
+        assert len(queued) == 2
+        assert tasks.surge_tag_task(corp.pk) == 0
+        assert _mark_tags() == 20
+    finally:
+        cache.delete(tasks.SURGE_TAG_QUEUED.format(corp.pk))
+
+
 def _alert(corp: Corp, code: LiveCode, **fields) -> SurgeAlert:
     values = {"metric": "adds", "started_at": timezone.now(), "scans": 0, "scans_usual": 0,
               "adds": 25, "adds_usual": 2, "peak_scans": 0, "peak_adds": 27, **fields}  # fmt: skip

@@ -24,12 +24,12 @@ pytestmark = pytest.mark.django_db
 
 # Inbox transaction: lock the row, contact, staff, relation, relation event, attribution,
 # first touch, timeline, the queued welcome, the row marked processed.
-INBOX_STATEMENTS = 39
+INBOX_STATEMENTS = 28
 # Welcome task: attribution (one join), claim, add_way, rules, call log, outcome, timeline.
 WELCOME_STATEMENTS = 13
 # Follow-up: attribution, details (contact, relation, history, first touch), add_way, rules,
 # tags (library, mirror, timeline) and the call logs.
-FOLLOW_UP_STATEMENTS = 42
+FOLLOW_UP_STATEMENTS = 38
 
 
 def _ours(captured: CaptureQueriesContext) -> list[str]:

@@ -425,12 +425,18 @@ def mark_tag(corp: SandboxCorp, query: dict[str, str], body: Answer) -> Answer:
     add, remove = body.get("add_tag") or [], body.get("remove_tag") or []
     if not add and not remove:
         raise ApiError(40058, "add_tag or remove_tag required")
-    follow = SandboxFollow.objects.filter(
-        customer__corp=corp,
-        customer__external_userid=body.get("external_userid"),
-        userid=body.get("userid"),
-        deleted=False,
-    ).first()
+    # Locked (dispatch's transaction): WeCom applies each mark_tag whole, so two at once for
+    # one customer (a rule's tag and a surge's) must not lose one of them.
+    follow = (
+        SandboxFollow.objects.select_for_update(of=("self",))
+        .filter(
+            customer__corp=corp,
+            customer__external_userid=body.get("external_userid"),
+            userid=body.get("userid"),
+            deleted=False,
+        )
+        .first()
+    )
     if follow is None:
         raise ApiError(84061, "not external contact")
     known = set(
