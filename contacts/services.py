@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from contacts.add_ways import add_initiator
 from contacts.adds import add_recorder
-from contacts.lock_objects import external_contact_lock
+from contacts.lock_objects import external_contact_lock, external_contact_lock_created
 from contacts.models import ExternalContact, FirstSource, FollowRelation, RelationEvent, Staff
 from scrm.wecom.models import Corp
 
@@ -47,6 +47,8 @@ class RelationRecorded:
     event: RelationEvent
     created: bool  # the event is new to the history
     changed: bool  # the history changed: a new event, or an add's add_way learned
+    # The customer was first seen in this transaction: this event is its whole history.
+    customer_new: bool
 
 
 def _same_add(history: list[RelationEvent], occurred_at: datetime) -> RelationEvent | None:
@@ -130,7 +132,9 @@ def relation_event_record(
     a callback after calibration found it) is not appended again; an add_way or initiator
     (from `oper_userid`, see add_initiator) learned later completes it, and counts as recorded
     now, so the rollups rebuild the add's day (analytics.refresh looks at recorded_at)."""
-    contact = external_contact_lock(corp=corp, external_userid=external_userid)
+    contact, customer_new = external_contact_lock_created(
+        corp=corp, external_userid=external_userid
+    )
     staff = staff_get_or_create(corp=corp, userid=userid)
     # Every writer of the customer's relations holds the customer's lock: no other can insert
     # this relation meanwhile, so a plain read, and a plain insert below, suffice.
@@ -161,8 +165,10 @@ def relation_event_record(
             known.recorded_at = timezone.now()
             known.save(update_fields=[*learned, "recorded_at"])
             follow_relation_project(relation=relation, history=history)
-            return RelationRecorded(relation, known, created=False, changed=True)
-        return RelationRecorded(relation, known, created=False, changed=False)
+            return RelationRecorded(
+                relation, known, created=False, changed=True, customer_new=False
+            )
+        return RelationRecorded(relation, known, created=False, changed=False, customer_new=False)
     event = RelationEvent(
         corp=corp,
         follow_relation=relation,
@@ -185,20 +191,26 @@ def relation_event_record(
     else:
         event.save(force_insert=True)
         follow_relation_project(relation=relation, history=[*history, event])
-    return RelationRecorded(relation, event, created=True, changed=True)
+    return RelationRecorded(relation, event, created=True, changed=True, customer_new=customer_new)
 
 
-def first_source_project(*, contact: ExternalContact) -> FirstSource | None:
+def first_source_project(
+    *, contact: ExternalContact, only_add: RelationEvent | None = None
+) -> FirstSource | None:
     """Set the customer's first source from the earliest add in its history (ties by staff
     UserID, so any delivery order gives the same answer); None when no add is known yet. Call
-    with the customer's row locked (relation_event_record's lock)."""
-    first = (
-        RelationEvent.objects.filter(
-            corp_id=contact.corp_id, external_contact=contact, kind=RelationEvent.Kind.ADDED
+    with the customer's row locked (relation_event_record's lock). `only_add`: the customer is
+    new in this transaction and this add is its whole history (nothing to look up)."""
+    if only_add is not None:
+        first = only_add
+    else:
+        first = (
+            RelationEvent.objects.filter(
+                corp_id=contact.corp_id, external_contact=contact, kind=RelationEvent.Kind.ADDED
+            )
+            .order_by("occurred_at", "staff__userid", "pk")
+            .first()
         )
-        .order_by("occurred_at", "staff__userid", "pk")
-        .first()
-    )
     if first is None:
         FirstSource.objects.filter(external_contact=contact).delete()
         return None
@@ -211,9 +223,11 @@ def first_source_project(*, contact: ExternalContact) -> FirstSource | None:
         "backfilled": first.backfilled,
     }
     # Under the customer's lock: no other writer can insert it meanwhile (a plain insert).
-    first_source = FirstSource.objects.filter(
-        corp_id=contact.corp_id, external_contact=contact
-    ).first()
+    first_source = (
+        None
+        if only_add is not None
+        else FirstSource.objects.filter(corp_id=contact.corp_id, external_contact=contact).first()
+    )
     if first_source is None:
         return FirstSource.objects.create(
             corp_id=contact.corp_id, external_contact=contact, **values

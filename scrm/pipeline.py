@@ -83,10 +83,13 @@ def add_record(
     event, relation = recorded.event, recorded.relation
     attribution, attributed = attribution_record(add_event=event, new_add=recorded.created)
     if not recorded.changed:  # a known add told again: attributed and projected already
-        return AddRecorded(relation, event, False, False, attribution)
-    first_source = first_touch_project(contact=relation.external_contact)
+        return AddRecorded(relation, event, False, False, False, attribution)
+    only_add = event if recorded.customer_new else None
+    first_source = first_touch_project(contact=relation.external_contact, only_add=only_add)
     attribution.is_first_touch = first_source is not None and first_source.add_event_id == event.pk
-    result = AddRecorded(relation, event, recorded.created, True, attribution)
+    result = AddRecorded(
+        relation, event, recorded.created, True, recorded.customer_new, attribution
+    )
     if not recorded.created:
         return result
     live_code = attribution.live_code

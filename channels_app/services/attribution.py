@@ -29,9 +29,15 @@ def state_resolve(*, corp: Corp, state: str, added_at: datetime) -> Resolved:
     """What a state points at, with one or two indexed lookups; unknown states resolve to
     nothing and are kept as they are (foreign)."""
     parsed = parse_state(state)
-    codes = LiveCode.objects.filter(corp=corp).select_related("channel", "corp")
+
+    def code(**lookup: object) -> LiveCode | None:
+        found = LiveCode.objects.filter(corp=corp, **lookup).select_related("channel").first()
+        if found is not None:
+            found.corp = corp  # the row in hand: not joined, its secrets not decrypted again
+        return found
+
     if parsed.kind == "native":
-        return Resolved(parsed.kind, live_code=codes.filter(pk=parsed.object_id).first())
+        return Resolved(parsed.kind, live_code=code(pk=parsed.object_id))
     if parsed.kind == "landing":
         slot = LandingSlot.objects.filter(
             pk=parsed.second_id, live_code_id=parsed.object_id, corp=corp
@@ -41,17 +47,17 @@ def state_resolve(*, corp: Corp, state: str, added_at: datetime) -> Resolved:
         scan = landing_scan_for_slot(slot=slot, added_at=added_at) if slot else None
         return Resolved(
             parsed.kind,
-            live_code=codes.filter(pk=parsed.object_id).first(),
+            live_code=code(pk=parsed.object_id),
             scan=scan,
             referral=scan.referral if scan else None,
         )
     if parsed.kind == "referral":
         referral = ReferralCode.objects.filter(pk=parsed.object_id, corp=corp).first()
-        live_code = codes.filter(pk=referral.live_code_id).first() if referral else None
+        live_code = code(pk=referral.live_code_id) if referral else None
         return Resolved(parsed.kind, live_code=live_code, referral=referral)
     if parsed.kind == "foreign":
         # Codes adopted from WeCom keep their original state.
-        return Resolved(parsed.kind, live_code=codes.filter(state=parsed.raw).first())
+        return Resolved(parsed.kind, live_code=code(state=parsed.raw))
     return Resolved(parsed.kind)
 
 
@@ -95,12 +101,14 @@ def attribution_record(
     return attribution, True
 
 
-def first_touch_project(*, contact: ExternalContact) -> FirstSource | None:
+def first_touch_project(
+    *, contact: ExternalContact, only_add: RelationEvent | None = None
+) -> FirstSource | None:
     """The customer's first touch, derived in one place: the first source (contacts'
     projection of the earliest add) and the is_first_touch flag of the Attribution of that add,
     and of no other. Call after every change to the customer's adds, with the customer's row
-    locked."""
-    first_source = first_source_project(contact=contact)
+    locked. `only_add`: the customer is new in this transaction, this add its whole history."""
+    first_source = first_source_project(contact=contact, only_add=only_add)
     first_add_id = first_source.add_event_id if first_source else None
     attributions = Attribution.objects.filter(corp_id=contact.corp_id, external_contact=contact)
     if first_add_id is None:

@@ -288,14 +288,16 @@ def welcome_resend(*, delivery_id: int) -> WelcomeDelivery | None:
     ).first()
     if delivery is None:
         return None
-    attribution = (
+    # No first(): its ORDER BY and LIMIT made PostgreSQL plan this join in milliseconds (see
+    # scrm.pipeline._attribution_for_after_add); one add has one attribution.
+    attribution = next(iter(
         Attribution.objects.select_related(
             "corp", "live_code", "channel", "follow_relation__staff",
             "follow_relation__external_contact",
         )
         .filter(follow_relation_id=delivery.follow_relation_id, added_at=delivery.added_at)
-        .first()
-    )  # fmt: skip
+        .order_by()
+    ), None)  # fmt: skip
     if attribution is None:
         return None
     claim = welcome_claim(

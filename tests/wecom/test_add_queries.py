@@ -24,7 +24,7 @@ pytestmark = pytest.mark.django_db
 
 # Inbox transaction: lock the row, contact, staff, relation, relation event, attribution,
 # first touch, timeline, the queued welcome, the row marked processed.
-INBOX_STATEMENTS = 28
+INBOX_STATEMENTS = 26
 # Welcome task: attribution (one join), claim, add_way, rules, call log, outcome, timeline.
 WELCOME_STATEMENTS = 13
 # Follow-up: attribution, details (contact, relation, history, first touch), add_way, rules,
