@@ -158,17 +158,18 @@ def on_add(event: CallbackEvent) -> None:
         added_at=event.event_time,
     )
     welcome_code = str(event.payload.get("WelcomeCode") or "")
+    attribution_id = recorded.attribution.pk
     if welcome_code:
         # Written with the add: if the worker that takes the task dies, the row is still
         # there for the sweep to queue again within the code's 20 seconds.
         welcome_queue(attribution=recorded.attribution, welcome_code=welcome_code,
                       received_at=event.received_at, new_add=recorded.created)  # fmt: skip
-    _after_add_queue(
-        recorded.attribution.pk,
-        welcome_code=welcome_code,
-        received_at=event.received_at,
-        fetch_details=True,
-    )
+        _after_add_queue(attribution_id, welcome_code=welcome_code,
+                         received_at=event.received_at, fetch_details=True)  # fmt: skip
+    # The details and tags, queued here whatever becomes of the welcome: the sweep may send
+    # it or record it expired, and its task then has nothing left to do.
+    _after_add_queue(attribution_id, welcome_code="", received_at=event.received_at,
+                     fetch_details=True)  # fmt: skip
 
 
 def _attribution_for_after_add(attribution_id: int) -> Attribution | None:
@@ -188,10 +189,10 @@ def after_add(
     *, attribution_id: int, welcome_code: str, received_at: datetime, fetch_details: bool = True
 ) -> None:
     """After an add is committed. With a welcome_code (the fast "welcome" queue, 20 seconds
-    from the add): the welcome first, then the details and tags are queued on the default
-    queue. Without one: fetch the customer's details (name, add_way), then apply the tags of
-    the live code and of the matching rules. Each step is idempotent; a failed details fetch
-    does not stop the tags (the details sweeper retries it)."""
+    from the add): the welcome. Without one (the default queue, behind the inbox): fetch the
+    customer's details (name, add_way), unless the welcome fetched them already, then apply
+    the tags of the live code and of the matching rules. Each step is idempotent; a failed
+    details fetch does not stop the tags (the details sweeper retries it)."""
     attribution = _attribution_for_after_add(attribution_id)
     if attribution is None:
         return
@@ -199,7 +200,8 @@ def after_add(
         _welcome_first(attribution, welcome_code, received_at, fetch_details)
         return
     relation = attribution.follow_relation
-    if fetch_details:
+    fetched_at = relation.external_contact.details_fetched_at
+    if fetch_details and (fetched_at is None or fetched_at < received_at):
         _details_fetch(attribution)
     add_way = attribution.add_event.add_way
     rules = matching_rules(corp_id=attribution.corp_id, ctx=add_context(attribution, add_way))
@@ -230,11 +232,11 @@ def _details_fetch(attribution: Attribution) -> None:
 def _welcome_first(
     attribution: Attribution, welcome_code: str, received_at: datetime, fetch_details: bool
 ) -> None:
-    """Send the add's welcome, deadline first, and queue its details and tags on the default
-    queue (before the send: a worker that dies sending leaves them queued). A welcome picked
-    up early (welcome_details_in_time) fetches the details first, so it greets the customer
-    by name and rules by add_way apply; one picked up late, behind a burst, goes out at once
-    with the name's fallback; one past its code is recorded expired without calling WeCom
+    """Send the add's welcome, deadline first (its details and tags were queued with the add,
+    on the default queue). A welcome picked up early (welcome_details_in_time) fetches the
+    details first, so it greets the customer by name and rules by add_way apply (the follow-up
+    then does not fetch them again); one picked up late, behind a burst, goes out at once with
+    the name's fallback; one past its code is recorded expired without calling WeCom
     (welcome_send)."""
     # Claimed before anything else: a claim tells the welcome sweep that a live worker has
     # it; None when it was handled already (a replay) or another worker has it.
@@ -250,8 +252,6 @@ def _welcome_first(
     )
     if fetch_here:
         _details_fetch(attribution)
-    _after_add_queue(attribution.pk, welcome_code="", received_at=received_at,
-                     fetch_details=fetch_details and not fetch_here)  # fmt: skip
     add_way = attribution.add_event.add_way
     rules = matching_rules(corp_id=attribution.corp_id, ctx=add_context(attribution, add_way))
     welcome_send(attribution=attribution, welcome_code=welcome_code,

@@ -4,7 +4,11 @@ outside the colour scale, and switching the metric or the cohorts' period redraw
 
 from __future__ import annotations
 
+import datetime as dt
+from zoneinfo import ZoneInfo
+
 import pytest
+import time_machine
 from django.contrib.auth import get_user_model
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -42,6 +46,14 @@ def _heatmap(browser, **expected) -> dict:
     return WebDriverWait(browser, 15).until(drawn)
 
 
+def _this_afternoon() -> dt.datetime:
+    """Today 14:00 in the corp's zone (Shanghai). The month of data is laid out hours before
+    now: run just after local midnight, its latest adds fell on the day before (29 rows)."""
+    zone = ZoneInfo("Asia/Shanghai")
+    return dt.datetime.combine(dt.datetime.now(zone).date(), dt.time(14), tzinfo=zone)
+
+
+@time_machine.travel(_this_afternoon(), tick=True)
 @pytest.mark.django_db(transaction=True)
 def test_the_cohort_heatmap_draws_immature_cells_apart_and_switches(desktop, live_server, corp):
     _month_of_data(corp)

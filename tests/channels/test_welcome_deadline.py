@@ -45,9 +45,11 @@ def queued_welcome(corp, sandbox_corp, crypto, client, django_capture_on_commit_
         client.post(f"/wecom/callback/{corp.corp_id}/?msg_signature={signature}"
                     f"&timestamp={timestamp}&nonce={nonce}", data=body,
                     content_type="text/xml")  # fmt: skip
-    with django_capture_on_commit_callbacks(execute=False):
+    with django_capture_on_commit_callbacks(execute=False) as inbox_hooks:
         assert callback_event_process(event_id=CallbackEvent.objects.get().pk)
-    return WelcomeDelivery.objects.get()
+    delivery = WelcomeDelivery.objects.get()
+    delivery.inbox_hooks = inbox_hooks  # what the add queued when it committed, not run yet
+    return delivery
 
 
 def _run_welcome_task(delivery, *, age: float, capture) -> list:
@@ -60,6 +62,12 @@ def _run_welcome_task(delivery, *, age: float, capture) -> list:
         after_add(attribution_id=Attribution.objects.get().pk,
                   welcome_code=delivery.welcome_code, received_at=delivery.received_at)  # fmt: skip
     return queued
+
+
+def _follow_up(delivery) -> None:
+    """The add's follow-up (details, tags), queued on the default queue with the add."""
+    after_add(attribution_id=Attribution.objects.get().pk, welcome_code="",
+              received_at=delivery.received_at)  # fmt: skip
 
 
 def _welcome_calls() -> int:
@@ -78,8 +86,8 @@ def test_a_welcome_past_its_code_is_recorded_expired_without_calling_wecom(
     assert TimelineEvent.objects.filter(kind="welcome_failed").count() == 1
     # The customer is still detailed and tagged: by the follow-up on the default queue.
     assert ExternalContact.objects.get().details_fetched_at is None
-    assert len(queued) == 1
-    queued[0]()
+    assert not queued  # queued with the add, not by the welcome
+    _follow_up(queued_welcome)
     assert ExternalContact.objects.get().details_fetched_at is not None
     assert CustomerTag.objects.count() == 1
 
@@ -96,8 +104,8 @@ def test_a_welcome_behind_a_burst_goes_out_at_once_with_the_name_fallback(
     # Sent before the details were fetched, and before the tags.
     assert ExternalContact.objects.get().details_fetched_at is None
     assert CustomerTag.objects.count() == 0
-    (follow_up,) = queued
-    follow_up()
+    assert not queued
+    _follow_up(queued_welcome)
     assert ExternalContact.objects.get().name
     assert CustomerTag.objects.count() == 1
     assert _welcome_calls() == 1
@@ -111,8 +119,8 @@ def test_a_welcome_picked_up_at_once_greets_the_customer_by_name(
     name = ExternalContact.objects.get().name
     assert name
     assert SandboxWelcomeCode.objects.get().message["text"]["content"] == f"您好 {name}"
-    (follow_up,) = queued
-    follow_up()  # tags only: the details are there
+    assert not queued
+    _follow_up(queued_welcome)  # tags only: the welcome fetched the details
     assert CustomerTag.objects.count() == 1
     assert ApiCall.objects.filter(endpoint="externalcontact/get").count() == 1
 
@@ -124,6 +132,7 @@ def test_the_same_welcome_task_delivered_twice_sends_one_welcome(
         for task in _run_welcome_task(queued_welcome, age=1,
                                       capture=django_capture_on_commit_callbacks):  # fmt: skip
             task()
+    _follow_up(queued_welcome)
     queued_welcome.refresh_from_db()
     assert queued_welcome.outcome == WelcomeDelivery.Outcome.SENT
     assert _welcome_calls() == 1
@@ -131,3 +140,23 @@ def test_the_same_welcome_task_delivered_twice_sends_one_welcome(
     assert TimelineEvent.objects.filter(kind="welcome_sent").count() == 1
     assert CustomerTag.objects.count() == 1
     assert timezone.now() - queued_welcome.sent_at < dt.timedelta(minutes=1)
+
+
+def test_a_welcome_the_sweep_gave_up_on_still_leaves_the_customer_detailed_and_tagged(
+    queued_welcome, django_capture_on_commit_callbacks
+):
+    """The follow-up is queued with the add, not by the welcome's task: a welcome the sweep
+    sent or recorded expired first (its task then returns at once) loses nothing."""
+    from channels_app.services.welcome import GIVE_UP_SECONDS, welcomes_recover
+
+    welcomes_recover(now=queued_welcome.received_at + dt.timedelta(seconds=GIVE_UP_SECONDS + 1))
+    queued_welcome.refresh_from_db()
+    assert queued_welcome.outcome == WelcomeDelivery.Outcome.EXPIRED
+    assert not _run_welcome_task(queued_welcome, age=GIVE_UP_SECONDS + 2,
+                                 capture=django_capture_on_commit_callbacks)  # fmt: skip
+    assert ExternalContact.objects.get().details_fetched_at is None
+    for hook in queued_welcome.inbox_hooks:  # the add's tasks (Celery eager): welcome, follow-up
+        hook()
+    assert ExternalContact.objects.get().details_fetched_at is not None
+    assert CustomerTag.objects.count() == 1
+    assert _welcome_calls() == 0

@@ -1,7 +1,8 @@
 """The statements of one add, pinned: the inbox transaction (the add recorded, its welcome
-queued), the welcome task (sent at once, the customer's details not fetched first), and the
-follow-up on the default queue (details, then tags). Savepoints count (tests run inside a
-transaction); the in-process sandbox's own statements are WeCom's side and left out."""
+and its follow-up queued), the welcome task (sent at once, the customer's details not fetched
+first), and the follow-up on the default queue (details, then tags). Savepoints count (tests
+run inside a transaction); the in-process sandbox's own statements are WeCom's side and left
+out."""
 
 import random
 import time
@@ -60,7 +61,7 @@ def one_add(corp, sandbox_corp, crypto, client, django_capture_on_commit_callbac
 
 def test_the_statements_of_one_add_are_pinned(one_add, django_capture_on_commit_callbacks):
     with (
-        django_capture_on_commit_callbacks(execute=False) as welcome_task,
+        django_capture_on_commit_callbacks(execute=False) as inbox_hooks,
         CaptureQueriesContext(connection) as inbox,
     ):
         assert callback_event_process(event_id=one_add.pk, skip_locked=True)
@@ -69,15 +70,18 @@ def test_the_statements_of_one_add_are_pinned(one_add, django_capture_on_commit_
     later = delivery.received_at.timestamp() + DETAILS_FIRST_WITHIN_SECONDS + 1
     with (
         time_machine.travel(later, tick=True),
-        django_capture_on_commit_callbacks(execute=False) as follow_up,
+        django_capture_on_commit_callbacks(execute=False) as welcome_hooks,
         CaptureQueriesContext(connection) as welcome,
     ):
         after_add(attribution_id=attribution_id,
                   welcome_code=delivery.welcome_code, received_at=delivery.received_at)  # fmt: skip
     with CaptureQueriesContext(connection) as rest:
-        (task,) = follow_up
-        task()
+        after_add(attribution_id=attribution_id, welcome_code="",
+                  received_at=delivery.received_at)  # fmt: skip
     counts = (len(_ours(inbox)), len(_ours(welcome)), len(_ours(rest)))
-    # The welcome's task is queued when the add commits.
-    assert any("_after_add_queue" in getattr(hook, "__qualname__", "") for hook in welcome_task)
+    # The welcome's task and the follow-up are both queued when the add commits; the welcome
+    # queues nothing more.
+    queued = [h for h in inbox_hooks if "_after_add_queue" in getattr(h, "__qualname__", "")]
+    assert len(queued) == 2
+    assert not [h for h in welcome_hooks if "_after_add_queue" in getattr(h, "__qualname__", "")]
     assert counts == (INBOX_STATEMENTS, WELCOME_STATEMENTS, FOLLOW_UP_STATEMENTS)
