@@ -5,9 +5,9 @@
 
 1. callback: the callback view stores the encrypted event (its processing held back);
 2. inbox: one inbox drain records the adds (history, attribution, first touch, timeline) and
-   queues their welcomes (held back);
+   queues their welcomes and follow-ups (held back);
 3. welcome: each add's welcome task sends it, received 6 s before (past the details-first
-   window, as under a burst), and queues the details and tags (held back);
+   window, as under a burst);
 4. follow-up: each add's details (externalcontact/get) and tags (mark_tag).
 
 The native code's user-list sync, debounced to one per code every few seconds, is left out.
@@ -97,7 +97,10 @@ def main() -> None:
             ))  # fmt: skip
             held.clear()
             measured("inbox", counted, inbox.callback_events_drain)
-            welcomes, held[:] = list(held), []
+            # The add queues its welcome and its follow-up (details, tags) when it commits.
+            welcomes = [args for args in held if args[1]]
+            follow_ups = [args for args in held if not args[1]]
+            held.clear()
             received = datetime.now(UTC) - timedelta(seconds=6)
 
             def welcome_all(
@@ -108,7 +111,6 @@ def main() -> None:
                               received_at=received, fetch_details=fetch)  # fmt: skip
 
             measured("welcome", counted, welcome_all)
-            follow_ups, held[:] = list(held), []
 
             def follow_up_all(follow_ups: list[tuple] = follow_ups) -> None:
                 for attribution_id, code, ts, fetch in follow_ups:
