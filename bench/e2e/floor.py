@@ -13,50 +13,73 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from contextlib import suppress
 
 import django
 
 
-def main() -> None:
-    adds = int(sys.argv[1])
+def in_process(cache: str) -> None:
+    """Django in this process on the run's database: Celery eager (no broker), a cache of the
+    process's own, no landing Redis."""
     os.environ.pop("CELERY_BROKER_URL", None)
-    os.environ["CACHE_URL"] = "locmemcache://floor"
+    os.environ["CACHE_URL"] = f"locmemcache://{cache}"
     os.environ.pop("LANDING_REDIS_URL", None)
     django.setup()
-    from django.db import connection
+
+
+def client_poster() -> Callable[[str, dict[str, str], str], int]:
+    """A sandbox poster that hands each callback to the callback view in this process."""
     from django.test import Client
 
-    from bench.e2e import probes
-    from bench.e2e.scenario import CORP_ID
-    from channels_app.models import LiveCode
-    from scrm.wecom.sandbox.simulate import simulate_adds
-
     client = Client(HTTP_HOST="127.0.0.1")
-    marks: dict[str, float] = {}
-
-    def backend_cpu() -> float:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            pid = cursor.fetchone()[0]
-        return probes.proc_cpu(pid) or 0.0
 
     def poster(url: str, params: dict[str, str], body: str) -> int:
         path = url.split("://", 1)[1].split("/", 1)[1]
         query = "&".join(f"{k}={v}" for k, v in params.items())
         return client.post(f"/{path}?{query}", body, content_type="text/xml").status_code
 
+    return poster
+
+
+def backend_pid() -> int:
+    """The process id of this process's PostgreSQL backend (one connection throughout)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def backend_cpu(pid: int) -> float:
+    """CPU seconds of that backend so far."""
+    from bench.e2e import probes
+
+    return probes.proc_cpu(pid) or 0.0
+
+
+def main() -> None:
+    adds = int(sys.argv[1])
+    in_process("floor")
+    from bench.e2e.scenario import CORP_ID
+    from channels_app.models import LiveCode
+    from scrm.wecom.sandbox.simulate import simulate_adds
+
+    poster = client_poster()
+    backend = backend_pid()
+    marks: dict[str, float] = {}
+
     def progress(index: int, _total: int) -> None:
         if index == 1:  # the first add warms the caches: counted from the second
             marks["cpu"] = time.process_time()
-            marks["pg"] = backend_cpu()
+            marks["pg"] = backend_cpu(backend)
             marks["wall"] = time.monotonic()
 
     state = LiveCode.objects.get(slug="live-e2e").state
     report = simulate_adds(corp_id=CORP_ID, adds=adds + 1, states=[state], seed=99,
                            poster=poster, progress=progress)  # fmt: skip
     cpu = time.process_time() - marks["cpu"]
-    pg = backend_cpu() - marks["pg"]
+    pg = backend_cpu(backend) - marks["pg"]
     calls = wecom_calls_alone(adds)
     print(json.dumps({
         "adds": adds, "answered_200": report.answered_200 - 1,
@@ -74,9 +97,6 @@ def wecom_calls_alone(adds: int) -> float:
     through the client as the pipeline calls them (python and the database backend)."""
     import random
 
-    from django.db import connection
-
-    from bench.e2e import probes
     from bench.e2e.scenario import CORP_ID
     from contacts.models import Tag
     from scrm.wecom.client import WeComClient, WeComError
@@ -92,19 +112,15 @@ def wecom_calls_alone(adds: int) -> float:
     client = WeComClient(corp)
     client.external_contact_get(customers[0][0].external_userid)  # the token, outside the count
 
-    def backend() -> float:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            return probes.proc_cpu(cursor.fetchone()[0]) or 0.0
-
-    cpu0, pg0 = time.process_time(), backend()
+    backend = backend_pid()
+    cpu0, pg0 = time.process_time(), backend_cpu(backend)
     for customer, follow, code in customers:
         client.external_contact_get(customer.external_userid)
         with suppress(WeComError):  # a code that aged past 20 s on a slow machine
             client.send_welcome_msg({"welcome_code": code, "text": {"content": "您好"}})
         client.mark_tag(userid=follow.userid, external_userid=customer.external_userid,
                         add=[tag_id], remove=[])  # fmt: skip
-    return round(1000 * (time.process_time() - cpu0 + backend() - pg0) / adds, 2)
+    return round(1000 * (time.process_time() - cpu0 + backend_cpu(backend) - pg0) / adds, 2)
 
 
 if __name__ == "__main__":

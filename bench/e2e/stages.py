@@ -21,14 +21,13 @@ counted. Prints one JSON line.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import django
+from bench.e2e.floor import backend_cpu, backend_pid, client_poster, in_process
 
 CHUNK = 20
 STAGES = ("callback", "inbox", "welcome", "follow_up")
@@ -36,14 +35,9 @@ STAGES = ("callback", "inbox", "welcome", "follow_up")
 
 def main() -> None:
     adds = int(sys.argv[1])
-    os.environ.pop("CELERY_BROKER_URL", None)
-    os.environ["CACHE_URL"] = "locmemcache://stages"
-    os.environ.pop("LANDING_REDIS_URL", None)
-    django.setup()
+    in_process("stages")
     from django.db import connection
-    from django.test import Client
 
-    from bench.e2e import probes
     from bench.e2e.scenario import CORP_ID
     from channels_app.models import LiveCode
     from channels_app.tasks import live_code_sync_task
@@ -52,7 +46,7 @@ def main() -> None:
     from scrm.wecom import services as inbox
     from scrm.wecom.sandbox.simulate import simulate_adds
 
-    client = Client(HTTP_HOST="127.0.0.1")
+    poster = client_poster()
     held: list[tuple] = []
     # The stages' hand-offs, held back instead of queued: the inbox's processing and the
     # after-add tasks (welcome, then details and tags).
@@ -70,22 +64,15 @@ def main() -> None:
         statements[stage_now[0]]["wecom_sandbox_" in sql] += 1
         return execute(sql, params, many, context)
 
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        backend_pid = cursor.fetchone()[0]
+    backend = backend_pid()
 
     def measured(stage: str, counted: bool, work: Any) -> Any:
         stage_now[0] = stage if counted else "warm-up"
-        py0, pg0 = time.process_time(), probes.proc_cpu(backend_pid) or 0.0
+        py0, pg0 = time.process_time(), backend_cpu(backend)
         result = work()
         cpu[stage if counted else "warm-up"][0] += time.process_time() - py0
-        cpu[stage if counted else "warm-up"][1] += (probes.proc_cpu(backend_pid) or 0.0) - pg0
+        cpu[stage if counted else "warm-up"][1] += backend_cpu(backend) - pg0
         return result
-
-    def poster(url: str, params: dict[str, str], body: str) -> int:
-        path = url.split("://", 1)[1].split("/", 1)[1]
-        query = "&".join(f"{k}={v}" for k, v in params.items())
-        return client.post(f"/{path}?{query}", body, content_type="text/xml").status_code
 
     state = LiveCode.objects.get(slug="live-e2e").state
     chunks = -(-adds // CHUNK) + 1  # the first warms up
