@@ -3,23 +3,19 @@ once with the name's fallback (details and tags follow on the default queue); on
 code is recorded expired without calling WeCom; a task delivered twice sends once."""
 
 import datetime as dt
-import random
-import time
 
 import pytest
 import time_machine
 from django.utils import timezone
 
-from channels_app.models import Attribution, SourceRule, WelcomeDelivery
+from channels_app.models import Attribution, WelcomeDelivery
 from channels_app.services.welcome import DETAILS_FIRST_WITHIN_SECONDS, SEND_BY_SECONDS
 from contacts.models import CustomerTag, ExternalContact, TimelineEvent
-from contacts.tags import tag_library_sync
 from scrm.pipeline import after_add
-from scrm.wecom.client import WeComClient
-from scrm.wecom.models import ApiCall, CallbackEvent
+from scrm.wecom.models import ApiCall
 from scrm.wecom.sandbox.models import SandboxWelcomeCode
-from scrm.wecom.sandbox.simulate import event_xml, sandbox_customer_add
 from scrm.wecom.services import callback_event_process
+from tests.flows import add_with_welcome_code_stored, welcome_rule_with_tag
 
 pytestmark = pytest.mark.django_db
 
@@ -28,25 +24,11 @@ pytestmark = pytest.mark.django_db
 def queued_welcome(corp, sandbox_corp, crypto, client, django_capture_on_commit_callbacks):
     """An add processed, its welcome task not run yet (waiting in the welcome queue); a rule
     with a welcome text and a tag."""
-    group = WeComClient(corp).post(
-        "externalcontact/add_corp_tag", {"group_name": "来源", "tag": [{"name": "直播"}]}
-    )
-    tag_library_sync(corp=corp)
-    SourceRule.objects.create(corp=corp, name="全部", welcome_text="您好 {customer_name}",
-                              tag_ids=[group["tag_group"]["tag"][0]["id"]])  # fmt: skip
-    customer, follow, code = sandbox_customer_add(
-        corp=sandbox_corp, userid="staff01", rng=random.Random(3)
-    )
-    xml = event_xml(corp.corp_id, "add_external_contact", follow.createtime, UserID="staff01",
-                    ExternalUserID=customer.external_userid, WelcomeCode=code)  # fmt: skip
-    timestamp, nonce = str(int(time.time())), "12345"
-    body, signature = crypto.envelope(xml, timestamp=timestamp, nonce=nonce)
-    with django_capture_on_commit_callbacks(execute=False):
-        client.post(f"/wecom/callback/{corp.corp_id}/?msg_signature={signature}"
-                    f"&timestamp={timestamp}&nonce={nonce}", data=body,
-                    content_type="text/xml")  # fmt: skip
+    welcome_rule_with_tag(corp)
+    event, _code = add_with_welcome_code_stored(corp, sandbox_corp, crypto, client,
+                                                django_capture_on_commit_callbacks)  # fmt: skip
     with django_capture_on_commit_callbacks(execute=False) as inbox_hooks:
-        assert callback_event_process(event_id=CallbackEvent.objects.get().pk)
+        assert callback_event_process(event_id=event.pk)
     delivery = WelcomeDelivery.objects.get()
     delivery.inbox_hooks = inbox_hooks  # what the add queued when it committed, not run yet
     return delivery

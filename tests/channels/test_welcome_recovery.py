@@ -5,8 +5,6 @@ once: however many attempts, one welcome per add. (The same with real workers ki
 tests/integration/test_welcome_worker_kill.py.)"""
 
 import datetime as dt
-import random
-import time
 
 import pytest
 import time_machine
@@ -24,10 +22,9 @@ from channels_app.services.welcome import (
 from contacts.models import ExternalContact, TimelineEvent
 from scrm.management.commands.setup_periodic_tasks import PERIODIC_TASKS
 from scrm.pipeline import after_add
-from scrm.wecom.models import CallbackEvent
 from scrm.wecom.sandbox.models import SandboxWelcomeCode
-from scrm.wecom.sandbox.simulate import event_xml, sandbox_customer_add
 from scrm.wecom.services import callback_event_process
+from tests.flows import add_with_welcome_code_stored
 
 pytestmark = pytest.mark.django_db
 
@@ -36,19 +33,12 @@ pytestmark = pytest.mark.django_db
 def lost_welcome(corp, sandbox_corp, crypto, client, django_capture_on_commit_callbacks):
     """An add processed, whose after-add task (and so its welcome) died with its worker."""
     SourceRule.objects.create(corp=corp, name="全部", welcome_text="您好 {customer_name}")
-    customer, follow, code = sandbox_customer_add(
-        corp=sandbox_corp, userid="staff01", rng=random.Random(5)
+    # The queued processing is lost...
+    event, code = add_with_welcome_code_stored(
+        corp, sandbox_corp, crypto, client, django_capture_on_commit_callbacks, seed=5
     )
-    xml = event_xml(corp.corp_id, "add_external_contact", follow.createtime, UserID="staff01",
-                    ExternalUserID=customer.external_userid, WelcomeCode=code)  # fmt: skip
-    timestamp, nonce = str(int(time.time())), "12345"
-    body, signature = crypto.envelope(xml, timestamp=timestamp, nonce=nonce)
-    with django_capture_on_commit_callbacks(execute=False):  # the queued processing is lost
-        client.post(f"/wecom/callback/{corp.corp_id}/?msg_signature={signature}"
-                    f"&timestamp={timestamp}&nonce={nonce}", data=body,
-                    content_type="text/xml")  # fmt: skip
     with django_capture_on_commit_callbacks(execute=False):  # and so is its after-add task
-        assert callback_event_process(event_id=CallbackEvent.objects.get().pk)
+        assert callback_event_process(event_id=event.pk)
     delivery = WelcomeDelivery.objects.get()
     assert delivery.outcome == WelcomeDelivery.Outcome.QUEUED
     assert delivery.welcome_code == code

@@ -4,22 +4,16 @@ first), and the follow-up on the default queue (details, then tags). Savepoints 
 run inside a transaction); the in-process sandbox's own statements are WeCom's side and left
 out."""
 
-import random
-import time
-
 import pytest
 import time_machine
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from channels_app.models import Attribution, SourceRule, WelcomeDelivery
+from channels_app.models import Attribution, WelcomeDelivery
 from channels_app.services.welcome import DETAILS_FIRST_WITHIN_SECONDS
-from contacts.tags import tag_library_sync
 from scrm.pipeline import after_add
-from scrm.wecom.client import WeComClient
-from scrm.wecom.models import CallbackEvent
-from scrm.wecom.sandbox.simulate import event_xml, sandbox_customer_add
 from scrm.wecom.services import callback_event_process
+from tests.flows import add_with_welcome_code_stored, welcome_rule_with_tag
 
 pytestmark = pytest.mark.django_db
 
@@ -39,24 +33,10 @@ def _ours(captured: CaptureQueriesContext) -> list[str]:
 
 @pytest.fixture
 def one_add(corp, sandbox_corp, crypto, client, django_capture_on_commit_callbacks):
-    group = WeComClient(corp).post(
-        "externalcontact/add_corp_tag", {"group_name": "来源", "tag": [{"name": "直播"}]}
-    )
-    tag_library_sync(corp=corp)
-    SourceRule.objects.create(corp=corp, name="全部", welcome_text="您好 {customer_name}",
-                              tag_ids=[group["tag_group"]["tag"][0]["id"]])  # fmt: skip
-    customer, follow, code = sandbox_customer_add(
-        corp=sandbox_corp, userid="staff01", rng=random.Random(3)
-    )
-    xml = event_xml(corp.corp_id, "add_external_contact", follow.createtime, UserID="staff01",
-                    ExternalUserID=customer.external_userid, WelcomeCode=code)  # fmt: skip
-    timestamp, nonce = str(int(time.time())), "12345"
-    body, signature = crypto.envelope(xml, timestamp=timestamp, nonce=nonce)
-    with django_capture_on_commit_callbacks(execute=False):
-        client.post(f"/wecom/callback/{corp.corp_id}/?msg_signature={signature}"
-                    f"&timestamp={timestamp}&nonce={nonce}", data=body,
-                    content_type="text/xml")  # fmt: skip
-    return CallbackEvent.objects.get()
+    welcome_rule_with_tag(corp)
+    event, _code = add_with_welcome_code_stored(corp, sandbox_corp, crypto, client,
+                                                django_capture_on_commit_callbacks)  # fmt: skip
+    return event
 
 
 def test_the_statements_of_one_add_are_pinned(one_add, django_capture_on_commit_callbacks):
