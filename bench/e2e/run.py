@@ -168,13 +168,8 @@ def main(argv: list[str] | None = None) -> int:
 
         scenario = scenario_setup()
         if args.stages:
-            result = subprocess.run(
-                [sys.executable, "-m", "bench.e2e.stages", str(args.stages)], cwd=ROOT,
-                env={k: v for k, v in env.items() if k != "CELERY_BROKER_URL"},
-                check=True, capture_output=True, text=True,
-            )  # fmt: skip
-            print(json.dumps({"stages": json.loads(result.stdout.strip().splitlines()[-1]),
-                              "load": os.getloadavg()}, indent=1))  # fmt: skip
+            stages = in_process_run(env, "bench.e2e.stages", args.stages)
+            print(json.dumps({"stages": stages, "load": os.getloadavg()}, indent=1))
             return 0
         if args.floor_only:
             floor = floor_measure(env, args.floor or 200, args.floor_profile)
@@ -328,16 +323,22 @@ def welcome_path(curve: list[dict], first_t: float, adds: int) -> dict:
     return {"seconds": round(seconds, 1), "adds_per_s": round(adds / seconds, 1)}
 
 
-def floor_measure(env: dict[str, str], adds: int, profile: str = "") -> dict:
-    """The same adds, in one process without a broker (Celery eager) on one connection: every
-    statement and every WeCom call an add needs, without queues, processes or reconnects."""
-    floor_env = {k: v for k, v in env.items() if k not in ("CELERY_BROKER_URL",)}
+def in_process_run(env: dict[str, str], module: str, adds: int, profile: str = "") -> dict:
+    """Run `module` (floor.py, stages.py) for `adds` adds in a process of its own without a
+    broker (Celery eager); the JSON line it prints last."""
     result = subprocess.run(
         [sys.executable, *(["-m", "cProfile", "-o", profile] if profile else []),
-         "-m", "bench.e2e.floor", str(adds)], cwd=ROOT, env=floor_env,
+         "-m", module, str(adds)], cwd=ROOT,
+        env={k: v for k, v in env.items() if k != "CELERY_BROKER_URL"},
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def floor_measure(env: dict[str, str], adds: int, profile: str = "") -> dict:
+    """The same adds, in one process without a broker (Celery eager) on one connection: every
+    statement and every WeCom call an add needs, without queues, processes or reconnects."""
+    return in_process_run(env, "bench.e2e.floor", adds, profile)
 
 
 def print_summary(s: dict) -> None:
