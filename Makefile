@@ -14,10 +14,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 # The demo is a development server on the sandbox: DEBUG on (it serves the static files and
 # accepts the development key), unless DEBUG is set in the environment.
+# DEMO_ARGS passes options to the demo, e.g. DEMO_ARGS="--initial 40" (another burst of adds on
+# a second start) or "--no-history".
 run: export DEBUG ?= true
 run: $(STAMP)
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py demo --addr $(ADDR)
+	$(PY) manage.py demo --addr $(ADDR) $(DEMO_ARGS)
 
 # Any manage.py command on the same footing as the demo (DEBUG on unless set), e.g.
 # make manage ARGS="wecom_sandbox simulate --code xhs-618 --adds 20"

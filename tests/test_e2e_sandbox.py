@@ -2,6 +2,7 @@
 HTTP to a live server; every simulated add becomes one customer with the right first source."""
 
 import io
+import os
 import socket
 import subprocess
 import sys
@@ -106,9 +107,13 @@ def test_simulate_without_a_server_says_so_and_fails(corp):
     with pytest.raises(CommandError, match=rf"could not connect to {url}: is the app running"):
         call_command("wecom_sandbox", "simulate", "--adds", "2", "--url", url, stdout=out)
     assert f"Delivering to {url}/wecom/callback/{corp.corp_id}/" in out.getvalue()
+    out = io.StringIO()
     with pytest.raises(CommandError, match="could not connect"):
         call_command("wecom_sandbox", "simulate", "--code", "xhs618", "--adds", "2",
-                     "--url", url, stdout=io.StringIO())  # fmt: skip
+                     "--url", url, stdout=out)  # fmt: skip
+    # No page at all is not a page without a code.
+    assert "2 found no page (no answer from the app); 0 scans" in out.getvalue()
+    assert "0 showed no code" in out.getvalue()
     assert ExternalContact.objects.count() == 0
 
 
@@ -134,8 +139,25 @@ def test_simulate_help_gives_every_default_and_examples():
         capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1],
     )  # fmt: skip
     text = " ".join(result.stdout.split())
-    assert "examples (with the demo" in text
-    assert "--code xhs-618 --adds 20" in text
+    assert "examples (beside the demo's `make run`" in text
+    assert 'make manage ARGS="wecom_sandbox simulate --code xhs-618 --adds 20"' in text
     for option in ("--adds", "--rate", "--duplicates", "--drop", "--no-add"):
         assert option in text
     assert text.count("(default:") >= 9
+
+
+def test_simulate_on_a_database_never_migrated_says_what_to_run(tmp_path):
+    # A newcomer's first command before `make run`: a sentence, not a traceback.
+    env = {
+        **os.environ,
+        "DEBUG": "true",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.sqlite3'}",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "wecom_sandbox", "simulate", "--adds", "1"],
+        capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "The database is not set up" in result.stderr
+    assert "run `make run` first" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -40,13 +40,14 @@ def _executables() -> tuple[str, str]:
     pytest.skip(reason)
 
 
-def _driver(options: webdriver.ChromeOptions) -> webdriver.Chrome:
+def _driver(options: webdriver.ChromeOptions, *, languages: str = "zh-CN,zh") -> webdriver.Chrome:
     chromium, driver = _executables()
     options.binary_location = chromium
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--lang=zh-CN"):
+    lang = languages.split(",", 1)[0]
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--lang={lang}"):
         options.add_argument(argument)
     # A browser in China asks for Chinese: the pages answer in zh-hans (LocaleMiddleware).
-    options.add_experimental_option("prefs", {"intl.accept_languages": "zh-CN,zh"})
+    options.add_experimental_option("prefs", {"intl.accept_languages": languages})
     browser = webdriver.Chrome(service=Service(driver), options=options)
     browser.set_page_load_timeout(30)
     return browser
@@ -61,15 +62,20 @@ def desktop() -> Iterator[webdriver.Chrome]:
     browser.quit()
 
 
-@pytest.fixture
-def phone() -> Iterator[webdriver.Chrome]:
-    """An iPhone-sized screen inside WeChat (its User-Agent says MicroMessenger)."""
+def phone_open(*, languages: str = "zh-CN,zh") -> webdriver.Chrome:
+    """An iPhone-sized screen inside WeChat (its User-Agent says MicroMessenger), asking for
+    `languages`; the caller quits it."""
     options = webdriver.ChromeOptions()
     options.add_experimental_option(
         "mobileEmulation",
         {"deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 3.0},
          "userAgent": PHONE_USER_AGENT},
     )  # fmt: skip
-    browser = _driver(options)
+    return _driver(options, languages=languages)
+
+
+@pytest.fixture
+def phone() -> Iterator[webdriver.Chrome]:
+    browser = phone_open()
     yield browser
     browser.quit()

@@ -1,7 +1,10 @@
 """The README's demo path in a real browser: the demo's own corp, channels and codes (as
 `make run` sets them up), customers added through the sandbox; the operator logs in with the
-printed login, finds a customer's first source and timeline on the customer's page, and
-publishes a draft code from the code's own page."""
+printed login, finds the product before the framework on the index, the customer list's
+filters, a customer's first source and timeline on the customer's page; a draft code's link
+says it is not yet published; the operator publishes it from the code's own page, and an
+English phone then gets the code's page in Chinese under its public title; the console
+switches to English and back."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from channels_app.services.live_codes import live_code_create
 from contacts.models import ExternalContact, Staff
 from scrm.management.commands.demo import DEMO_CORP, DEMO_PASSWORD, DEMO_USER, Command
 from scrm.wecom.sandbox.simulate import simulate_adds
+from tests.browser.conftest import phone_open
 
 
 @pytest.mark.django_db(transaction=True)
@@ -30,7 +34,7 @@ def test_the_readme_demo_path(desktop, live_server, settings):
     customer = ExternalContact.objects.get(external_userid=report.customers[0])
     staff = Staff.objects.filter(corp=corp).order_by("userid")
     draft = live_code_create(corp=corp, channel=native.channel, name="元旦海报", slug="newyear",
-                             mode=LiveCode.Mode.NATIVE,
+                             mode=LiveCode.Mode.NATIVE, public_title="元旦福利 扫码领券",
                              pool=[{"staff": staff[0]}])  # fmt: skip
     assert draft.status == LiveCode.Status.DRAFT
 
@@ -42,11 +46,16 @@ def test_the_readme_demo_path(desktop, live_server, settings):
     WebDriverWait(desktop, 10).until(lambda browser: "/admin/login/" not in browser.current_url)
     index = desktop.find_element(By.ID, "content-main").text
     assert index.index("渠道") < index.index("企业微信")  # the product first, the framework last
+    assert index.index("数据报表") < index.index("企业微信")
 
     # The customer list, then the customer: first source (code and channel by name), timeline.
     desktop.get(f"{live_server.url}/admin/contacts/externalcontact/")
     listing = desktop.find_element(By.ID, "result_list")
     assert native.channel.name in listing.text
+    filters = desktop.find_element(By.ID, "changelist-filter").get_attribute("textContent")
+    for choice in ("无渠道", "本周", "上周"):
+        assert choice in filters
+    assert "slot" not in filters  # the landing slots' internal states are not offered
     desktop.find_element(
         By.CSS_SELECTOR, f"#result_list a[href*='/externalcontact/{customer.pk}/']"
     ).click()
@@ -57,6 +66,10 @@ def test_the_readme_demo_path(desktop, live_server, settings):
     assert Channel.objects.get(pk=native.channel_id).name in page
     assert "客户动态" in page  # the timeline (TimelineEvent)
     assert "已添加" in page
+
+    # A draft code's link: not yet published (not "paused or ended").
+    desktop.get(f"{live_server.url}/l/newyear/")
+    assert "该活码尚未发布" in desktop.find_element(By.TAG_NAME, "body").text
 
     # A draft code's own page: no QR to download yet; publish from the page.
     desktop.get(f"{live_server.url}/admin/channels_app/livecode/{draft.pk}/change/")
@@ -71,3 +84,28 @@ def test_the_readme_demo_path(desktop, live_server, settings):
     draft.refresh_from_db()
     assert draft.status == LiveCode.Status.ACTIVE
     assert "下载二维码" in desktop.find_element(By.ID, "content").text
+
+    # An English iPhone on the published code's link: the corp's language, the public title.
+    english = phone_open(languages="en-US,en")
+    try:
+        english.get(f"{live_server.url}/l/newyear/")
+        assert english.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-hans"
+        assert english.title == "元旦福利 扫码领券"
+        assert "元旦福利 扫码领券" in english.find_element(By.TAG_NAME, "h1").text
+        assert "Long-press" not in english.find_element(By.TAG_NAME, "body").text
+    finally:
+        english.quit()
+
+    # The console's language switcher: English, then back to Chinese.
+    desktop.get(f"{live_server.url}/admin/")
+    desktop.find_element(By.CSS_SELECTOR, "#language-switch button[value=en]").click()
+    WebDriverWait(desktop, 10).until(
+        lambda browser: (
+            "Site administration" in browser.find_element(By.TAG_NAME, "body").text
+            or "Channels" in browser.find_element(By.ID, "content-main").text
+        )
+    )
+    desktop.find_element(By.CSS_SELECTOR, "#language-switch button[value=zh-hans]").click()
+    WebDriverWait(desktop, 10).until(
+        lambda browser: "渠道" in browser.find_element(By.ID, "content-main").text
+    )

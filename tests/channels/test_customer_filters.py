@@ -5,7 +5,8 @@ internal states."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.urls import reverse
@@ -88,9 +89,16 @@ def test_the_landing_slot_pattern_matches_slot_states_only():
 
 def test_this_week_and_last_week(admin_client, sandbox_corp, post_event):
     now = int(time.time())
-    this = customer_flows_in(sandbox_corp, post_event, create_time=now - 60, seed=1)
-    last = customer_flows_in(sandbox_corp, post_event, create_time=now - 7 * DAY, seed=2)
-    customer_flows_in(sandbox_corp, post_event, create_time=now - 14 * DAY, seed=3)
+    # A minute ago, unless the corp's week began since: then its first second (the Shanghai
+    # Monday's first minute would otherwise put "this week's" customer in last week).
+    local = datetime.fromtimestamp(now, ZoneInfo("Asia/Shanghai"))
+    monday = local.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
+        days=local.weekday()
+    )
+    added = max(now - 60, int(monday.timestamp()))
+    this = customer_flows_in(sandbox_corp, post_event, create_time=added, seed=1)
+    last = customer_flows_in(sandbox_corp, post_event, create_time=added - 7 * DAY, seed=2)
+    customer_flows_in(sandbox_corp, post_event, create_time=added - 14 * DAY, seed=3)
     assert _listed(admin_client, first_added_week="this") == {this.pk}
     assert _listed(admin_client, first_added_week="last") == {last.pk}
     assert len(_listed(admin_client, first_added_week="someday")) == 3

@@ -203,6 +203,7 @@ class Command(BaseCommand):
             late = demo_late_orders_import(corp=corp)
             if late:
                 self.stdout.write(f"Demo history: {late} late orders arrived (dated days ago)")
+                self.stdout.write(self.banner)  # the login stays the last thing on the console
         except Exception as exc:  # the demo's history must never take the server down
             self.stderr.write(f"demo history stopped: {exc!r}")
         finally:
@@ -251,7 +252,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"Demo: {initial} customers added through the sandbox.")
             else:
                 self.stdout.write("Demo: customers already there, no new burst "
-                                  "(--initial N adds one).")  # fmt: skip
+                                  "(make run DEMO_ARGS='--initial N' adds one).")  # fmt: skip
             self.stdout.write(banner)
             while every > 0:
                 time.sleep(every)

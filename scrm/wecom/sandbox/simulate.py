@@ -297,8 +297,7 @@ def simulate_scans(
                          "X-Forwarded-For": ip},
             )  # fmt: skip
         except requests.RequestException:
-            report.scans_without_code += 1
-            report.unreachable += 1
+            report.unreachable += 1  # no page at all: not a page without a code
             continue
         report.scans += 1
         if page.status_code != 200:

@@ -3,6 +3,7 @@ import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 
 from scrm.wecom.models import Corp
 from scrm.wecom.sandbox.models import SandboxCorp
@@ -32,11 +33,11 @@ attributed to the code and its channel. Without --code, customers add a random m
 app put into a contact way (see a live code's page in the admin); a made-up one attributes to
 nothing (the customer arrives without a channel).
 
-examples (with the demo's `make run`: make manage ARGS="wecom_sandbox simulate ..."):
-  python manage.py wecom_sandbox simulate --code xhs-618 --adds 20
-  python manage.py wecom_sandbox simulate --adds 200 --rate 20 --duplicates 0.1 --shuffle
-  python manage.py wecom_sandbox simulate --code xhs-618 --scans 50 --no-add 0.3 \\
-      --url http://127.0.0.1:9000
+examples (beside the demo's `make run`, from the project's directory):
+  make manage ARGS="wecom_sandbox simulate --code xhs-618 --adds 20"
+  make manage ARGS="wecom_sandbox simulate --adds 200 --rate 20 --duplicates 0.1 --shuffle"
+  make manage ARGS="wecom_sandbox simulate --code xhs-618 --scans 50 --no-add 0.3 \\
+      --url http://127.0.0.1:9000"
 """
 
 
@@ -63,7 +64,7 @@ class Command(BaseCommand):
             help="create a sandbox corp and register it in the app",
             formatter_class=_Formatter,
             description="Create a sandbox corp with members and register it in the app.\n\n"
-            "example:\n  python manage.py wecom_sandbox setup --corp wwsandbox0001",
+            'example:\n  make manage ARGS="wecom_sandbox setup --corp wwsandbox0001"',
         )
         setup.add_argument("--corp", required=True, help="corp ID (e.g. wwsandbox0001)")
         setup.add_argument("--name", default="沙箱示例企业", help="the corp's name")
@@ -158,6 +159,15 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Sandbox corp {corp.corp_id} is ready."))
 
     def _sandbox_corp(self, corp_id: str | None) -> SandboxCorp:
+        try:
+            return self._sandbox_corp_find(corp_id)
+        except DatabaseError as exc:  # a fresh checkout: no tables yet
+            raise CommandError(
+                f"The database is not set up ({exc}): run `make run` first (it migrates and "
+                "creates the demo's sandbox corp)."
+            ) from exc
+
+    def _sandbox_corp_find(self, corp_id: str | None) -> SandboxCorp:
         if corp_id:
             corp = SandboxCorp.objects.filter(corp_id=corp_id).first()
             if corp is None:
@@ -201,11 +211,16 @@ class Command(BaseCommand):
                 seed=options["seed"], progress=progress, drop=options["drop"],
             )  # fmt: skip
             self.stdout.write("")
+            unreachable = (
+                f"{report.unreachable} found no page (no answer from the app); "
+                if report.unreachable
+                else ""
+            )
             self.stdout.write(
-                f"{report.scans} scans, {report.scans_without_add} left without adding, "
-                f"{report.scans_without_code} showed no code; {len(report.customers)} customers "
-                f"added ({report.dropped} callbacks dropped), {report.answered_200} callbacks "
-                f"answered 200, {report.failed} failed."
+                f"{unreachable}{report.scans} scans, {report.scans_without_add} left without "
+                f"adding, {report.scans_without_code} showed no code; {len(report.customers)} "
+                f"customers added ({report.dropped} callbacks dropped), {report.answered_200} "
+                f"callbacks answered 200, {report.failed} failed."
             )
             self._verdict(report, requested=scans, slug=options["code"])
             return
