@@ -36,6 +36,7 @@ from django.http import FileResponse, StreamingHttpResponse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from analytics.models import Breakdown
 from analytics.reports import FIGURES, STAFF_FIGURES, ReportResult
 from analytics.reports.staff import StaffReportResult
 
@@ -57,6 +58,7 @@ GROUP_LABELS = {
     "live_code": gettext_lazy("live code"),
     "staff": gettext_lazy("staff member"),
     "channel_type": gettext_lazy("channel type"),
+    **dict(Breakdown.choices),  # utm_source, utm_medium, utm_campaign, device, add_way
 }
 # report -> (title, shown in the file name and as the sheet name; ASCII file name fallback)
 REPORTS = {

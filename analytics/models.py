@@ -670,4 +670,5 @@ class QualityScore(models.Model):
         indexes = [models.Index(fields=["corp", "computed_at", "rank"], name="quality_score_hour")]
 
     def __str__(self) -> str:
-        return f"{self.computed_at:%Y-%m-%d %H:00} #{self.rank} {self.channel_id}"
+        hour = days.local_display(self.computed_at, days.corp_zone(self.corp_id))
+        return f"{hour} #{self.rank} {self.channel_id}"

@@ -64,6 +64,40 @@ def page_url(group_by: str) -> str:
     return reverse(page["url"], args=page.get("args", ()))
 
 
+API_FILTERS = ("channel_type", "channel_group", "channel", "live_code")
+
+
+def api_query(params: Any, **fields: Any) -> str:
+    """The report API's query string for the report `params` describe (ReportParams or
+    CohortParams: corp, period, drill-down filters) and its own `fields`: a page's export links
+    ask the API for the rows the page shows."""
+    values = {
+        "corp": params.corp.corp_id,
+        "from": params.first.isoformat(),
+        "to": params.last.isoformat(),
+        **fields,
+    }
+    values.update(
+        {name: value for name in API_FILTERS if (value := getattr(params, name)) not in (None, "")}
+    )
+    return urlencode(values)
+
+
+def exports(params: Any, group_by: str) -> list[dict[str, str]]:
+    """The export links of a report page: its table and its daily trend, as CSV and XLSX."""
+    common = {"window": params.window, "touch": params.touch}
+    if group_by == "staff":
+        table = (reverse("report-staff"), api_query(params, **common))
+    else:
+        table = (reverse("report-channels"), api_query(params, group_by=group_by, **common))
+    daily = (reverse("report-daily"), api_query(params, **common))
+    return [
+        {"label": str(label), "format": answer, "url": f"{url}?{query}&format={answer}"}
+        for label, (url, query) in ((_("the table"), table), (_("by day"), daily))
+        for answer in ("csv", "xlsx")
+    ]
+
+
 def report_tabs(current: str, corp_query: str, query: str = "", any_touch: str = "") -> list:
     """Every report page's tab, the same row on each page: a link keeps the page's filters
     (`query`; `any_touch` for the breakdowns, which know no first touch), or only the corp

@@ -96,6 +96,7 @@ def _report_page(request: HttpRequest, group_by: str) -> HttpResponse:
             "trend_chart": pages.trend_chart(trend),
             "ranking_chart": pages.ranking_chart(table),
             "status": pages.status(table, previous, corp),
+            "exports": pages.exports(table.params, group_by),
             **({"staff_alert": pages.staff_alert(table),
                 "definitions": (*DEFINITIONS, *STAFF_DEFINITIONS)} if staff else {}),
         },
@@ -198,12 +199,7 @@ def cohorts(request: HttpRequest) -> HttpResponse:
     shown = CohortFilterForm(initial=form.resolved(), corps=corps)
     shown.channel_groups(channel_groups(corp=corp))
     params = result.params
-    export = urlencode(
-        {"corp": corp.corp_id, "from": params.first.isoformat(), "to": params.last.isoformat(),
-         "period": params.period, "metric": params.metric, "by": params.by,
-         **{name: value for name in ("channel_type", "channel_group", "channel", "live_code")
-            if (value := getattr(params, name)) not in (None, "")}}
-    )  # fmt: skip
+    export = pages.api_query(params, period=params.period, metric=params.metric, by=params.by)
     return render(
         request,
         COHORT_TEMPLATE,

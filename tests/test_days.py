@@ -29,6 +29,7 @@ from django.urls import reverse
 from django.utils import translation
 from rest_framework.test import APIClient
 
+from analytics.models import QualityScore
 from channels_app.lock_objects import daily_counter_claim
 from channels_app.models import Channel, DailyCounter, LiveCode, PoolMember, Scan
 from channels_app.selectors import channels_with_today, live_codes_with_today, referrer_leaderboard
@@ -354,6 +355,13 @@ def test_str_prints_the_corps_local_time_with_its_zone(corps, codes, clock):
         assert str(AuditLog.objects.get(pk=log.pk)) == f"{now} ops export #1"
         run = CalibrationRun.objects.create(corp=corp, since=DEC_5)
         assert str(run) == f"{corp.corp_id} {now} running"
+        hour = dt.datetime(2026, 12, 6, 9, tzinfo=UTC)  # the hour of the ranking, UTC
+        ranked = QualityScore.objects.create(
+            corp=corp, channel=Channel.objects.filter(corp=corp).first(), computed_at=hour,
+            first=DEC_5, last=DEC_5, rank=1, score=90,
+        )  # fmt: skip
+        local_hour = "2026-12-06 17:00 CST" if zone == SHANGHAI else "2026-12-06 01:00 PST"
+        assert str(ranked) == f"{local_hour} #1 {ranked.channel_id}"
     orphan = AuditLog.objects.create(corp=None, actor_label="ops", action="x", target="y")
     assert str(orphan) == "2026-12-06 09:00 UTC ops x y"
 

@@ -5,6 +5,8 @@ beyond one machine"). A new model without corp, or a unique column that ignores 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from django.apps import apps
 from django.db import models
@@ -92,3 +94,19 @@ def test_rows_of_a_live_code_take_its_corp(corp):
     rule = ScheduleRule.objects.create(live_code=code, start_time="09:00", end_time="18:00")
     store = Store.objects.create(live_code=code, code="nj01", name="南京一店")
     assert {member.corp_id, rule.corp_id, store.corp_id} == {corp.pk}
+
+
+def _citus_plan() -> str:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    return readme.split("## Scale beyond one machine", 1)[1].split("\n## ", 1)[0]
+
+
+@pytest.mark.parametrize("model", _models(), ids=_ids)
+def test_the_readmes_citus_plan_places_every_tenant_table(model):
+    plan = _citus_plan()
+    name = model._meta.model_name
+    if model._meta.auto_created:  # Store_members is named `store_members`
+        name = model._meta.db_table.split("_", 2)[-1]
+    assert f"`{name}`" in plan, (
+        f"{model._meta.label}: say in the README's Citus table how it is distributed"
+    )

@@ -24,6 +24,7 @@ from analytics.export_jobs import export_files_purge, export_job_create, export_
 from analytics.exports import BOM, Table, csv_write, figure_columns, report_columns, xlsx_write
 from analytics.models import ExportJob
 from analytics.reports import FIGURES, ChannelReport, ReportParams
+from analytics.reports.base import GROUPS
 from analytics.rollups import rollups_rebuild
 from channels_app.models import ChannelCost
 from scrm.wecom.models import CorpMembership
@@ -139,6 +140,25 @@ def test_csv_has_a_bom_chinese_headers_and_the_json_numbers(api, corp, month):
     total_row = dict(zip(names, totals, strict=True))
     assert (total_row["key"], total_row["name"]) == ("", "合计")
     _same_as_json(body["totals"], total_row)
+
+
+@pytest.mark.parametrize("group_by", GROUPS)
+def test_every_grouping_exports_the_json_rows(api, corp, month, group_by):
+    body = api.get("/api/v1/reports/channels/", _query(corp, group_by=group_by)).json()
+    names = ["key", "name", *(name for name, _label, _kind in FIGURES)]
+    response = api.get("/api/v1/reports/channels/", _query(corp, group_by=group_by, format="csv"))
+    assert response.status_code == 200
+    header, *rows, totals = _csv(_body(response))
+    assert header[1] == str(exports.GROUP_LABELS[group_by])
+    assert len(rows) == len(body["rows"])
+    for json_row, cells in zip(body["rows"], rows, strict=True):
+        csv_row = dict(zip(names, cells, strict=True))
+        assert csv_row["name"] == json_row["name"]
+        _same_as_json(json_row, csv_row)
+    _same_as_json(body["totals"], dict(zip(names, totals, strict=True)))
+    response = api.get("/api/v1/reports/channels/", _query(corp, group_by=group_by, format="xlsx"))
+    sheet = openpyxl.load_workbook(io.BytesIO(_body(response))).active
+    assert sheet.max_row == 1 + len(body["rows"]) + 1
 
 
 def test_xlsx_opens_with_chinese_headers_number_formats_and_the_json_numbers(api, corp, month):

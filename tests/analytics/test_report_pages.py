@@ -5,12 +5,15 @@ the definitions, and a fixed number of queries per page."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import re
 from decimal import Decimal
 from html.parser import HTMLParser
 from urllib.parse import parse_qs, urlsplit
 
+import openpyxl
 import pytest
 import time_machine
 from django.contrib.auth import get_user_model
@@ -566,3 +569,55 @@ def test_every_breakdown_has_its_page_with_the_report_classes_figures(admin_clie
 
 def test_an_unknown_breakdown_is_a_404(admin_client, corp):
     assert admin_client.get("/reports/by/moon/").status_code == 404
+
+
+EXPORT_LINK = re.compile(r'<a href="([^"]+)" data-export="(csv|xlsx)">')
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "names"),
+    [
+        ("/reports/", {"window": 7}, ["pyq", "xhs"]),
+        ("/reports/live-codes/", {"channel": "pyq"}, ["pyq code", "pyq poster"]),
+        ("/reports/staff/", {}, ["staff01", "staff02", "staff03"]),
+        ("/reports/by/utm_source/", {}, None),
+    ],
+)
+def test_every_table_page_exports_its_table_and_its_days(
+    admin_client, corp, month, path, query, names
+):
+    if query.get("channel"):
+        query["channel"] = month["pyq"].channel_id
+    response = _get(admin_client, path, corp=corp.corp_id, **OCTOBER, **query)
+    page = _page(response)
+    links = EXPORT_LINK.findall(response.content.decode())
+    assert [answer for _url, answer in links] == ["csv", "xlsx", "csv", "xlsx"]
+    (table_csv, _), (table_xlsx, _), (daily_csv, _), (daily_xlsx, _) = [
+        (url.replace("&amp;", "&"), answer) for url, answer in links
+    ]
+    # The table: the page's rows, in the page's order, then the totals.
+    exported = admin_client.get(table_csv)
+    assert exported.status_code == 200
+    text = b"".join(exported.streaming_content).decode("utf-8")
+    assert text.startswith("\ufeff")
+    lines = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
+    shown = [row["name"] for row in page.rows]
+    if names is not None:
+        assert sorted(shown) == names
+    assert [line[1] for line in lines[1:-1]] == shown
+    assert lines[-1][1] in ("合计", "Total")
+    workbook = admin_client.get(table_xlsx)
+    assert workbook.status_code == 200
+    sheet = openpyxl.load_workbook(io.BytesIO(b"".join(workbook.streaming_content))).active
+    assert [row[1] for row in sheet.iter_rows(min_row=2, values_only=True)][:-1] == shown
+    # The days of the period, filtered as the page is.
+    days_text = b"".join(admin_client.get(daily_csv).streaming_content).decode("utf-8")
+    day_lines = list(csv.reader(io.StringIO(days_text.lstrip("\ufeff"))))
+    assert len(day_lines) == 1 + 31 + 1  # header, October's days, totals
+    assert admin_client.get(daily_xlsx).status_code == 200
+    params = parse_qs(urlsplit(table_csv).query)
+    assert params["from"] == ["2026-10-01"]
+    assert params["to"] == ["2026-10-31"]
+    if query.get("channel"):
+        assert params["channel"] == [str(month["pyq"].channel_id)]
+        assert parse_qs(urlsplit(daily_csv).query)["channel"] == params["channel"]
