@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy as _
 from channels_app.models import Channel, LiveCode
 from contacts.models import ExternalContact, Staff
 from scrm import days
+from scrm.input_guard import StorableJSONField
 from scrm.wecom.models import Corp
 
 WINDOWS = (7, 15, 30)  # days after the first add in which revenue, orders and buyers count
@@ -397,7 +398,7 @@ class ExportJob(models.Model):
     report = models.CharField(_("report"), max_length=16, choices=Report.choices)
     format = models.CharField(_("file format"), max_length=8, choices=Format.choices)
     # ReportParams without the corp: first/last (ISO days), window, group_by, channel filters.
-    params = models.JSONField(_("parameters"), default=dict)
+    params = StorableJSONField(_("parameters"), default=dict)
     language = models.CharField(_("language"), max_length=16, blank=True)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices,
                               default=Status.PENDING)  # fmt: skip
@@ -656,7 +657,7 @@ class QualityScore(models.Model):
     revenue_per_customer = models.DecimalField(_("revenue per new customer"), max_digits=18,
                                                decimal_places=2, null=True, blank=True)  # fmt: skip
     # Each part normalised (0..1), in the order of DecisionSettings.quality_weights().
-    normalised = models.JSONField(_("normalised parts"), default=dict)
+    normalised = StorableJSONField(_("normalised parts"), default=dict)
 
     class Meta:
         verbose_name = _("channel quality score")

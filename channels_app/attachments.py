@@ -48,6 +48,51 @@ def from_row(row: dict[str, str]) -> dict:
     return {"msgtype": kind, kind: body}
 
 
+def _row_problems(number: int, row: dict[str, str]) -> list[str]:
+    """What a row (kind and columns) lacks: the rules of the admin's rows and of the stored
+    list alike."""
+    kind = row.get("msgtype", "")
+    if kind not in WECOM_KEYS:
+        return [_("Row %(n)d: choose the kind of attachment.") % {"n": number}]
+    problems = []
+    for alternatives in NEEDED[kind]:
+        if not any(row.get(column) for column in alternatives):
+            names = " / ".join(alternatives)
+            problems.append(_("Row %(n)d: %(field)s is needed.") % {"n": number, "field": names})
+    return problems
+
+
+def validate_welcome_attachments(value: Any) -> None:
+    """A welcome_attachments field's validator: WeCom's list as send_welcome_msg takes it (at
+    most 9; each a known msgtype with its fields, as text, under that name), whichever
+    interface wrote it (the admin's rows, the API's JSON, an import)."""
+    if not isinstance(value, list):
+        raise ValidationError(_("A list of attachments is expected."), code="invalid")
+    problems = []
+    for number, attachment in enumerate(value, start=1):
+        kind = attachment.get("msgtype") if isinstance(attachment, dict) else None
+        body = attachment.get(kind) if kind in WECOM_KEYS else None
+        known = {key for _column, key in WECOM_KEYS.get(kind, [])}
+        if not isinstance(body, dict) or set(attachment) != {"msgtype", kind}:
+            problems.append(
+                _("Row %(n)d: a msgtype (%(kinds)s) and its fields under that name.")
+                % {"n": number, "kinds": ", ".join(WECOM_KEYS)}
+            )
+        elif unknown := sorted(str(key) for key in body if key not in known):
+            problems.append(
+                _("Row %(n)d: unknown fields %(fields)s (known: %(known)s).")
+                % {"n": number, "fields": ", ".join(unknown), "known": ", ".join(sorted(known))}
+            )
+        elif any(not isinstance(text, str) for text in body.values()):
+            problems.append(_("Row %(n)d: the fields are text.") % {"n": number})
+        else:
+            problems.extend(_row_problems(number, to_rows([attachment])[0]))
+    if len(value) > MAX_ATTACHMENTS:
+        problems.append(_("At most 9 attachments."))
+    if problems:
+        raise ValidationError(problems, code="invalid")
+
+
 class AttachmentRowsWidget(forms.Widget):
     template_name = "admin/channels_app/widgets/attachment_rows.html"
 
@@ -89,17 +134,11 @@ class AttachmentRowsField(forms.Field):
 
     def to_python(self, value: Any) -> list[dict]:
         rows = value or []
-        errors = []
-        for number, row in enumerate(rows, start=1):
-            kind = row.get("msgtype", "")
-            if kind not in WECOM_KEYS:
-                errors.append(_("Row %(n)d: choose the kind of attachment.") % {"n": number})
-                continue
-            for alternatives in NEEDED[kind]:
-                if not any(row.get(column) for column in alternatives):
-                    names = " / ".join(alternatives)
-                    text = _("Row %(n)d: %(field)s is needed.")
-                    errors.append(text % {"n": number, "field": names})
+        errors = [
+            problem
+            for number, row in enumerate(rows, start=1)
+            for problem in _row_problems(number, row)
+        ]
         if len(rows) > MAX_ATTACHMENTS:
             errors.append(_("At most 9 attachments."))
         if errors:

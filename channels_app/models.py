@@ -5,8 +5,10 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from channels_app.attachments import validate_welcome_attachments
 from contacts.models import ExternalContact, FollowRelation, RelationEvent, Staff
 from scrm import days
+from scrm.input_guard import StorableJSONField
 from scrm.wecom.models import Corp
 
 # Short, sortable channel codes such as pyq_0012 or xhs_618 (朋友圈广告 0012, 小红书 618).
@@ -52,7 +54,12 @@ class Channel(models.Model):
         _("welcome message"), blank=True,
         help_text=_("Variables: {customer_name}, {staff_name}."),
     )  # fmt: skip
-    welcome_attachments = models.JSONField(_("welcome attachments"), default=list, blank=True)
+    welcome_attachments = StorableJSONField(
+        _("welcome attachments"),
+        default=list,
+        blank=True,
+        validators=[validate_welcome_attachments],
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
@@ -161,12 +168,17 @@ class LiveCode(models.Model):
     auto_accept_from = models.TimeField(_("auto-accept from"), null=True, blank=True)
     auto_accept_to = models.TimeField(_("auto-accept to"), null=True, blank=True)
     is_exclusive = models.BooleanField(_("one staff per customer"), default=False)
-    tag_ids = models.JSONField(_("tags to apply"), default=list, blank=True)
+    tag_ids = StorableJSONField(_("tags to apply"), default=list, blank=True)
     welcome_text = models.TextField(
         _("welcome message"), blank=True,
         help_text=_("Variables: {customer_name}, {staff_name}."),
     )  # fmt: skip
-    welcome_attachments = models.JSONField(_("welcome attachments"), default=list, blank=True)
+    welcome_attachments = StorableJSONField(
+        _("welcome attachments"),
+        default=list,
+        blank=True,
+        validators=[validate_welcome_attachments],
+    )
     daily_target = models.PositiveIntegerField(_("daily target"), null=True, blank=True)
     total_target = models.PositiveIntegerField(_("total target"), null=True, blank=True)
     # What WeCom holds for a native code. The printed QR belongs to config_id: edits update the
@@ -174,7 +186,7 @@ class LiveCode(models.Model):
     config_id = models.CharField(_("config_id"), max_length=64, blank=True, db_index=True)
     qr_code = models.URLField(_("WeCom QR URL"), max_length=512, blank=True)
     state = models.CharField(_("state"), max_length=30, blank=True, db_index=True)
-    published_users = models.JSONField(_("published staff"), default=list, blank=True)
+    published_users = StorableJSONField(_("published staff"), default=list, blank=True)
     published_skip_verify = models.BooleanField(
         _("published without verification"), null=True, blank=True
     )
@@ -213,8 +225,6 @@ class LiveCode(models.Model):
         return self.language or self.corp.language
 
     def clean(self) -> None:
-        if len(self.welcome_attachments or []) > 9:
-            raise ValidationError({"welcome_attachments": _("At most 9 attachments.")})
         if self.channel_id and self.corp_id and self.channel.corp_id != self.corp_id:
             raise ValidationError({"channel": _("The channel belongs to another corp.")})
         if (self.auto_accept_from is None) != (self.auto_accept_to is None):
@@ -662,7 +672,11 @@ class GroupJoinWay(models.Model):
     )
     name = models.CharField(_("name"), max_length=30)
     scene = models.PositiveSmallIntegerField(_("scene"), choices=Scene.choices, default=2)
-    chat_ids = models.JSONField(_("group chat IDs"), default=list, help_text=_("At most 5."))
+    chat_ids = StorableJSONField(
+        _("group chat IDs"),
+        default=list,
+        help_text=_("At most 5."),
+    )
     auto_create_room = models.BooleanField(_("create a new group when full"), default=True)
     room_base_name = models.CharField(_("new group name"), max_length=40, blank=True)
     room_base_id = models.PositiveIntegerField(_("new group number from"), default=1)
@@ -786,9 +800,14 @@ class SourceRule(models.Model):
         _("weekdays"), max_length=7, blank=True,
         validators=[RegexValidator(r"^[1-7]{0,7}$", _("Digits 1 (Monday) to 7 (Sunday)."))],
     )  # fmt: skip
-    tag_ids = models.JSONField(_("tags to apply"), default=list, blank=True)
+    tag_ids = StorableJSONField(_("tags to apply"), default=list, blank=True)
     welcome_text = models.TextField(_("welcome message"), blank=True)
-    welcome_attachments = models.JSONField(_("welcome attachments"), default=list, blank=True)
+    welcome_attachments = StorableJSONField(
+        _("welcome attachments"),
+        default=list,
+        blank=True,
+        validators=[validate_welcome_attachments],
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
@@ -802,8 +821,6 @@ class SourceRule(models.Model):
     def clean(self) -> None:
         if (self.time_from is None) != (self.time_to is None):
             raise ValidationError(_("Give both ends of the time window, or neither."))
-        if len(self.welcome_attachments or []) > 9:
-            raise ValidationError({"welcome_attachments": _("At most 9 attachments.")})
 
 
 class WelcomeDelivery(models.Model):

@@ -30,7 +30,7 @@ from contacts.models import ConversionEvent
 from scrm.api_docs import RowErrorsSerializer
 from scrm.api_tenancy import CorpScopedMixin
 from scrm.csv_import import RowError
-from scrm.input_guard import GuardedJSONParser
+from scrm.input_guard import RowsJSONParser
 from scrm.wecom import tenancy
 
 
@@ -102,7 +102,7 @@ class ConversionRowSerializer(serializers.Serializer):
 class ConversionListView(CorpScopedMixin, generics.ListAPIView):
     serializer_class = ConversionSerializer
     filterset_class = ConversionEventFilter
-    parser_classes = [GuardedJSONParser]  # JSON nested too deep: 400, not RecursionError
+    parser_classes = [RowsJSONParser]  # too deep: a 400; bad text: an error per row and field
 
     def get_queryset(self):
         # The filter backend applies ConversionEventFilter to the selector's queryset.

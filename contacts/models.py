@@ -3,6 +3,7 @@ from django.utils.translation import gettext_lazy as _
 
 from contacts.add_ways import add_way_label
 from scrm import days
+from scrm.input_guard import StorableJSONField
 from scrm.wecom.models import Corp
 
 
@@ -327,7 +328,7 @@ class TimelineEvent(models.Model):
         verbose_name=_("staff member"),
     )
     summary = models.CharField(_("summary"), max_length=255, blank=True)
-    data = models.JSONField(_("details"), default=dict, blank=True)
+    data = StorableJSONField(_("details"), default=dict, blank=True)
     # Makes recording idempotent: a replayed event never writes its line twice.
     dedup_key = models.CharField(max_length=128)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -499,7 +500,7 @@ class AuditLog(models.Model):
     actor_label = models.CharField(_("operator"), max_length=150)
     action = models.CharField(_("action"), max_length=32)
     target = models.CharField(_("target"), max_length=128)
-    detail = models.JSONField(_("details"), default=dict, blank=True)
+    detail = StorableJSONField(_("details"), default=dict, blank=True)
     created_at = models.DateTimeField(_("time"), auto_now_add=True, db_index=True)
 
     class Meta:
@@ -593,12 +594,12 @@ class BatchTagJob(models.Model):
     )
     created_by = models.CharField(_("started by"), max_length=150, blank=True)
     add = models.BooleanField(_("add (else remove)"), default=True)
-    tag_ids = models.JSONField(_("tags"), default=list)
-    relation_ids = models.JSONField(_("follow relations"), default=list)
+    tag_ids = StorableJSONField(_("tags"), default=list)
+    relation_ids = StorableJSONField(_("follow relations"), default=list)
     total = models.PositiveIntegerField(_("total"), default=0)
     done = models.PositiveIntegerField(_("done"), default=0)
     failed = models.PositiveIntegerField(_("failed"), default=0)
-    errors = models.JSONField(_("errors"), default=list, blank=True)
+    errors = StorableJSONField(_("errors"), default=list, blank=True)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices,
                               default=Status.PENDING)  # fmt: skip
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)

@@ -8,7 +8,9 @@ to three parts made hostile:
 - the landing page (850): slugs, utm_*/store/r and unknown parameters, User-Agent, Referer,
   X-Forwarded-For and REMOTE_ADDR, with the rate limits on;
 - the conversions API (850): JSON bodies (hostile values, shapes, nesting, numbers) and a few
-  that are not JSON.
+  that are not JSON;
+- the API's other writes (600): channels, channel costs, live codes (created and changed, welcome
+  attachments and tags included) and referral codes, each a valid body with hostile values.
 
 Meaningful on PostgreSQL above all (NUL, lone surrogates and out-of-range values fail there
 and not on SQLite); CI runs the suite on both. FUZZ_SEED=<n> explores other cases.
@@ -37,7 +39,13 @@ from tests.tenancy import member
 pytestmark = pytest.mark.django_db
 
 SEED = int(os.environ.get("FUZZ_SEED", "20261206"))
-CASES = {"callback_unsigned": 400, "callback_signed": 900, "landing": 850, "conversions": 850}
+CASES = {
+    "callback_unsigned": 400,
+    "callback_signed": 900,
+    "landing": 850,
+    "conversions": 850,
+    "api_writes": 600,
+}
 NONCE = "1320562132"
 
 HOSTILE_TEXT = [
@@ -230,6 +238,51 @@ def _conversions(rng: random.Random, corp: Corp) -> tuple[str, dict]:
                     "content_type": "application/json"}  # fmt: skip
 
 
+def _api_write(rng: random.Random, corp: Corp, channel_id: int, code_id: int, staff_userid: str
+               ) -> tuple[str, dict]:  # fmt: skip
+    """A valid write with one to three values made hostile (or a key of its own)."""
+    suffix = f"{rng.getrandbits(32):x}"
+    writes = [
+        ("post", "/api/v1/channels/", {"corp": corp.corp_id, "name": f"渠道{suffix}",
+                                      "code": f"c{suffix}", "channel_type": "ads"}),
+        ("post", "/api/v1/channel-costs/", {"corp": corp.corp_id, "channel": channel_id,
+                                           "start_date": "2026-06-01", "end_date": "2026-06-30",
+                                           "amount": "1000.00", "currency": "CNY"}),
+        ("post", "/api/v1/live-codes/", {
+            "corp": corp.corp_id, "channel": channel_id, "name": f"码{suffix}", "slug": suffix,
+            "mode": "landing", "welcome_text": "您好", "tag_ids": ["et1"],
+            "welcome_attachments": [{"msgtype": "link", "link": {"title": "t",
+                                                                 "url": "https://a.example"}}],
+            "pool": [{"staff": staff_userid, "weight": 1}]}),
+        ("patch", f"/api/v1/live-codes/{code_id}/", {
+            "welcome_text": "您好", "tag_ids": ["et1"], "welcome_attachments": [
+                {"msgtype": "image", "image": {"media_id": "MEDIA"}}]}),
+        ("post", "/api/v1/referral-codes/", {"corp": corp.corp_id, "live_code": code_id,
+                                            "referrer": f"r{suffix}", "referrer_name": "老客"}),
+    ]  # fmt: skip
+    method, url, body = rng.choice(writes)
+    data: object = dict(body)
+    if rng.random() < 0.3:  # JSON stored as it comes: WeCom's attachment shape, hostile inside
+        kind, key = rng.choice([("link", "title"), ("link", "url"), ("image", "media_id"),
+                                ("file", "media_id"), (_text(rng), _text(rng))])  # fmt: skip
+        inner = {key: _json_value(rng), "url": "https://a.b", "title": "t"}
+        if rng.random() < 0.3:
+            inner[_text(rng)] = "x"
+        method, url = "patch", f"/api/v1/live-codes/{code_id}/"
+        data = {"welcome_attachments": [{"msgtype": kind, kind: inner}]}
+    for _ in range(rng.randrange(1, 4) if rng.random() < 0.7 else 0):
+        name = rng.choice([*body, _text(rng)])
+        if name in ("welcome_attachments", "tag_ids", "pool") and rng.random() < 0.5:
+            data[name] = [_json_value(rng, depth=2) for _ in range(rng.randrange(0, 3))]
+        else:
+            data[name] = _json_value(rng)
+    if rng.random() < 0.05:
+        data = _json_value(rng)
+    text = json.dumps(data, ensure_ascii=rng.random() < 0.5, allow_nan=True)
+    return method, {"path": url, "data": text.encode("utf-8", "surrogatepass"),
+                    "content_type": "application/json"}  # fmt: skip
+
+
 # -- the test ------------------------------------------------------------------------------------
 
 
@@ -252,13 +305,16 @@ def test_no_input_gets_a_5xx(
     slugs = [landing.slug, native.slug, paused.slug, "nope"]
     sender = member(django_user_model.objects.create_user(username="shop-sync"), corp)
     token = f"Token {Token.objects.create(user=sender).key}"
+    pool_userid = landing.pool.first().staff.userid
 
     doors: dict[str, Callable[[random.Random], tuple[str, dict]]] = {
         "callback_unsigned": lambda rng: _callback_unsigned(rng, corp),
         "callback_signed": lambda rng: _callback_signed(rng, corp, crypto),
         "landing": lambda rng: _landing(rng, slugs),
         "conversions": lambda rng: _conversions(rng, corp),
-    }
+        "api_writes": lambda rng: _api_write(rng, corp, landing.channel_id, native.pk,
+                                             pool_userid),
+    }  # fmt: skip
     statuses: Counter = Counter()
     failures = []
     started = time.monotonic()
@@ -266,7 +322,7 @@ def test_no_input_gets_a_5xx(
         for index in range(count):
             rng = random.Random(f"{SEED}:{door}:{index}")
             method, request = doors[door](rng)
-            if door == "conversions":
+            if door in ("conversions", "api_writes"):  # an operator's token
                 request["HTTP_AUTHORIZATION"] = token
             response = getattr(client, method)(**request)
             statuses[(door, response.status_code)] += 1
@@ -278,6 +334,6 @@ def test_no_input_gets_a_5xx(
     assert sum(statuses.values()) == sum(CASES.values()) >= 3000
     # The fuzz reached past the guards too, or it proves little: some of every door succeeded.
     for door, ok in (("callback_signed", 200), ("landing", 200), ("landing", 429),
-                     ("conversions", 201), ("conversions", 400)):  # fmt: skip
+                     ("conversions", 201), ("conversions", 400), ("api_writes", 400)):  # fmt: skip
         assert statuses[(door, ok)] > 0, (door, ok, sorted(statuses.items()))
     print(f"fuzz: {sum(statuses.values())} requests in {elapsed:.1f} s", sorted(statuses.items()))

@@ -8,6 +8,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
 from scrm import days
+from scrm.input_guard import StorableJSONField
 from scrm.wecom.crypto import aes_key_is_valid
 from scrm.wecom.vault import EncryptedTextField
 
@@ -115,7 +116,7 @@ class CallbackEvent(models.Model):
     user_id = models.CharField(_("UserID"), max_length=64, blank=True)
     external_user_id = models.CharField(_("ExternalUserID"), max_length=64, blank=True)
     event_time = models.DateTimeField(_("event time"))
-    payload = models.JSONField(_("parsed fields"), default=dict)
+    payload = StorableJSONField(_("parsed fields"), default=dict)
     raw_body = models.TextField(_("raw body"), blank=True)
     status = models.CharField(
         _("status"), max_length=16, choices=Status.choices, default=Status.PENDING
