@@ -555,7 +555,8 @@ class LiveCodeAdmin(TagPickerAdminMixin, CorpScopedAdmin):
 
 @admin.register(Scan)
 class ScanAdmin(ReadOnlyAdmin):
-    personal_fields = ("referral",)  # named by the referrer
+    # The referral is named by its referrer; a referrer URL can carry a phone number.
+    personal_fields = ("referral", "referrer_url")
     list_display = [local_time_column(Scan, "created_at"), "live_code", "staff", "store", "device",
                     "in_wechat", "reused",
                     "utm_source", "utm_campaign", "referral"]  # fmt: skip

@@ -81,6 +81,7 @@ from scrm.api_filters import StrictQuerySerializer
 from scrm.api_tenancy import (
     CorpField,
     CorpScopedMixin,
+    PersonalFieldsMixin,
     ScopedPrimaryKeyRelatedField,
     writable_corps,
 )
@@ -559,8 +560,11 @@ class LiveCodeViewSet(CorpScopedMixin, ReloadAfterSaveMixin, viewsets.ModelViewS
 # -- scans and attributions (read-only) --------------------------------------------------------
 
 
-class ScanSerializer(ModelSerializer):
-    """A scan without its ip_hash and device_key: they identify a visitor's device."""
+class ScanSerializer(PersonalFieldsMixin, ModelSerializer):
+    """A scan without its ip_hash and device_key: they identify a visitor's device; for a
+    manager, without the referrer URL too (a page's address can carry a phone number)."""
+
+    personal_fields = ("referrer_url",)
 
     corp = serializers.CharField(source="corp.corp_id", read_only=True)
     live_code_slug = serializers.CharField(source="live_code.slug", read_only=True)

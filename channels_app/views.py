@@ -83,7 +83,8 @@ def _landing(request: HttpRequest, config: LandingConfig | None) -> HttpResponse
     live_code = config.live_code
     if live_code.status == LiveCode.Status.DRAFT:  # not yet, rather than no longer
         return _page(request, "unavailable.html", {"reason": "draft", "code": live_code}, 404)
-    if live_code.status != LiveCode.Status.ACTIVE:
+    # A disabled corp (its contract ended, its keys withdrawn) assigns no one, like a paused code.
+    if live_code.status != LiveCode.Status.ACTIVE or not live_code.corp.is_active:
         return _page(request, "unavailable.html", {"reason": "paused", "code": live_code}, 410)
 
     store = None

@@ -61,7 +61,7 @@ class MatchedFilter(admin.SimpleListFilter):
 
 @admin.register(ConversionEvent)
 class ConversionEventAdmin(CorpScopedAdmin):
-    personal_fields = ("external_contact", "unionid")
+    personal_fields = ("external_contact", "unionid", "note")  # the note: free text
     list_display = [local_time_column(ConversionEvent, "occurred_at"), "kind", "custom_name",
                     "amount", "currency", "external_id", "external_contact",
                     local_time_column(ConversionEvent, "matched_at"), "corp"]  # fmt: skip

@@ -5,7 +5,7 @@ from contacts.add_ways import add_way_label
 from contacts.filters import ExternalContactFilter
 from contacts.models import ExternalContact, FirstSource, FollowRelation
 from contacts.selectors import external_contact_list
-from scrm.api_tenancy import CorpScopedMixin
+from scrm.api_tenancy import CorpScopedMixin, PersonalFieldsMixin
 from scrm.wecom import tenancy
 
 
@@ -80,7 +80,7 @@ PERSONAL_FIELDS = ("unionid", "avatar", "gender", "corp_name")
 RELATION_PERSONAL_FIELDS = ("oper_userid", "remark", "description")
 
 
-class ExternalContactSerializer(serializers.ModelSerializer):
+class ExternalContactSerializer(PersonalFieldsMixin, serializers.ModelSerializer):
     corp = serializers.CharField(source="corp.corp_id")
     first_source = serializers.SerializerMethodField()
     relations = FollowRelationSerializer(source="follow_relations", many=True)
@@ -103,14 +103,13 @@ class ExternalContactSerializer(serializers.ModelSerializer):
             "relations",
         ]
 
+    # A user who works with customers in one corp and only reads another (a manager there)
+    # gets that corp's customers without personal fields, as a manager would.
+    personal_fields = PERSONAL_FIELDS
+
     def to_representation(self, instance: ExternalContact) -> dict:
         data = super().to_representation(instance)
-        request = self.context.get("request")
-        # A user who works with customers in one corp and only reads another (a manager
-        # there) gets that corp's customers without personal fields, as a manager would.
-        if request is not None and not tenancy.may(request.user, instance.corp_id, tenancy.WRITE):
-            for name in PERSONAL_FIELDS:
-                data.pop(name, None)
+        if self.hides_personal_data(instance):
             for relation in data.get("relations") or []:
                 for name in RELATION_PERSONAL_FIELDS:
                     relation.pop(name, None)

@@ -28,15 +28,19 @@ from contacts.conversions import (
 )
 from contacts.models import ConversionEvent
 from scrm.api_docs import RowErrorsSerializer
-from scrm.api_tenancy import CorpScopedMixin
+from scrm.api_tenancy import CorpScopedMixin, PersonalFieldsMixin
 from scrm.csv_import import RowError
 from scrm.input_guard import RowsJSONParser
 from scrm.wecom import tenancy
 
 
-class ConversionSerializer(serializers.ModelSerializer):
+class ConversionSerializer(PersonalFieldsMixin, serializers.ModelSerializer):
     corp = serializers.CharField(source="corp.corp_id")
     matched = serializers.SerializerMethodField()
+
+    # Not for a manager: the unionid (one person across every app of the WeChat platform) and
+    # the note (the business's free text: a phone number, an address).
+    personal_fields = ("unionid", "note")
 
     class Meta:
         model = ConversionEvent
@@ -60,15 +64,6 @@ class ConversionSerializer(serializers.ModelSerializer):
 
     def get_matched(self, obj: ConversionEvent) -> bool:
         return obj.external_contact_id is not None
-
-    def to_representation(self, instance: ConversionEvent) -> dict:
-        data = super().to_representation(instance)
-        request = self.context.get("request")
-        # A manager (read-only in the row's corp) gets no unionid: one person across every
-        # app of the WeChat platform, beyond what reports need (as in the customers API).
-        if request is not None and not tenancy.may(request.user, instance.corp_id, tenancy.WRITE):
-            data.pop("unionid", None)
-        return data
 
 
 class ConversionRowSerializer(serializers.Serializer):

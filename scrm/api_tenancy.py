@@ -130,3 +130,25 @@ class ScopedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
         if user is None:
             return queryset.none()
         return tenancy.scope(queryset, user, self.action, field=self.corp_field)
+
+
+class PersonalFieldsMixin:
+    """A serializer whose `personal_fields` (free text that often holds a phone number or an
+    address, ids that follow a person across apps) are left out for a user who may only read
+    the row's corp: a manager gets what reports need, as in the admin (CorpScopedAdmin's
+    personal_fields)."""
+
+    personal_fields: tuple[str, ...] = ()
+
+    def hides_personal_data(self, instance: Model) -> bool:
+        request = self.context.get("request")  # type: ignore[attr-defined]
+        return request is not None and not tenancy.may(
+            request.user, corp_pk_of(instance), tenancy.WRITE
+        )
+
+    def to_representation(self, instance: Model) -> dict:
+        data = super().to_representation(instance)  # type: ignore[misc]
+        if self.personal_fields and self.hides_personal_data(instance):
+            for name in self.personal_fields:
+                data.pop(name, None)
+        return data

@@ -30,6 +30,7 @@ from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
@@ -567,9 +568,32 @@ def test_a_manager_gets_customers_without_personal_fields(worlds, callers):
     listed = manager.get("/api/v1/contacts/").json()["results"]
     assert "unionid" not in listed[0]
     assert "13800000000" not in manager.get("/api/v1/contacts/").content.decode()
-    ConversionEvent.objects.filter(pk=a.conversion.pk).update(unionid="o-union-1")
-    assert "unionid" not in manager.get("/api/v1/conversions/").json()["results"][0]
-    assert operator.get("/api/v1/conversions/").json()["results"][0]["unionid"] == "o-union-1"
+    ConversionEvent.objects.filter(pk=a.conversion.pk).update(
+        unionid="o-union-1", note="送货到 13800000000"
+    )
+    for name in ("unionid", "note"):
+        assert name not in manager.get("/api/v1/conversions/").json()["results"][0]
+    full_conversion = operator.get("/api/v1/conversions/").json()["results"][0]
+    assert (full_conversion["unionid"], full_conversion["note"]) == (
+        "o-union-1",
+        "送货到 13800000000",
+    )
+    # A referrer URL can carry a phone number too (a form's page, a share link).
+    Scan.objects.filter(pk=a.scan.pk).update(referrer_url="https://m.example.cn/?tel=13800000000")
+    assert "referrer_url" not in manager.get(f"/api/v1/scans/{a.scan.pk}/").json()
+    assert "13800000000" in operator.get(f"/api/v1/scans/{a.scan.pk}/").json()["referrer_url"]
+    assert "13800000000" not in manager.get("/api/v1/scans/").content.decode()
+    # The admin's pages likewise (the manager's session).
+    manager_user, _client = callers["manager"]
+    browser = Client()
+    browser.force_login(manager_user)
+    for url in (reverse("admin:channels_app_scan_change", args=[a.scan.pk]),
+                reverse("admin:contacts_conversionevent_change", args=[a.conversion.pk]),
+                reverse("admin:channels_app_scan_changelist"),
+                reverse("admin:contacts_conversionevent_changelist")):  # fmt: skip
+        page = browser.get(url)
+        assert page.status_code == 200, url
+        assert "13800000000" not in page.content.decode(), url
 
 
 def test_an_export_job_is_only_its_askers(worlds, callers):

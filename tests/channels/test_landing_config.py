@@ -38,6 +38,20 @@ def test_pausing_a_code_takes_effect_on_the_next_visit(make_code, sandbox_corp, 
     assert _visit(client, code, "10.0.0.2").status_code == 410
 
 
+def test_disabling_the_corp_stops_its_codes_on_the_next_visit(make_code, sandbox_corp, client):
+    code = live_code_publish(live_code=make_code())
+    assert _visit(client, code, "10.0.0.1").status_code == 200
+    corp = code.corp
+    corp.is_active = False
+    corp.save()
+    response = _visit(client, code, "10.0.0.2")
+    assert response.status_code == 410  # as a paused code: no one assigned, nothing counted
+    assert Scan.objects.count() == 1
+    corp.is_active = True
+    corp.save()
+    assert _visit(client, code, "10.0.0.3").status_code == 200
+
+
 def test_a_disabled_pool_member_gets_no_more_visitors(make_code, sandbox_corp, client, staff):
     code = live_code_publish(live_code=make_code(strategy="round_robin"))
     assert _visit(client, code, "10.0.0.1").status_code == 200
