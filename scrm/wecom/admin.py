@@ -8,9 +8,14 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.forms import SetPasswordForm, SetPasswordMixin, UsernameField
 from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Model, QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from scrm import days
@@ -22,7 +27,8 @@ from scrm.wecom.admin_tenancy import (
     is_superuser,
     superuser_only,
 )
-from scrm.wecom.models import ApiCall, CallbackEvent, Corp, CorpMembership
+from scrm.wecom.memberships import accounts_in_care_of, member_account_create, member_password_set
+from scrm.wecom.models import ApiCall, CallbackEvent, Corp, CorpMembership, Role
 from scrm.wecom.secret_lookups import lookup_names_secret
 from scrm.wecom.services import callback_events_retry
 
@@ -235,14 +241,39 @@ def users_manageable_by(user: Model) -> QuerySet:
     )
 
 
+class MemberAccountForm(SetPasswordMixin, forms.Form):
+    """A new console account, its role and its corp (one of the admin's)."""
+
+    username = UsernameField(label=_("username"), max_length=150)
+    password1, password2 = SetPasswordMixin.create_password_fields()
+    corp = forms.ModelChoiceField(queryset=Corp.objects.none(), label=_("corp"))
+    role = forms.ChoiceField(choices=Role.choices, label=_("role"), initial=Role.OPERATOR)
+
+    def __init__(self, *args: Any, corps: QuerySet[Corp], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["corp"].queryset = corps
+        if len(corps) == 1:
+            self.fields["corp"].initial = corps[0].pk
+
+    def clean(self) -> dict[str, Any]:
+        self.validate_passwords()
+        # The password validators (length, common, like the username) on the form's field.
+        self.validate_password_for_user(
+            get_user_model()(username=self.cleaned_data.get("username"))
+        )
+        return super().clean()
+
+
 @admin.register(CorpMembership)
 class CorpMembershipAdmin(CorpScopedAdmin):
-    """A corp's admins manage the roles in their own corps; superusers manage every membership.
-    No one but a superuser changes their own membership (no self-promotion, no lock-out)."""
+    """A corp's admins manage the roles in their own corps, create its members' accounts and
+    set the passwords of the accounts in their care (memberships.accounts_in_care_of);
+    superusers manage every membership. No one but a superuser changes their own membership
+    (no self-promotion, no lock-out)."""
 
     read_action = CREDENTIALS
     write_action = CREDENTIALS
-    list_display = ["user", "corp", "role"]
+    list_display = ["user", "corp", "role", "password_link"]
     list_filter = ["role", "corp"]
     search_fields = ["user__username", "corp__corp_id", "corp__name"]
     list_select_related = ["user", "corp"]
@@ -264,6 +295,76 @@ class CorpMembershipAdmin(CorpScopedAdmin):
         if db_field.name == "user" and not is_superuser(request):
             kwargs["queryset"] = users_manageable_by(request.user)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    # -- accounts: a new member, a password ---------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view
+        return [
+            path("new-account/", view(self.account_add_view),
+                 name="wecom_corpmembership_account_add"),
+            path("<int:membership_id>/password/", view(self.password_view),
+                 name="wecom_corpmembership_password"),
+            *super().get_urls(),
+        ]  # fmt: skip
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> Any:
+        extra = {"may_add_accounts": self.may_write_anywhere(request)}
+        return super().changelist_view(request, {**(extra_context or {}), **extra})
+
+    @admin.display(description=_("password"))
+    def password_link(self, obj: CorpMembership) -> str:
+        url = reverse("admin:wecom_corpmembership_password", args=[obj.pk])
+        return format_html('<a href="{}">{}</a>', url, _("Set the password"))
+
+    def account_add_view(self, request: HttpRequest) -> HttpResponse:
+        corps = tenancy.corps_for_user(request.user, CREDENTIALS)
+        if not corps.exists():
+            raise PermissionDenied
+        form = MemberAccountForm(request.POST or None, corps=corps)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                user = member_account_create(
+                    actor=request.user, username=data["username"], password=data["password1"],
+                    corp=data["corp"], role=data["role"],
+                )  # fmt: skip
+            except ValidationError as exc:
+                form.add_error(None, exc)
+            else:
+                message = _("Account %(user)s created: %(role)s of %(corp)s.") % {
+                    "user": user.username,
+                    "role": Role(data["role"]).label,
+                    "corp": data["corp"],
+                }
+                self.message_user(request, message, messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:wecom_corpmembership_changelist"))
+        return self._account_page(request, form, _("New member account"), _("Create"))
+
+    def password_view(self, request: HttpRequest, membership_id: int) -> HttpResponse:
+        membership = self.get_object(request, str(membership_id))  # the user's corps only
+        if membership is None:
+            raise Http404
+        if not self.has_change_permission(request, membership):
+            raise PermissionDenied  # its own, or a role that may not
+        user = membership.user
+        if not accounts_in_care_of(request.user).filter(pk=user.pk).exists():
+            raise PermissionDenied  # also a member of a corp this admin does not administer
+        form = SetPasswordForm(user, request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            member_password_set(actor=request.user, user=user,
+                                password=form.cleaned_data["new_password1"])  # fmt: skip
+            self.message_user(request, _("Password of %(user)s set.") % {"user": user.username},
+                              messages.SUCCESS)  # fmt: skip
+            return HttpResponseRedirect(reverse("admin:wecom_corpmembership_changelist"))
+        title = _("Set the password of %(user)s") % {"user": user.username}
+        return self._account_page(request, form, title, _("Set the password"))
+
+    def _account_page(self, request: HttpRequest, form: forms.Form, title: str,
+                      submit_label: str) -> HttpResponse:  # fmt: skip
+        context = {**self.admin_site.each_context(request), "opts": self.opts, "title": title,
+                   "form": form, "submit_label": submit_label}  # fmt: skip
+        return TemplateResponse(request, "admin/wecom/corpmembership/account.html", context)
 
 
 class CorpMembershipInline(admin.TabularInline):

@@ -1,7 +1,8 @@
-"""Writes of corp memberships: who belongs to which corp with which role (see tenancy.py).
+"""Writes of corp memberships: who belongs to which corp with which role (see tenancy.py),
+and the accounts a corp's admin creates and answers for.
 
-Used by `manage.py scrm_user`; each write is one transaction and logged (who, corp, role),
-since a membership is a grant of access."""
+Used by `manage.py scrm_user` and the admin; each write is one transaction and logged (who,
+corp, role), since a membership is a grant of access."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils.translation import gettext as _
 
 from scrm.wecom import tenancy
@@ -101,3 +103,43 @@ def scrm_user_remove(*, user: Any, corps: Iterable[Corp] | None = None) -> int:
         user.save(update_fields=["is_active"])
         logger.info("user %s deactivated", user)
     return removed
+
+
+def accounts_in_care_of(actor: Any) -> QuerySet:
+    """The accounts whose password `actor` may set: active, not superusers, not `actor`, and
+    members of no corp but those where `actor` is an admin (an account that also belongs to
+    another corp is that corp's too: only a superuser answers for it)."""
+    corp_ids = tenancy.corp_ids_for_user(actor, tenancy.CREDENTIALS)
+    accounts = get_user_model().objects.filter(is_active=True, is_superuser=False)
+    if corp_ids is not None:  # a superuser: every such account
+        elsewhere = CorpMembership.objects.filter(user=OuterRef("pk")).exclude(corp__in=corp_ids)
+        accounts = accounts.filter(corp_memberships__corp__in=corp_ids).exclude(Exists(elsewhere))
+    return accounts.exclude(pk=actor.pk).distinct()
+
+
+@transaction.atomic
+def member_account_create(*, actor: Any, username: str, password: str, corp: Corp,
+                          role: str) -> Any:  # fmt: skip
+    """A new console account with `role` in `corp`, created by one of `corp`'s admins (or a
+    superuser). An existing username is refused: it may be another corp's member, whom a corp
+    admin cannot take over. PermissionDenied when `actor` is not an admin of `corp`."""
+    if not tenancy.may(actor, corp.pk, tenancy.CREDENTIALS):
+        raise PermissionDenied
+    if get_user_model().objects.filter(username__iexact=username).exists():
+        raise ValidationError({"username": _("This username is taken; choose another.")})
+    user, _created = scrm_user_add(username=username, password=password, role=role,
+                                   corps=[corp])  # fmt: skip
+    logger.info("account %s created by %s in %s as %s", user, actor, corp.corp_id, role)
+    return user
+
+
+@transaction.atomic
+def member_password_set(*, actor: Any, user: Any, password: str) -> None:
+    """Set `user`'s password, checked by the password validators; PermissionDenied unless
+    `user` is in `actor`'s care (accounts_in_care_of)."""
+    if not accounts_in_care_of(actor).filter(pk=user.pk).exists():
+        raise PermissionDenied
+    validate_password(password, user=user)
+    user.set_password(password)
+    user.save(update_fields=["password"])
+    logger.info("password of %s set by %s", user, actor)
