@@ -305,6 +305,8 @@ LANDING_FLUSH_DELAY = env.float("LANDING_FLUSH_DELAY", default=0.5)
 # few more. And new assignments per code and minute, whoever asks. Over either: a 429 page.
 LANDING_RATE_LIMIT_PER_IP = env.int("LANDING_RATE_LIMIT_PER_IP", default=20)
 LANDING_RATE_LIMIT_WINDOW = env.int("LANDING_RATE_LIMIT_WINDOW", default=600)
+# ...and in each 24 hours, so the short window cannot be used again and again all day.
+LANDING_RATE_LIMIT_PER_IP_24H = env.int("LANDING_RATE_LIMIT_PER_IP_24H", default=60)
 LANDING_RATE_LIMIT_PER_CODE = env.int("LANDING_RATE_LIMIT_PER_CODE", default=600)
 
 # Report exports (analytics.exports): a table of more rows than this is written by a Celery

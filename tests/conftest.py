@@ -87,6 +87,7 @@ def _fast_and_isolated(request: pytest.FixtureRequest, settings) -> None:
     # would: the landing rate limits are off unless a test turns them on
     # (tests/channels/test_landing_bots_and_limits.py).
     settings.LANDING_RATE_LIMIT_PER_IP = 0
+    settings.LANDING_RATE_LIMIT_PER_IP_24H = 0
     settings.LANDING_RATE_LIMIT_PER_CODE = 0
     _cache_clear()
     corp_cache_clear()  # rows vanish between tests; the per-process corp cache must too

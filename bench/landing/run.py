@@ -216,7 +216,8 @@ def setup_env(env: dict[str, str]) -> dict[str, str]:
     env = {key: value for key, value in env.items() if key != "WECOM_API_BASE"}
     env["WECOM_SANDBOX_ENABLED"] = "true"
     # The load comes from one machine and measures the page, not the rate limits.
-    env["LANDING_RATE_LIMIT_PER_IP"] = env["LANDING_RATE_LIMIT_PER_CODE"] = "0"
+    for limit in ("PER_IP", "PER_IP_24H", "PER_CODE"):
+        env[f"LANDING_RATE_LIMIT_{limit}"] = "0"
     return env
 
 

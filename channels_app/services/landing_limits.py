@@ -1,8 +1,10 @@
 """Rate limits of the landing page, so one visitor cannot drain a code's daily caps: at most
 LANDING_RATE_LIMIT_PER_IP new assignments per visitor (salted IP hash) and code in each
-LANDING_RATE_LIMIT_WINDOW seconds, and at most LANDING_RATE_LIMIT_PER_CODE per code and
-minute (0 turns a limit off). Rules of services.landing.landing_visit, above the store, so
-the database and the Redis store obey the same ones.
+LANDING_RATE_LIMIT_WINDOW seconds and LANDING_RATE_LIMIT_PER_IP_24H in each 24 hours (the
+short window alone would let one address take 2,880 a day), and at most
+LANDING_RATE_LIMIT_PER_CODE per code and minute (0 turns a limit off). Rules of
+services.landing.landing_visit, above the store, so the database and the Redis store obey the
+same ones.
 
 Counted in the shared cache (CACHE_URL; per process without one) in fixed windows, with an
 atomic add/incr before the visit: concurrent requests of one visitor cannot all pass a check
@@ -24,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 PREFIX = "scrm:landing-rate:"
 CODE_WINDOW_SECONDS = 60
+DAY_WINDOW_SECONDS = 86400  # a budget of 24 hours, not a corp's local day
 
 
 class LandingRateLimited(Exception):
@@ -50,12 +53,17 @@ def landing_quota_take(*, live_code_id: int, ip_hash: str) -> tuple[str, ...]:
     """Count one assignment of the visitor against both limits; the keys counted, for
     landing_quota_return. Raises LandingRateLimited (and counts nothing) when over one."""
     per_ip, window = settings.LANDING_RATE_LIMIT_PER_IP, settings.LANDING_RATE_LIMIT_WINDOW
+    per_ip_day = settings.LANDING_RATE_LIMIT_PER_IP_24H
     per_code = settings.LANDING_RATE_LIMIT_PER_CODE
     limits = []
     now = time.time()
     if per_ip > 0 and window > 0:
         limits.append(("ip", f"{PREFIX}ip:{live_code_id}:{ip_hash}:{int(now // window)}",
                        per_ip, window))  # fmt: skip
+    if per_ip_day > 0:
+        day = int(now // DAY_WINDOW_SECONDS)
+        limits.append(("ip", f"{PREFIX}ip24:{live_code_id}:{ip_hash}:{day}", per_ip_day,
+                       DAY_WINDOW_SECONDS))  # fmt: skip
     if per_code > 0:
         minute = int(now // CODE_WINDOW_SECONDS)
         limits.append(("code", f"{PREFIX}code:{live_code_id}:{minute}", per_code,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import time_machine
 
 from channels_app.models import DailyCounter, LandingSlot, Scan
 from channels_app.services.landing import is_bot
@@ -107,6 +108,26 @@ def test_per_ip_limit_refuses_new_assignments_with_a_429_page(client, code, sett
     assert Scan.objects.count() == 3
     assert sum(DailyCounter.objects.values_list("assigned", flat=True)) == 3
     assert _visit(client, code, ua=f"{PHONE} device/9", ip="10.0.0.2").status_code == 200
+
+
+def test_per_ip_budget_of_24_hours_holds_across_short_windows(client, code, settings):
+    # One address coming back window after window: the short window alone would let it take
+    # 20 every 10 minutes, 2,880 a day.
+    settings.LANDING_RATE_LIMIT_PER_IP = 2
+    settings.LANDING_RATE_LIMIT_WINDOW = 600
+    settings.LANDING_RATE_LIMIT_PER_IP_24H = 3
+    start = 1_800_000_000.0  # a 24-hour window's start, far from its end
+    with time_machine.travel(start, tick=False):
+        for device in range(2):
+            assert _visit(client, code, ua=f"{PHONE} device/{device}").status_code == 200
+    with time_machine.travel(start + 700, tick=False):  # the next short window
+        assert _visit(client, code, ua=f"{PHONE} device/2").status_code == 200
+        refused = _visit(client, code, ua=f"{PHONE} device/3")
+        assert refused.status_code == 429
+        assert int(refused["Retry-After"]) > settings.LANDING_RATE_LIMIT_WINDOW  # tomorrow's
+    assert Scan.objects.count() == 3
+    with time_machine.travel(start + 86_400, tick=False):  # the next 24 hours
+        assert _visit(client, code, ua=f"{PHONE} device/3").status_code == 200
 
 
 def test_a_returning_device_is_not_counted_again(client, code, settings):

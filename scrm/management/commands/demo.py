@@ -87,9 +87,10 @@ class Command(BaseCommand):
         if "WECOM_SANDBOX_PUBLIC_URL" not in os.environ:
             # The sandbox's QR URLs must point at this server, whatever port it serves on.
             settings.WECOM_SANDBOX_PUBLIC_URL = f"http://{addr}"
-        if "LANDING_RATE_LIMIT_PER_IP" not in os.environ:
-            # Every simulated visitor of the demo comes from this machine: one IP, many people.
-            settings.LANDING_RATE_LIMIT_PER_IP = 0
+        # Every simulated visitor of the demo comes from this machine: one IP, many people.
+        for limit in ("LANDING_RATE_LIMIT_PER_IP", "LANDING_RATE_LIMIT_PER_IP_24H"):
+            if limit not in os.environ:
+                setattr(settings, limit, 0)
         self._operator()
         url = f"http://{addr}/wecom/callback/{DEMO_CORP}/"
         corp = self._corp(callback_url=url)
