@@ -7,20 +7,30 @@ without a line in RIGHTS fails here, so nothing reaches the admin unscoped.
 
 For each model and role: the changelist (B's rows never listed), the change, history and delete
 pages of B's row (404: not disclosed) and of A's row (the role's rights), the add page, a
-change POST, and every action of the ModelAdmin posted on B's row (B's data unchanged)."""
+change POST, and every action of the ModelAdmin posted on B's row (B's data unchanged).
+
+Every action of our apps' admins has a line in ACTIONS (a new action without one fails here):
+the roles of A it is offered to on A's own rows, and what it changes there. Each is posted by
+A's admin, operator and manager on A's row: a role it is not for is refused, nothing changed;
+a role it is for runs it. The custom admin pages (get_urls) are in tests/test_admin_tenancy.py,
+and tests/test_access_matrix_urls.py fails for a URL that is in no matrix."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from django.contrib import admin
+from django.conf import settings
+from django.contrib import admin, messages
 from django.contrib.auth.models import Group, Permission
+from django.db import transaction
 from django.db.models import Model
 from django.test import Client
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django_celery_beat.models import (
     ClockedSchedule,
     CrontabSchedule,
@@ -225,14 +235,15 @@ def client_for(user: Any) -> Client:
     return client
 
 
-def corp_b_state(corp_b: Corp) -> dict[str, list]:
-    """Every row of corp B, as values: an action on B's rows must leave them as they were."""
+def corp_state(corp: Corp) -> dict[str, list]:
+    """Every row of `corp`, as values: an action refused (or on another corp's rows) must leave
+    them as they were."""
     from django.apps import apps
 
-    state: dict[str, list] = {"corp": list(Corp.objects.filter(pk=corp_b.pk).values())}
+    state: dict[str, list] = {"corp": list(Corp.objects.filter(pk=corp.pk).values())}
     for model in apps.get_models():
         if model._meta.app_label in OUR_APPS and corp_path_for(model) == "corp":
-            rows = model._default_manager.filter(corp=corp_b).order_by("pk").values()
+            rows = model._default_manager.filter(corp=corp).order_by("pk").values()
             state[model._meta.label] = list(rows)
     return state
 
@@ -331,7 +342,7 @@ def test_access_matrix(world, rf, model):
 
         if row_b is None or role == "superuser":
             continue
-        before = corp_b_state(world["corp_b"])
+        before = corp_state(world["corp_b"])
         if role == "mixed" and "v" in rights_of["manager"]:
             # B's row, readable only: shown, never written.
             for view in ("change", "history"):
@@ -360,4 +371,192 @@ def test_access_matrix(world, rf, model):
             assert response.get("Content-Type", "").startswith("text/html") or (
                 response.status_code == 302
             ), (where, action)
-        assert corp_b_state(world["corp_b"]) == before, where
+        assert corp_state(world["corp_b"]) == before, where
+
+
+# -- every action, on the role's own corp's rows ------------------------------------------------
+
+A_ROLES = ("admin", "operator", "manager")
+WRITERS = frozenset({"admin", "operator"})
+READERS = frozenset(A_ROLES)
+
+
+@dataclass(frozen=True)
+class Action:
+    """What an action does for the roles of corp A on A's rows."""
+
+    roles: frozenset[str]  # the roles of A offered the action (the others are refused)
+    changes: str | None  # the model whose rows of A it changes when run; None: it answers only
+    # (a page, a download, a redirect, or WeCom's refusal: no WeCom for the factory's corps)
+    row: Callable[[dict], Model] | None = None  # the row to select (default: A's row of the
+    # model), made or set up inside the request's rolled-back transaction
+    data: Callable[[dict], dict] | None = None  # the action's own fields
+
+
+def _roles_with(label: str, right: str) -> frozenset[str]:
+    return frozenset(role for role in A_ROLES if right in RIGHTS[label][role])
+
+
+def _spare_channel(world: dict) -> Model:
+    from channels_app.models import Channel
+
+    return Channel.objects.create(corp=world["corp_a"], name="备用渠道", code="spare_a")
+
+
+def _spare_code(world: dict) -> Model:
+    """A code without scans, counters or attributions (their admins are read-only: Django's
+    delete would refuse a code with them, whoever asks)."""
+    from channels_app.models import Channel, LiveCode
+    from channels_app.services.live_codes import live_code_create
+
+    channel = world["a"][Channel]
+    assert isinstance(channel, Channel)
+    code = live_code_create(corp=world["corp_a"], channel=channel, name="备用活码", slug="spare-a")
+    assert isinstance(code, LiveCode)
+    return code
+
+
+def _published_landing_code(world: dict) -> Model:
+    """A's code as a published landing code: its QR and poster are made without WeCom."""
+    from channels_app.models import LiveCode
+
+    code = world["a"][LiveCode]
+    LiveCode.objects.filter(pk=code.pk).update(
+        mode=LiveCode.Mode.LANDING, status=LiveCode.Status.ACTIVE, published_at=timezone.now()
+    )
+    return code
+
+
+def _active_code(world: dict) -> Model:
+    from channels_app.models import LiveCode
+
+    code = world["a"][LiveCode]
+    LiveCode.objects.filter(pk=code.pk).update(status=LiveCode.Status.ACTIVE)
+    return code
+
+
+def _deletes(label: str, **overrides: Any) -> Action:
+    """Django's delete_selected: for the roles that may delete the model's rows."""
+    return Action(**{"roles": _roles_with(label, "d"), "changes": label, **overrides})
+
+
+OUR_LABELS = sorted(label for label in RIGHTS if label.split(".")[0] in OUR_APPS)
+ACTIONS: dict[tuple[str, str], Action] = {
+    **{(label, "delete_selected"): _deletes(label) for label in OUR_LABELS},
+    # Rows with dependants of read-only admins: a spare row, deletable.
+    ("channels_app.Channel", "delete_selected"): _deletes(
+        "channels_app.Channel", row=_spare_channel
+    ),
+    ("channels_app.LiveCode", "delete_selected"): _deletes(
+        "channels_app.LiveCode", row=_spare_code
+    ),
+    ("contacts.ExternalContact", "delete_selected"): _deletes(
+        "contacts.ExternalContact",
+        row=lambda world: ExternalContactFactory(corp=world["corp_a"]),
+    ),
+    ("contacts.Staff", "delete_selected"): _deletes(
+        "contacts.Staff", row=lambda world: StaffFactory(corp=world["corp_a"])
+    ),
+    # WeCom first: the factory's corp is unknown to WeCom, which refuses; nothing is deleted.
+    ("contacts.Tag", "delete_selected"): _deletes("contacts.Tag", changes=None),
+    ("contacts.TagGroup", "delete_selected"): _deletes("contacts.TagGroup", changes=None),
+    # The actions of our own.
+    ("channels_app.Channel", "import_costs"): Action(WRITERS, None),  # to the import page
+    ("channels_app.LiveCode", "publish"): Action(WRITERS, None),  # WeCom refuses
+    ("channels_app.LiveCode", "pause"): Action(WRITERS, "channels_app.LiveCode", row=_active_code),
+    ("channels_app.LiveCode", "archive"): Action(WRITERS, "channels_app.LiveCode"),
+    ("channels_app.LiveCode", "download_png_zip"): Action(
+        READERS, None, row=_published_landing_code
+    ),
+    ("channels_app.LiveCode", "download_poster_zip"): Action(
+        READERS, None, row=_published_landing_code
+    ),
+    ("channels_app.GroupJoinWay", "publish"): Action(WRITERS, None),  # WeCom refuses
+    ("contacts.ExternalContact", "batch_tag"): Action(
+        WRITERS,
+        "contacts.BatchTagJob",
+        data=lambda world: {"apply": "1", "add": "1", "tags": [_tag_id(world)]},
+    ),
+    ("contacts.BatchTagJob", "resume"): Action(WRITERS, None),  # queued on commit
+    ("wecom.CallbackEvent", "retry"): Action(WRITERS, "wecom.CallbackEvent"),
+}
+
+
+def _tag_id(world: dict) -> str:
+    from contacts.models import Tag
+
+    tag = world["a"][Tag]
+    assert isinstance(tag, Tag)
+    return tag.tag_id
+
+
+def test_every_action_has_its_line():
+    # Every action the admins declare (the site's and their own), whoever may run it.
+    found = {
+        (model._meta.label, name)
+        for model, model_admin in admin.site._registry.items()
+        if model._meta.app_label in OUR_APPS
+        for _func, name, _description in model_admin._get_base_actions()
+    }
+    assert found - set(ACTIONS) == set(), "add the new admin action's line to ACTIONS"
+    assert set(ACTIONS) - found == set(), "lines in ACTIONS for actions no longer there"
+
+
+def _offered(client: Client, model: type[Model]) -> set[str]:
+    response = client.get(_url(model, "changelist"))
+    if response.status_code != 200:
+        return set()
+    form = response.context.get("action_form")
+    choices = form.fields["action"].choices if form is not None else []
+    return {value for value, _label in choices if value}
+
+
+def _refusals() -> set[str]:
+    """Django's "No action selected." (what a POST of an action not offered gets), in every
+    language of the site."""
+    texts = set()
+    for code, _name in settings.LANGUAGES:
+        with translation.override(code):
+            texts.add(translation.gettext("No action selected."))
+    return texts
+
+
+def _refused(response: Any) -> bool:
+    """Whether the action was refused: a 403; the plain changelist again (no action at all for
+    this user); or back to the changelist with only Django's "No action selected."."""
+    if response.status_code == 403:
+        return True
+    said = {str(message) for message in messages.get_messages(response.wsgi_request)}
+    if response.status_code == 200:
+        return "cl" in (response.context or {}) and not said
+    return response.status_code == 302 and bool(said) and said <= _refusals()
+
+
+@pytest.mark.parametrize(("label", "name"), sorted(ACTIONS), ids=lambda value: value)
+def test_actions_on_own_corp_rows(world, label, name):
+    """A's admin, operator and manager post the action on a row of A: offered to and run for
+    the roles in its line, refused for the others with nothing changed in A."""
+    from django.apps import apps
+
+    action, model = ACTIONS[(label, name)], apps.get_model(label)
+    for role in A_ROLES:
+        client, where = client_for(world["users"][role]), f"{label}.{name} as {role} of A"
+        assert (name in _offered(client, model)) == (role in action.roles), where
+        with transaction.atomic():  # each role meets the same rows
+            row = action.row(world) if action.row else world["a"][model]
+            before = corp_state(world["corp_a"])
+            extra = action.data(world) if action.data else {}
+            response = client.post(
+                _url(model, "changelist"),
+                {"action": name, "_selected_action": [row.pk], "post": "yes", "index": "0",
+                 **extra},
+            )  # fmt: skip
+            after = corp_state(world["corp_a"])
+            transaction.set_rollback(True)
+        if role in action.roles:
+            assert not _refused(response), (where, response.status_code)
+            if action.changes is not None:
+                assert after[action.changes] != before[action.changes], where
+        else:
+            assert _refused(response), (where, response.status_code)
+            assert after == before, where

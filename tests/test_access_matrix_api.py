@@ -36,7 +36,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from analytics.models import ExportJob
+from analytics.models import Breakdown, ExportJob
 from channels_app.models import Attribution, Channel, ChannelCost, LiveCode, ReferralCode, Scan
 from channels_app.services.live_codes import live_code_create
 from contacts.models import ConversionEvent, ExternalContact
@@ -68,6 +68,17 @@ def _walk(patterns: list, prefix: str = "") -> list[tuple[str, URLPattern]]:
     return found
 
 
+def pattern_methods(pattern: URLPattern) -> set[str]:
+    """The HTTP methods an API route's view answers."""
+    callback = pattern.callback
+    actions = getattr(callback, "actions", None)
+    if actions is not None:  # a viewset route: its methods are mapped to actions
+        # (HEAD is GET's: DRF adds it to `actions` once a GET has been served)
+        return set(actions) & set(METHODS)
+    view = callback.cls
+    return {method for method in METHODS if hasattr(view, method)}
+
+
 def api_endpoints() -> set[tuple[str, str]]:
     """(URL name, HTTP method) of every view routed under /api/v1/."""
     endpoints = set()
@@ -75,15 +86,7 @@ def api_endpoints() -> set[tuple[str, str]]:
         if not path.lstrip("^").startswith(API.lstrip("/")):
             continue
         assert pattern.name, f"an API route without a name: {path}"
-        callback = pattern.callback
-        actions = getattr(callback, "actions", None)
-        if actions is not None:  # a viewset route: its methods are mapped to actions
-            # (HEAD is GET's: DRF adds it to `actions` once a GET has been served)
-            methods = set(actions) & set(METHODS)
-        else:
-            view = callback.cls
-            methods = {method for method in METHODS if hasattr(view, method)}
-        endpoints |= {(pattern.name, method) for method in methods}
+        endpoints |= {(pattern.name, method) for method in pattern_methods(pattern)}
     return endpoints
 
 
@@ -627,41 +630,195 @@ def test_an_export_job_of_a_corp_its_asker_left_writes_no_file(worlds, callers):
     assert not job.file
 
 
-# -- the report pages --------------------------------------------------------------------------
+# -- the report pages (/reports/) ----------------------------------------------------------------
+#
+# Every route of analytics/urls.py has a line in REPORT_PAGES (tests/test_access_matrix_urls.py
+# fails for one without), with a realistic query about a corp's rows. Signed in (the session,
+# as in a browser): an anonymous visitor is sent to the login; each role of A gets 200 on A; a
+# user of A naming corp B (?corp=<B's corp_id>, with B's rows) gets the page's form back with
+# its "corp" error, a 400, and nothing of B's, as for a corp that does not exist; A named with
+# B's channel or code is a 400 on that field. A user without a membership gets the page saying
+# there is no corp; the superuser gets every corp's.
+#
+# The acknowledgement of an anomaly (a POST, not a page) names the corp in its body: another
+# corp's is a 404 there (anomaly_views.acknowledge), a manager's a 403.
+
+PERIOD = {"from": "2026-11-01", "to": "2026-11-07"}
 
 
-def test_report_pages_offer_and_show_only_the_users_corps(client, worlds, callers):
-    user, _api = callers["manager"]
-    client.force_login(user)
+@dataclass(frozen=True)
+class ReportPage:
+    path: str
+    query: Callable[[World], dict]  # about the world's corp and rows
+    rows: tuple[str, ...] = ()  # the query's fields naming a row (a drill-down)
+
+
+def _filters(world: World) -> dict:
+    return {"corp": world.corp.corp_id, **PERIOD, "window": "30", "channel_type": "2"}
+
+
+REPORT_PAGES: dict[str, list[ReportPage]] = {
+    "reports:channels": [
+        ReportPage("/reports/", lambda w: {**_filters(w), "touch": "first"}),
+        ReportPage("/reports/", lambda w: {"corp": w.corp.corp_id, "period": "last_7"}),
+    ],
+    "reports:channel_types": [ReportPage("/reports/channel-types/", _filters)],
+    "reports:live_codes": [
+        ReportPage("/reports/live-codes/", lambda w: {**_filters(w), "channel": w.channel.pk},
+                   ("channel",)),
+    ],
+    "reports:staff": [
+        ReportPage("/reports/staff/", lambda w: {**_filters(w), "live_code": w.code.pk},
+                   ("live_code",)),
+    ],
+    "reports:breakdown": [
+        ReportPage(f"/reports/by/{by}/", lambda w: {**_filters(w), "channel": w.channel.pk},
+                   ("channel",))
+        for by in Breakdown.values
+    ],
+    "reports:cohorts": [
+        ReportPage("/reports/cohorts/",
+                   lambda w: {"corp": w.corp.corp_id, "from": "2026-06-01", "to": "2026-11-07",
+                              "cohort_period": "week", "metric": "retention", "by": "channel",
+                              "channel": w.channel.pk},
+                   ("channel",)),
+    ],
+    "reports:anomalies": [ReportPage("/reports/anomalies/", lambda w: {"corp": w.corp.corp_id,
+                                                                        **PERIOD})],
+    "reports:quality": [ReportPage("/reports/quality/", lambda w: {"corp": w.corp.corp_id,
+                                                                    "days": "30"})],
+}  # fmt: skip
+ACKNOWLEDGE = "reports:anomaly_acknowledge"  # its own test below
+REPORT_ROUTES = {*REPORT_PAGES, ACKNOWLEDGE}
+
+
+def _page_cases() -> list[tuple[str, int]]:
+    return [(name, n) for name, pages in REPORT_PAGES.items() for n in range(len(pages))]
+
+
+def _browser(user: Any) -> Client:
+    browser = Client()
+    if user is not None:
+        browser.force_login(user)
+    return browser
+
+
+def _of_b(html: str, b: World) -> list[str]:
+    """What of corp B's a page shows (its names; ids a user typed may be echoed in the form)."""
+    markers = [b.corp.name, b.code.slug, b.contact.external_userid]
+    return [marker for marker in markers if marker in html]
+
+
+@pytest.mark.parametrize(("name", "n"), _page_cases())
+def test_report_page_matrix(name, n, worlds, callers):
+    page = REPORT_PAGES[name][n]
     a, b = worlds["A"], worlds["B"]
-    page = client.get("/reports/")
-    assert page.status_code == 200
-    html = page.content.decode()
-    assert a.corp.corp_id in html
-    assert b.corp.corp_id not in html
-    assert b.corp.name not in html
-    refused = client.get("/reports/", {"corp": b.corp.corp_id})
-    assert refused.status_code == 400
-    assert b.corp.name not in refused.content.decode()
-    for path in ("/reports/live-codes/", "/reports/staff/", "/reports/by/utm_source/"):
-        response = client.get(path, {"corp": b.corp.corp_id, "channel": b.channel.pk})
-        assert response.status_code == 400, path
-        assert b.channel.name not in response.content.decode()
-    quality = client.get("/reports/quality/", {"corp": b.corp.corp_id})
-    assert quality.status_code == 400
-    assert b.corp.name not in quality.content.decode()
-    assert b.corp.corp_id not in client.get("/reports/quality/").content.decode()
+    for role, (user, _api) in callers.items():
+        browser, where = _browser(user), f"{page.path} as {role}"
+        response = browser.get(page.path, page.query(a))
+        if role == "anonymous":
+            assert response.status_code == 302, where
+            assert response["Location"].startswith(reverse("admin:login")), where
+            continue
+        assert response.status_code == 200, (where, response.status_code)
+        html = response.content.decode()
+        if role == "nobody":
+            assert response.context["no_corps"], where
+            assert a.corp.name not in html, where
+            assert _of_b(html, b) == [], where
+            continue
+        assert response.context["corp"] == a.corp, where
+        if role == "superuser":
+            response = browser.get(page.path, page.query(b))
+            assert (response.status_code, response.context["corp"]) == (200, b.corp), where
+            continue
+        assert _of_b(html, b) == [], where
+        # Corp B, asked by a role of A: the form's "corp" error, nothing of B's.
+        response = browser.get(page.path, page.query(b))
+        assert response.status_code == 400, (where, "corp B", response.status_code)
+        assert list(response.context["form"].errors) == ["corp"], where
+        assert "corp" not in response.context or response.context["corp"] is None, where
+        assert _of_b(response.content.decode(), b) == [], where
+        # A, with B's channel or code: refused on that field.
+        for row in page.rows:
+            query = {**page.query(a), row: page.query(b)[row]}
+            response = browser.get(page.path, query)
+            assert response.status_code == 400, (where, row, response.status_code)
+            assert row in response.context["form"].errors, (where, row)
+            assert _of_b(response.content.decode(), b) == [], (where, row)
+
+
+def test_report_pages_offer_only_the_users_corps(worlds, callers):
+    user, _api = callers["manager"]
+    browser, a, b = _browser(user), worlds["A"], worlds["B"]
+    for name, pages in REPORT_PAGES.items():
+        html = browser.get(pages[0].path).content.decode()  # the default: the user's corp
+        assert a.corp.corp_id in html, name
+        assert b.corp.corp_id not in html, name
+        assert b.corp.name not in html, name
     # Two corps to choose from once the user belongs to B too.
     member(user, b.corp, role="manager")
-    assert b.corp.name in client.get("/reports/").content.decode()
+    for name, pages in REPORT_PAGES.items():
+        assert b.corp.name in browser.get(pages[0].path).content.decode(), name
 
 
-def test_report_pages_offer_nothing_without_a_membership(client, worlds, callers):
-    user, _api = callers["nobody"]
-    client.force_login(user)
-    html = client.get("/reports/", {"corp": worlds["A"].corp.corp_id}).content.decode()
-    for world in worlds.values():
-        assert world.corp.name not in html
+def test_a_foreign_corp_reads_as_an_unknown_one_on_every_report_page(worlds, callers):
+    user, _api = callers["operator"]
+    browser = _browser(user)
+    for name, pages in REPORT_PAGES.items():
+        for page in pages:
+            foreign = browser.get(page.path, {**page.query(worlds["A"]),
+                                              "corp": worlds["B"].corp.corp_id})  # fmt: skip
+            unknown = browser.get(page.path, {**page.query(worlds["A"]),
+                                              "corp": "wwnosuchcorp0000"})  # fmt: skip
+            assert foreign.status_code == unknown.status_code == 400, name
+            assert foreign.context["form"].errors == unknown.context["form"].errors, name
+
+
+def _failed_event(world: World) -> str:
+    """A failed callback event of the world's corp: a listed anomaly, its key."""
+    from scrm.wecom.models import CallbackEvent
+
+    event = CallbackEvent.objects.create(
+        corp=world.corp, dedup_key=f"failed-{world.corp.pk}", event="change_external_contact",
+        change_type="add_external_contact", event_time=timezone.now(),
+        status=CallbackEvent.Status.FAILED, last_error="boom",
+    )  # fmt: skip
+    CallbackEvent.objects.filter(pk=event.pk).update(
+        received_at=timezone.now() - dt.timedelta(hours=1)
+    )
+    return f"failed:{event.pk}"
+
+
+def test_anomaly_acknowledgement_matrix(worlds, callers):
+    from analytics.models import AnomalyAck
+
+    url = reverse(ACKNOWLEDGE)
+    keys = {corp: _failed_event(world) for corp, world in worlds.items()}
+    expected = {
+        # role: (status on A, status on B)
+        "anonymous": (302, 302),  # to the login
+        "nobody": (404, 404),
+        "manager": (403, 404),
+        "operator": (303, 404),
+        "admin": (303, 404),
+        "superuser": (303, 303),
+    }
+    for role, (user, _api) in callers.items():
+        browser = _browser(user)
+        for corp, world in worlds.items():
+            body = {"corp": world.corp.corp_id, "kind": "callback_failed", "key": keys[corp],
+                    "note": "已重试"}  # fmt: skip
+            with transaction.atomic():
+                response = browser.post(url, body)
+                acknowledged = AnomalyAck.objects.filter(corp=world.corp).exists()
+                transaction.set_rollback(True)
+            status = expected[role][0 if corp == "A" else 1]
+            assert response.status_code == status, (role, corp, response.status_code)
+            assert acknowledged == (status == 303), (role, corp)
+            if status == 404:
+                assert world.corp.name not in response.content.decode(), (role, corp)
+        assert browser.get(url).status_code == 405, role
 
 
 def test_random_ids_of_other_corps_are_all_404(worlds, callers):

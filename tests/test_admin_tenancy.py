@@ -1,18 +1,25 @@
 """The admin's tenancy, case by case: an operator of corp A cannot reach corp B's live codes,
 costs, customers or pages; a manager changes nothing; choices and autocomplete offer only the
-user's corps; memberships are managed by each corp's admins within their corps."""
+user's corps; memberships are managed by each corp's admins within their corps. Every custom
+admin view (a ModelAdmin's get_urls()) has its line in CUSTOM_VIEWS and is asked by each role
+(tests/test_access_matrix_urls.py fails for a view without one)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import transaction
 from django.test import Client
 from django.urls import reverse
 
 from channels_app.models import Channel, ChannelCost, LiveCode
 from contacts.models import ConversionEvent, ExternalContact
 from scrm.wecom.models import Corp, CorpMembership, Role
-from tests.test_access_matrix_admin import corp_rows, make_user
+from tests.test_access_matrix_admin import corp_rows, corp_state, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -136,6 +143,9 @@ def test_operator_of_a_cannot_add_costs_to_b(operator_a, corps):
     response = operator_a.get(page, {"channels": str(channel_b.pk)})
     assert response.status_code == 200
     assert response.context["selected"] == []
+    template = operator_a.get(page, {"channels": str(channel_b.pk), "template": "1"})
+    assert template.status_code == 200
+    assert channel_b.code not in template.content.decode("utf-8-sig")
     assert list(response.context["form"].fields["corp"].queryset) == [corps["corp_a"]]
     csv = f"channel_code,start_date,end_date,amount\n{channel_b.code},2026-07-01,2026-07-31,5\n"
     upload = SimpleUploadedFile("costs.csv", csv.encode(), content_type="text/csv")
@@ -176,13 +186,19 @@ def test_operator_of_a_cannot_see_b_customers(operator_a, corps):
     assert operator_a.get(change).status_code == 404
 
 
-def test_personal_data_page_finds_only_customers_of_the_users_corps(operator_a, corps):
+def test_personal_data_page_finds_only_customers_of_the_users_corps(operator_a, admin_a, corps):
     url = reverse("admin:contacts_auditlog_pipl")
     customer_b = corps["b"][ExternalContact]
     form = {"corp": corps["corp_b"].pk, "external_userid": customer_b.external_userid}
     response = operator_a.post(url, {**form, "action": "export"})
     assert response.status_code == 200
     assert "corp" in response.context["form"].errors
+    # A's admin may erase, in A only: B's customer is not found, nor erased.
+    for action in ("erase", "erase_confirmed"):
+        response = admin_a.post(url, {**form, "action": action})
+        assert response.status_code == 200
+        assert "corp" in response.context["form"].errors
+    assert ExternalContact.objects.get(pk=customer_b.pk).erased_at is None
     # Erasing is for the corp's admins.
     customer_a = corps["a"][ExternalContact]
     form = {"corp": corps["corp_a"].pk, "external_userid": customer_a.external_userid}
@@ -204,44 +220,234 @@ def test_conversion_csv_rows_of_another_corp_are_refused(operator_a, corps):
     assert not ConversionEvent.objects.filter(external_id="B-1").exists()
 
 
-# -- custom pages --------------------------------------------------------------------------------
+# -- custom pages: every view of a ModelAdmin's get_urls() --------------------------------------
+#
+# CUSTOM_VIEWS has a line for every custom admin URL (tests/test_access_matrix_urls.py fails for
+# one without): the roles of corp A that may open it, how it is asked about a corp's row or
+# with a corp's data, and how corp B is refused to a role of A. The matrix asks each as A's
+# admin, operator and manager, a staff account without membership and a superuser.
+
+A_ROLES = ("admin", "operator", "manager")
+WRITERS = frozenset({"admin", "operator"})
+READERS = frozenset(A_ROLES)
+ADMINS = frozenset({"admin"})
+NOBODY: frozenset[str] = frozenset()
+ROW = "row"  # a page of one row (in its URL): another corp's row is a 404
+FORM = "form"  # a page with a form naming the corp: another corp is a form error, 200
 
 
-@pytest.mark.parametrize(
-    ("name", "method"),
-    [
-        ("channels_app_livecode_import_csv", "post"),
-        ("channels_app_livecode_import_wecom", "post"),
-        ("contacts_taggroup_sync", "post"),
-        ("contacts_calibrationrun_add", "post"),
-        ("channels_app_referralcode_leaderboard", "get"),
-    ],
-)
-def test_custom_pages_offer_only_the_users_corps(operator_a, corps, name, method):
-    url = reverse(f"admin:{name}")
+@dataclass(frozen=True)
+class CustomView:
+    kind: str  # ROW or FORM
+    roles: frozenset[str]  # the roles of A that may open it (the others: `refused`)
+    url: Callable[[dict, str], str]  # about corp "a" or "b" (the URL of its row, for ROW)
+    method: str = "get"  # how it is opened (a FORM page: GET, then its form sent this way)
+    data: Callable[[dict, str], dict] = lambda corps, corp: {}  # what is sent about the corp
+    field: str = "corp"  # FORM: the field refusing another corp
+    ok: frozenset[int] = frozenset({200})  # a role that may: opening it
+    refused: frozenset[int] = frozenset({403})  # a role of A that may not: opening it
+
+
+def _csv(text: str, name: str = "upload.csv") -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, text.encode(), content_type="text/csv")
+
+
+def _name(name: str) -> Callable[[dict, str], str]:
+    return lambda corps, corp: reverse(f"admin:{name}")
+
+
+def _code_url(name: str, *extra: str) -> Callable[[dict, str], str]:
+    return lambda corps, corp: reverse(f"admin:{name}", args=[corps[corp][LiveCode].pk, *extra])
+
+
+def _costs_csv(corps: dict, corp: str) -> dict:
+    channel = corps[corp][Channel]
+    return {"corp": corps[f"corp_{corp}"].pk,
+            "file": _csv(f"channel_code,start_date,end_date,amount\n{channel.code},2026-07-01,"
+                         "2026-07-31,5\n")}  # fmt: skip
+
+
+def _codes_csv(corps: dict, corp: str) -> dict:
+    from contacts.models import Staff
+
+    channel, staff = corps[corp][Channel], corps[corp][Staff]
+    text = f"channel_code,name,staff\n{channel.code},新活码,{staff.userid}\n"
+    return {"corp": corps[f"corp_{corp}"].pk, "file": _csv(text)}
+
+
+def _conversions_csv(corps: dict, corp: str) -> dict:
+    customer = corps[corp][ExternalContact]
+    return {"file": _csv(
+        "corp_id,external_id,kind,amount,currency,occurred_at,external_userid,unionid,note\n"
+        f"{corps[f'corp_{corp}'].corp_id},M-1,order,99,CNY,2026-06-18 20:30:00,"
+        f"{customer.external_userid},,\n"
+    )}  # fmt: skip
+
+
+def _pipl(action: str) -> Callable[[dict, str], dict]:
+    return lambda corps, corp: {
+        "corp": corps[f"corp_{corp}"].pk,
+        "external_userid": corps[corp][ExternalContact].external_userid,
+        "action": action,
+    }
+
+
+def _new_account(corps: dict, corp: str) -> dict:
+    return {"username": f"new.member.{corp}", "password1": "a-long-passphrase-2026",
+            "password2": "a-long-passphrase-2026", "corp": corps[f"corp_{corp}"].pk,
+            "role": Role.OPERATOR}  # fmt: skip
+
+
+def _membership_password(corps: dict, corp: str) -> str:
+    """A's: the membership of A's operator (a member of A only, not the asker unless the
+    operator asks); B's: the fixture's member of B."""
+    if corp == "a":
+        membership = CorpMembership.objects.get(corp=corps["corp_a"], user__username="op-a")
+    else:
+        membership = corps["b"][CorpMembership]
+    return reverse("admin:wecom_corpmembership_password", args=[membership.pk])
+
+
+CUSTOM_VIEWS: dict[str, CustomView] = {
+    "channels_app_channel_import_costs": CustomView(
+        FORM, WRITERS, _name("channels_app_channel_import_costs"), "post", _costs_csv
+    ),
+    "channels_app_livecode_import_csv": CustomView(
+        FORM, WRITERS, _name("channels_app_livecode_import_csv"), "post", _codes_csv
+    ),
+    "channels_app_livecode_import_wecom": CustomView(
+        FORM, WRITERS, _name("channels_app_livecode_import_wecom"), "post",
+        lambda corps, corp: {"corp": corps[f"corp_{corp}"].pk},
+    ),
+    "channels_app_livecode_png": CustomView(ROW, READERS, _code_url("channels_app_livecode_png")),
+    "channels_app_livecode_poster": CustomView(
+        ROW, READERS, _code_url("channels_app_livecode_poster")
+    ),
+    "channels_app_livecode_status": CustomView(
+        ROW, WRITERS, _code_url("channels_app_livecode_status", "archive"), "post",
+        ok=frozenset({302}),
+    ),
+    "channels_app_referralcode_leaderboard": CustomView(
+        FORM, READERS, _name("channels_app_referralcode_leaderboard"), "get",
+        lambda corps, corp: {"corp": corps[f"corp_{corp}"].pk, "days": "0"},
+    ),
+    "contacts_taggroup_sync": CustomView(
+        FORM, WRITERS, _name("contacts_taggroup_sync"), "post",
+        lambda corps, corp: {"corp": corps[f"corp_{corp}"].pk},
+    ),
+    "contacts_conversionevent_import": CustomView(
+        FORM, WRITERS, _name("contacts_conversionevent_import"), "post", _conversions_csv,
+        field="corp_id",
+    ),
+    "contacts_auditlog_pipl": CustomView(
+        FORM, WRITERS, _name("contacts_auditlog_pipl"), "post", _pipl("export")
+    ),
+    # A corp's admins: new member accounts, and the passwords of the accounts in their care.
+    "wecom_corpmembership_account_add": CustomView(
+        FORM, ADMINS, _name("wecom_corpmembership_account_add"), "post", _new_account
+    ),
+    "wecom_corpmembership_password": CustomView(
+        ROW, ADMINS, _membership_password, refused=frozenset({403, 404}),  # 404: not readable
+    ),
+    # Django's own (the user admin: superusers only).
+    "auth_user_password_change": CustomView(
+        ROW, NOBODY,
+        lambda corps, corp: reverse("admin:auth_user_password_change",
+                                    args=[corps["bystander"].pk]),
+    ),
+}  # fmt: skip
+
+
+@pytest.fixture
+def clients(corps, admin_a, operator_a, manager_a, admin_client, django_user_model) -> dict:
+    """The admin, operator and manager of A, a staff account without membership, a superuser."""
+    return {"admin": admin_a, "operator": operator_a, "manager": manager_a,
+            "nomember": login(django_user_model, "nobody"), "superuser": admin_client}  # fmt: skip
+
+
+def _published_landing_codes(corps: dict) -> None:
+    """Each corp's code, published as a landing code: its QR and poster need no WeCom."""
+    from django.utils import timezone
+
+    LiveCode.objects.filter(pk__in=[corps["a"][LiveCode].pk, corps["b"][LiveCode].pk]).update(
+        mode=LiveCode.Mode.LANDING, status=LiveCode.Status.ACTIVE, published_at=timezone.now()
+    )
+
+
+def _ask(client: Client, method: str, url: str, data: dict) -> Any:
+    """The request, its writes rolled back: every caller meets the same rows."""
+    with transaction.atomic():
+        response = getattr(client, method)(url, data)
+        transaction.set_rollback(True)
+    return response
+
+
+def _refused_in_form(response: Any, field: str) -> bool:
+    context = response.context or {}
+    form = context.get("form")
+    if form is not None and field in form.errors:
+        return True
+    return any(error.get("field") == field for error in context.get("errors") or [])
+
+
+@pytest.mark.parametrize("name", sorted(CUSTOM_VIEWS))
+def test_custom_admin_view_matrix(clients, corps, name):
+    view = CUSTOM_VIEWS[name]
+    _published_landing_codes(corps)
+    before_b = corp_state(corps["corp_b"])
+    for role, client in clients.items():
+        where = f"{name} as {role}"
+        may = role == "superuser" or role in view.roles
+        # Opening it about A (a FORM page: the page; a ROW page: A's row).
+        if view.kind == FORM:
+            response = client.get(view.url(corps, "a"))
+        else:
+            response = _ask(client, view.method, view.url(corps, "a"), view.data(corps, "a"))
+        if may:
+            assert response.status_code in view.ok, (where, response.status_code)
+        elif role == "nomember" and view.kind == ROW:
+            assert response.status_code in (403, 404), where  # no row of his: not there
+        elif role == "nomember":
+            assert response.status_code == 403, (where, response.status_code)
+        else:
+            assert response.status_code in view.refused, (where, response.status_code)
+        if may and view.kind == FORM:
+            if role != "superuser":  # the corps offered: A's only
+                corp_field = response.context["form"].fields.get("corp")
+                if corp_field is not None:
+                    assert list(corp_field.queryset) == [corps["corp_a"]], where
+            # The form sent about A is not refused (so B's refusal below is B's).
+            own = _ask(client, view.method, view.url(corps, "a"), view.data(corps, "a"))
+            assert own.status_code in (200, 302), (where, own.status_code)
+            assert not _refused_in_form(own, view.field), where
+        if role == "superuser" or not may or view.roles == NOBODY:
+            continue
+        # Corp B, to a role of A: its row is not there; its corp is refused in the form.
+        response = _ask(client, view.method, view.url(corps, "b"), view.data(corps, "b"))
+        if view.kind == ROW:
+            assert response.status_code == 404, (where, response.status_code)
+        else:
+            assert response.status_code == 200, (where, response.status_code)
+            assert _refused_in_form(response, view.field), where
+            assert corps["corp_b"].name not in response.content.decode(), where
+        assert corp_state(corps["corp_b"]) == before_b, where
+    # A ROW page of B to a role of A that may not open it on A either: 404 before 403.
+    if view.kind == ROW and view.roles != NOBODY:
+        for role in set(A_ROLES) - view.roles:
+            response = _ask(clients[role], view.method, view.url(corps, "b"), view.data(corps, "b"))
+            assert response.status_code == 404, (name, role, response.status_code)
+
+
+def test_the_calibration_page_offers_only_the_users_corps(operator_a, manager_a, corps):
+    """The calibration's add page is a custom one (a corp and a date, then a background run)."""
+    url = reverse("admin:contacts_calibrationrun_add")
     response = operator_a.get(url)
     assert response.status_code == 200
-    form = response.context["form"]
-    assert list(form.fields["corp"].queryset) == [corps["corp_a"]]
-    response = getattr(operator_a, method)(url, {"corp": corps["corp_b"].pk})
+    assert list(response.context["form"].fields["corp"].queryset) == [corps["corp_a"]]
+    response = operator_a.post(url, {"corp": corps["corp_b"].pk})
     assert response.status_code == 200
     assert "corp" in response.context["form"].errors
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        "channels_app_livecode_import_csv",
-        "channels_app_livecode_import_wecom",
-        "channels_app_channel_import_costs",
-        "contacts_taggroup_sync",
-        "contacts_calibrationrun_add",
-        "contacts_conversionevent_import",
-        "contacts_auditlog_pipl",
-    ],
-)
-def test_a_manager_gets_no_writing_page(manager_a, name):
-    assert manager_a.get(reverse(f"admin:{name}")).status_code == 403
+    assert manager_a.get(url).status_code == 403
 
 
 def test_a_manager_cannot_change_anything(manager_a, corps):
@@ -264,23 +470,50 @@ def test_a_manager_cannot_change_anything(manager_a, corps):
 # -- choices and autocomplete ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("model", "field", "target"),
-    [
-        ("livecode", "channel", Channel),
-        ("referralcode", "live_code", LiveCode),
-        ("referralcode", "referrer", ExternalContact),
-        ("channelcost", "channel", Channel),
-    ],
-)
-def test_autocomplete_offers_nothing_of_corp_b(operator_a, corps, model, field, target):
-    response = operator_a.get(
-        reverse("admin:autocomplete"),
-        {"app_label": "channels_app", "model_name": model, "field_name": field, "term": ""},
-    )
+def _autocomplete_fields() -> list[tuple[str, str, str]]:
+    """(app label, model name, field) of every autocomplete field of our apps' admins and
+    their inlines (the source model of an inline's field is the inline's)."""
+    from django.contrib import admin
+
+    from tests.test_access_matrix_admin import OUR_APPS
+
+    found = set()
+    for model, model_admin in admin.site._registry.items():
+        if model._meta.app_label not in OUR_APPS:
+            continue
+        sources = [(model, model_admin.autocomplete_fields)]
+        sources += [(inline.model, inline.autocomplete_fields) for inline in model_admin.inlines]
+        for source, fields in sources:
+            found |= {(source._meta.app_label, source._meta.model_name, name) for name in fields}
+    return sorted(found)
+
+
+@pytest.mark.parametrize(("app_label", "model", "field"), _autocomplete_fields())
+def test_autocomplete_offers_nothing_of_corp_b(operator_a, manager_a, corps, app_label, model,
+                                               field):  # fmt: skip
+    from django.apps import apps
+
+    target = apps.get_model(app_label, model)._meta.get_field(field).related_model
+    query = {"app_label": app_label, "model_name": model, "field_name": field, "term": ""}
+    response = operator_a.get(reverse("admin:autocomplete"), query)
     assert response.status_code == 200
     ids = {int(result["id"]) for result in response.json()["results"]}
     assert ids == {corps["a"][target].pk}
+    # A manager writes nothing: nothing to choose.
+    response = manager_a.get(reverse("admin:autocomplete"), query)
+    assert response.status_code in (200, 403)
+    assert response.status_code == 403 or response.json()["results"] == []
+
+
+def test_view_on_site_shows_nothing_of_corp_b(operator_a, corps):
+    """The admin site's view_on_site (/admin/r/<type>/<id>/) follows a row's
+    get_absolute_url without the admin's scoping: none of our rows may have one."""
+    from django.contrib.contenttypes.models import ContentType
+
+    for model, row in corps["b"].items():
+        content_type = ContentType.objects.get_for_model(model)
+        url = reverse("admin:view_on_site", args=[content_type.pk, row.pk])
+        assert operator_a.get(url).status_code == 404, model._meta.label
 
 
 def test_a_users_only_corp_is_preselected_and_the_only_choice(operator_a, corps):
@@ -346,6 +579,30 @@ def test_a_corp_admin_manages_memberships_of_own_corp_only(admin_a, corps, djang
     b_membership = CorpMembership.objects.get(corp=corp_b, user=corps["bystander"])
     b_url = reverse("admin:wecom_corpmembership_change", args=[b_membership.pk])
     assert admin_a.get(b_url).status_code == 404
+
+
+def test_a_corp_admin_sets_no_password_of_a_member_of_another_corp(admin_a, corps):
+    """The fixture's bystander is an operator of A and of B: not in the care of A's admin."""
+    bystander = corps["bystander"]
+    membership = CorpMembership.objects.get(user=bystander, corp=corps["corp_a"])
+    url = reverse("admin:wecom_corpmembership_password", args=[membership.pk])
+    password = bystander.password
+    assert admin_a.get(url).status_code == 403
+    data = {"new_password1": "a-long-passphrase-2026", "new_password2": "a-long-passphrase-2026"}
+    assert admin_a.post(url, data).status_code == 403
+    bystander.refresh_from_db()
+    assert bystander.password == password
+    # Nor is a username of another corp's member taken over by a "new" account.
+    url = reverse("admin:wecom_corpmembership_account_add")
+    data = {"username": bystander.username, "password1": "a-long-passphrase-2026",
+            "password2": "a-long-passphrase-2026", "corp": corps["corp_a"].pk,
+            "role": Role.ADMIN}  # fmt: skip
+    response = admin_a.post(url, data)
+    assert response.status_code == 200
+    assert response.context["form"].errors
+    bystander.refresh_from_db()
+    assert bystander.password == password
+    assert CorpMembership.objects.get(pk=membership.pk).role == Role.OPERATOR
 
 
 def test_a_corp_admin_cannot_reach_users_or_tokens(admin_a, corps):
