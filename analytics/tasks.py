@@ -1,3 +1,4 @@
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from celery import shared_task
@@ -32,9 +33,21 @@ def rollups_refresh_task(corp_id: int) -> int:
     return rollups_refresh(corp=corp) if corp is not None else 0
 
 
+def nightly_hour(now: datetime, zone: tzinfo) -> bool:
+    """Whether the hour `now` falls in is a corp's nightly one: 02:xx on its clock, or, the
+    night its clock springs forward past 02:00 (02:xx never happens there), 03:xx."""
+    local = now.astimezone(zone)
+    if local.hour == NIGHTLY_LOCAL_HOUR:
+        return True
+    if local.hour != NIGHTLY_LOCAL_HOUR + 1:
+        return False
+    skipped = local.replace(hour=NIGHTLY_LOCAL_HOUR, minute=0, second=0, microsecond=0)
+    return skipped.astimezone(UTC).astimezone(zone).hour != NIGHTLY_LOCAL_HOUR
+
+
 @shared_task(acks_late=True, expires=3000)
 def rollups_nightly_all_task() -> int:
-    """Beat, hourly: the last 35 days of each corp whose own clock reads 02:00 (the 30-day
+    """Beat, hourly: the last 35 days of each corp whose own clock reads 02:xx (the 30-day
     windows and retention of last month's cohorts mature; late orders are folded in)."""
     from django.utils import timezone
 
@@ -44,7 +57,7 @@ def rollups_nightly_all_task() -> int:
     corp_ids = [
         corp.pk
         for corp in Corp.objects.filter(is_active=True).order_by("pk")
-        if now.astimezone(corp.tzinfo).hour == NIGHTLY_LOCAL_HOUR
+        if nightly_hour(now, corp.tzinfo)
     ]
     for corp_id in corp_ids:
         rollups_rebuild_recent_task.delay(corp_id)

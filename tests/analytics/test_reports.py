@@ -100,6 +100,10 @@ def _local(moment: dt.datetime, corp) -> dt.date:
     return moment.astimezone(corp.tzinfo).date()
 
 
+def _day_start(day: dt.date, corp) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), tzinfo=corp.tzinfo)
+
+
 def _live_at(customer_id: int, moment: dt.datetime) -> bool:
     events = RelationEvent.objects.filter(external_contact_id=customer_id, occurred_at__lte=moment)
     for relation_id in set(events.values_list("follow_relation_id", flat=True)):
@@ -117,10 +121,13 @@ def _live_at(customer_id: int, moment: dt.datetime) -> bool:
 
 
 def _oracle(corp, first: dt.date, last: dt.date, window: int, key: str, touch: str = "any") -> dict:
-    """Summed figures per channel (key "channel"), day ("day") or breakdown value (a
-    Breakdown: the value of the scan, of an add's scan or add_way, of the first touch's)."""
+    """Summed figures per channel, live code, staff member or channel type (key "channel",
+    "live_code", "staff", "channel_type": the credited add's, a scan's own code and member, a
+    deletion's own member under any touch), day ("day") or breakdown value (a Breakdown: the
+    value of the scan, of an add's scan or add_way, of the first touch's)."""
     sums: dict = defaultdict(lambda: defaultdict(Decimal))
     breakdown = key if key in Breakdown.values else ""
+    channel_types = dict(Channel.objects.filter(corp=corp).values_list("pk", "channel_type"))
     first_touch = {
         source.external_contact_id: Attribution.objects.get(add_event_id=source.add_event_id)
         for source in FirstSource.objects.filter(corp=corp)
@@ -136,10 +143,22 @@ def _oracle(corp, first: dt.date, last: dt.date, window: int, key: str, touch: s
         scan = attribution.scan if attribution is not None else None
         return getattr(scan, breakdown, "") if scan is not None else ""
 
-    def group(moment: dt.datetime, channel_id: int | None, value: object = None) -> object:
+    def group(
+        moment: dt.datetime,
+        channel_id: int | None,
+        value: object = None,
+        live_code_id: int | None = None,
+        staff_id: int | None = None,
+    ) -> object:
         if breakdown:
             return value
-        return _local(moment, corp) if key == "day" else channel_id
+        return {
+            "day": _local(moment, corp),
+            "channel": channel_id,
+            "live_code": live_code_id,
+            "staff": staff_id,
+            "channel_type": channel_types.get(channel_id),  # no channel: no type
+        }[key]
 
     def inside(moment: dt.datetime) -> bool:
         return first <= _local(moment, corp) <= last
@@ -147,13 +166,15 @@ def _oracle(corp, first: dt.date, last: dt.date, window: int, key: str, touch: s
     for scan in Scan.objects.filter(corp=corp).select_related("live_code"):
         if inside(scan.created_at) and breakdown != Breakdown.ADD_WAY:  # a scan has no add_way
             row = sums[group(scan.created_at, scan.live_code.channel_id,
-                             getattr(scan, breakdown, ""))]  # fmt: skip
+                             getattr(scan, breakdown, ""), scan.live_code_id,
+                             scan.staff_id)]  # fmt: skip
             row["scans"] += 1
             row.setdefault("devices", set()).add(scan.device_key)
     for attribution in Attribution.objects.filter(corp=corp).select_related("live_code"):
         if inside(attribution.added_at):
             to = credited(attribution, attribution.external_contact_id)
-            row = sums[group(attribution.added_at, to.channel_id, value_of(to))]
+            row = sums[group(attribution.added_at, to.channel_id, value_of(to), to.live_code_id,
+                             to.staff_id)]  # fmt: skip
             row["adds"] += 1
             if attribution.live_code and attribution.live_code.mode == LiveCode.Mode.LANDING:
                 row["landing_adds"] += 1
@@ -167,17 +188,24 @@ def _oracle(corp, first: dt.date, last: dt.date, window: int, key: str, touch: s
                 .first()
             )
             to = credited(ended, event.external_contact_id)
+            # Any touch: the member whose relation ended, even with no add before it.
+            staff_id = to.staff_id if touch == "first" else event.staff_id
             row = sums[group(event.occurred_at, to.channel_id if to else None,
-                             value_of(to) if to else "")]  # fmt: skip
+                             value_of(to) if to else "", to.live_code_id if to else None,
+                             staff_id)]  # fmt: skip
             row["lost" if event.kind == "deleted_by_customer" else "removed"] += 1
     for source in FirstSource.objects.filter(corp=corp):
         if not inside(source.added_at):
             continue
-        touch = Attribution.objects.get(add_event_id=source.add_event_id)
+        # (Not `touch`: that names the crediting, read by credited() above.)
+        first_add = Attribution.objects.get(add_event_id=source.add_event_id)
         value = (
-            value_of(touch) if breakdown != Breakdown.ADD_WAY else value_of(None, source.add_way)
+            value_of(first_add)
+            if breakdown != Breakdown.ADD_WAY
+            else value_of(None, source.add_way)
         )
-        row = sums[group(source.added_at, touch.channel_id, value)]
+        row = sums[group(source.added_at, first_add.channel_id, value, first_add.live_code_id,
+                         source.staff_id)]  # fmt: skip
         row["new_customers"] += 1
         conversions = ConversionEvent.objects.filter(external_contact_id=source.external_contact_id)
         after = [c for c in conversions if c.occurred_at >= source.added_at]
@@ -199,24 +227,26 @@ def _oracle(corp, first: dt.date, last: dt.date, window: int, key: str, touch: s
         row["buyers"] += 1 if orders else 0
         row["repeat_buyers"] += 1 if len(orders) >= 2 else 0
     costs = defaultdict(Decimal)
-    for cost in ChannelCost.objects.filter(corp=corp):
+    # A cost names a channel (so its type) and spreads over days; not a code, member, utm or
+    # device.
+    has_cost = key in ("day", "channel", "channel_type")
+    for cost in ChannelCost.objects.filter(corp=corp) if has_cost else ():
         span = (cost.end_date - cost.start_date).days + 1
         for offset in range(span):
             day = cost.start_date + dt.timedelta(days=offset)
             if first <= day <= last:
-                costs[day if key == "day" else cost.channel_id] += cost.amount / span
-    if breakdown:
-        costs.clear()  # a cost names a channel, not a utm or device
+                costs[group(_day_start(day, corp), cost.channel_id)] += cost.amount / span
     figures = {}
-    for group_key in set(sums) | set(costs):
+    every_day = {first + dt.timedelta(days=i) for i in range((last - first).days + 1)}
+    for group_key in set(sums) | set(costs) | (every_day if key == "day" else set()):
         row = sums[group_key]
         summed = {name: int(row.get(name, 0)) for name in (
             "scans", "adds", "landing_adds", "lost", "removed", "new_customers", "consult_72h",
             "mature_30d", "retained_30d", "orders", "buyers", "repeat_buyers")}  # fmt: skip
         summed["visitors"] = len(row.get("devices", set()) - {""})
         summed["revenue"] = row.get("revenue", Decimal(0))
-        has_channel = key == "channel" and group_key is not None  # no channel, no cost
-        summed["cost"] = costs.get(group_key, Decimal(0)) if has_channel else None
+        has_channel = key == "day" or group_key is not None  # no channel, no cost
+        summed["cost"] = costs.get(group_key, Decimal(0)) if has_cost and has_channel else None
         figures[group_key] = summed
     return figures
 
@@ -263,13 +293,27 @@ def _check(corp, *, window: int = 30) -> None:
         for value, sums in _oracle(corp, FIRST, LAST, window, breakdown).items():
             if any(sums[name] for name in shown):
                 _same(rows[value], sums)
+    for group_by in ("live_code", "staff", "channel_type"):
+        for touch in ("any", "first"):
+            params = ReportParams(corp=corp, first=FIRST, last=LAST, window=window,
+                                  group_by=group_by, touch=touch)  # fmt: skip
+            result = ChannelReport(params).calculate()
+            assert result.totals == totals
+            rows = _report_by_key(result)
+            oracle = {
+                key: sums
+                for key, sums in _oracle(corp, FIRST, LAST, window, group_by, touch).items()
+                if any(sums[name] for name in shown) or sums["cost"]  # a row of its own
+            }
+            assert set(rows) == set(oracle), (group_by, touch)
+            for key, sums in oracle.items():
+                _same(rows[key], sums)
     daily = DailyReport(ReportParams(corp=corp, first=FIRST, last=LAST, window=window))
     by_day = _report_by_key(daily.calculate())
     assert list(by_day) == [FIRST + dt.timedelta(days=i) for i in range(31)]
-    for day, sums in _oracle(corp, FIRST, LAST, window, "day").items():
-        if FIRST <= day <= LAST:
-            _same({**by_day[day], "cost": None, "cost_per_new_customer": None, "roi": None},
-                  {**sums, "cost": None})  # fmt: skip
+    oracle = _oracle(corp, FIRST, LAST, window, "day")
+    for day in by_day:  # every day, with or without facts: its cost, 0 without spend
+        _same(by_day[day], oracle[day])
 
 
 # -- a worked scenario -------------------------------------------------------------------------
@@ -422,12 +466,17 @@ scans = st.lists(st.tuples(st.integers(0, 5), st.integers(1, 3), moments), max_s
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(adds=adds, after=after_first_add, scans=scans, window=st.sampled_from([7, 15, 30]),
-       cost_days=st.tuples(st.integers(-10, 20), st.integers(0, 40)))  # fmt: skip
+       cost_days=st.tuples(st.integers(-10, 20), st.integers(0, 40)),
+       channel_types=st.tuples(*[st.sampled_from(Channel.Type.values)] * 2))  # fmt: skip
 def test_every_report_figure_equals_the_one_computed_from_the_raw_facts(
-    corp, adds, after, scans, window, cost_days
+    corp, adds, after, scans, window, cost_days, channel_types
 ):
+    """By channel, live code, staff member, channel type (the two channels' types drawn: one
+    type or two), each breakdown and day, any touch and first touch, costs included."""
     with transaction.atomic():
         codes = _codes(corp)
+        for code, channel_type in zip(codes.values(), channel_types, strict=True):
+            Channel.objects.filter(pk=code.channel_id).update(channel_type=channel_type)
         slots = {n: _slot(codes["xhs"], f"staff0{n}") for n in (1, 2, 3)}
         start = FIRST + dt.timedelta(days=cost_days[0])
         ChannelCost.objects.create(corp=corp, channel=codes["pyq"].channel, start_date=start,
