@@ -71,6 +71,7 @@ def validate_welcome_attachments(value: Any) -> None:
     problems = []
     for number, attachment in enumerate(value, start=1):
         kind = attachment.get("msgtype") if isinstance(attachment, dict) else None
+        kind = kind if isinstance(kind, str) else None  # JSON may put a list there
         body = attachment.get(kind) if kind in WECOM_KEYS else None
         known = {key for _column, key in WECOM_KEYS.get(kind, [])}
         if not isinstance(body, dict) or set(attachment) != {"msgtype", kind}:

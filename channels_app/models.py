@@ -672,11 +672,7 @@ class GroupJoinWay(models.Model):
     )
     name = models.CharField(_("name"), max_length=30)
     scene = models.PositiveSmallIntegerField(_("scene"), choices=Scene.choices, default=2)
-    chat_ids = StorableJSONField(
-        _("group chat IDs"),
-        default=list,
-        help_text=_("At most 5."),
-    )
+    chat_ids = StorableJSONField(_("group chat IDs"), default=list, help_text=_("At most 5."))
     auto_create_room = models.BooleanField(_("create a new group when full"), default=True)
     room_base_name = models.CharField(_("new group name"), max_length=40, blank=True)
     room_base_id = models.PositiveIntegerField(_("new group number from"), default=1)

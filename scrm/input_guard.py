@@ -7,8 +7,8 @@
   RecursionError, which DRF's JSONParser (it catches ValueError) lets through as a 500.
 - Python's json module reads NaN, Infinity and 1e400 (infinite) as floats; PostgreSQL's jsonb
   refuses them. `json_problem` walks a parsed value (keys included) for all of these: every API
-  body (GuardedJSONParser) and every JSONField of ours (`validate_json_storable`, run by the
-  admin's forms and the services' full_clean) refuse them with a reason.
+  body (GuardedJSONParser) and every JSONField of ours (StorableJSONField, validated wherever
+  full_clean runs: the admin's forms, the services) refuse them with a reason and a place.
 """
 
 from __future__ import annotations

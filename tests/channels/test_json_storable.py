@@ -92,6 +92,7 @@ def test_the_api_answers_400_with_the_place(corp, make_code, django_user_model, 
     ("attachments", "message"),
     [
         ([{"x": "1"}], "a msgtype"),
+        ([{"msgtype": ["link"], "link": {}}], "a msgtype"),
         ([{"msgtype": "link", "link": {"url": "https://a.example"}}], "title is needed."),
         ([{"msgtype": "image", "image": {"media_id": "M", "colour": "red"}}], "unknown fields"),
         ([{"msgtype": "image", "image": {"media_id": 7}}], "the fields are text"),
