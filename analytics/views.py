@@ -69,8 +69,10 @@ def _report_page(request: HttpRequest, group_by: str) -> HttpResponse:
     table = report.calculate()
     # Budget advice by channel only (a cost names a channel); shown, never applied.
     advice = budget_advice(report, table) if group_by == "channel" else None
-    trend = DailyReport(form.params(group_by)).calculate()
-    previous = DailyReport(form.params(group_by, previous=True)).calculate()
+    # The period's totals are the table's (the same rollups whatever the grouping): the trend
+    # needs its days only, the previous period its totals only.
+    trend = DailyReport(form.params(group_by)).calculate(totals=False)
+    previous = DailyReport(form.params(group_by, previous=True)).calculate(rows=False)
     shown = ReportFilterForm(
         initial=form.resolved(), corps=corps, breakdown=group_by in pages.BREAKDOWNS
     )
@@ -90,7 +92,7 @@ def _report_page(request: HttpRequest, group_by: str) -> HttpResponse:
             "channel_query": form.query(drill_down=False, channel=table.params.channel),
             "tabs": _tabs(form, group_by),
             "column": pages.PAGES[group_by]["column"],
-            "kpis": pages.kpis(trend.totals, previous.totals, table.params.window),
+            "kpis": pages.kpis(table.totals, previous.totals, table.params.window),
             "table": pages.table(form, group_by, table, advice),
             "budget_definition": BUDGET_DEFINITION if advice is not None else "",
             "trend_chart": pages.trend_chart(trend),

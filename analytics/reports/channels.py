@@ -176,18 +176,22 @@ class _Report:
     def _computed(self) -> tuple[Any, list[date]]:
         return rollups_computed(self.params.corp, self.params.first, self.params.last)
 
-    def calculate(self) -> ReportResult:
-        rows = [
-            {"key": key, **self._derive(figures)}
-            for key, figures in self._sums(grouped=True).items()
-        ]
-        names = self._names([row["key"] for row in rows])
-        for row in rows:
-            row["name"] = names(row["key"])
-        rows.sort(key=self._order)
-        totals = self._derive(self._sums(grouped=False)[None])
+    def calculate(self, *, rows: bool = True, totals: bool = True) -> ReportResult:
+        """The rows and the totals; a page that has one of them from another report of the same
+        period asks for the other only (rows=False: no rows; totals=False: totals {})."""
+        found = []
+        if rows:
+            found = [
+                {"key": key, **self._derive(figures)}
+                for key, figures in self._sums(grouped=True).items()
+            ]
+            names = self._names([row["key"] for row in found])
+            for row in found:
+                row["name"] = names(row["key"])
+            found.sort(key=self._order)
+        summed = self._derive(self._sums(grouped=False)[None]) if totals else {}
         computed_at, missing = self._computed()
-        return ReportResult(self.params, rows, totals, computed_at, missing)
+        return ReportResult(self.params, found, summed, computed_at, missing)
 
     def _derive(self, figures: dict[str, Any]) -> dict[str, Any]:
         """A row's figures from its sums (a report with figures of its own adds them)."""
@@ -230,16 +234,18 @@ class DailyReport(_Report):
 
     group_field = "day"
 
-    def calculate(self) -> ReportResult:
-        result = super().calculate()
+    def calculate(self, *, rows: bool = True, totals: bool = True) -> ReportResult:
+        result = super().calculate(rows=rows, totals=totals)
+        if not rows:
+            return result
         by_day = {row["key"]: row for row in result.rows}
         empty = derive({**ZERO, "cost": Decimal(0) if self.has_cost else None})
-        rows = [
+        rows_by_day = [
             by_day.get(day) or {"key": day, "name": day.isoformat(), **empty}
             for day in day_range(self.params.first, self.params.last)
         ]
         return ReportResult(
-            result.params, rows, result.totals, result.computed_at, result.days_not_computed
+            result.params, rows_by_day, result.totals, result.computed_at, result.days_not_computed
         )
 
     def _names(self, keys: list[Any]) -> Callable[[Any], str]:
