@@ -27,7 +27,12 @@ from scrm.wecom.admin_tenancy import (
     is_superuser,
     superuser_only,
 )
-from scrm.wecom.memberships import accounts_in_care_of, member_account_create, member_password_set
+from scrm.wecom.memberships import (
+    accounts_in_care_of,
+    member_account_create,
+    member_password_set,
+    users_manageable_by,
+)
 from scrm.wecom.models import ApiCall, CallbackEvent, Corp, CorpMembership, Role
 from scrm.wecom.secret_lookups import lookup_names_secret
 from scrm.wecom.services import callback_events_retry
@@ -225,20 +230,6 @@ class ApiCallAdmin(ReadOnlyAdmin):
 
 
 # -- memberships and Django's own models -------------------------------------------------------
-
-
-def users_manageable_by(user: Model) -> QuerySet:
-    """The accounts a corp admin may give a role in their corps: the other members of those
-    corps (never a superuser, never themselves). New accounts are the deployment's: a superuser
-    creates them (User admin or `manage.py scrm_user add`)."""
-    corp_ids = tenancy.corp_ids_for_user(user, CREDENTIALS) or set()
-    return (
-        get_user_model()
-        .objects.filter(is_active=True, is_superuser=False, corp_memberships__corp__in=corp_ids)
-        .exclude(pk=user.pk)
-        .distinct()
-        .order_by("username")
-    )
 
 
 class MemberAccountForm(SetPasswordMixin, forms.Form):

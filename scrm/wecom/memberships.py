@@ -105,6 +105,20 @@ def scrm_user_remove(*, user: Any, corps: Iterable[Corp] | None = None) -> int:
     return removed
 
 
+def users_manageable_by(user: Any) -> QuerySet:
+    """The accounts a corp admin may give a role in their corps: the other members of those
+    corps (never a superuser, never themselves). A new account comes from
+    member_account_create (or a superuser: User admin, `manage.py scrm_user add`)."""
+    corp_ids = tenancy.corp_ids_for_user(user, tenancy.CREDENTIALS) or set()
+    return (
+        get_user_model()
+        .objects.filter(is_active=True, is_superuser=False, corp_memberships__corp__in=corp_ids)
+        .exclude(pk=user.pk)
+        .distinct()
+        .order_by("username")
+    )
+
+
 def accounts_in_care_of(actor: Any) -> QuerySet:
     """The accounts whose password `actor` may set: active, not superusers, not `actor`, and
     members of no corp but those where `actor` is an admin (an account that also belongs to
