@@ -8,7 +8,14 @@ switches to English and back."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+)
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
@@ -96,16 +103,33 @@ def test_the_readme_demo_path(desktop, live_server, settings):
     finally:
         english.quit()
 
-    # The console's language switcher: English, then back to Chinese.
+    # The console's language switcher: English, then back to Chinese. Each switch posts and
+    # redirects, so the text is read only once the old page is gone, and a read that races
+    # the next page's load is tried again rather than failing on a stale element.
     desktop.get(f"{live_server.url}/admin/")
-    desktop.find_element(By.CSS_SELECTOR, "#language-switch button[value=en]").click()
-    WebDriverWait(desktop, 10).until(
-        lambda browser: (
-            "Site administration" in browser.find_element(By.TAG_NAME, "body").text
-            or "Channels" in browser.find_element(By.ID, "content-main").text
-        )
-    )
-    desktop.find_element(By.CSS_SELECTOR, "#language-switch button[value=zh-hans]").click()
-    WebDriverWait(desktop, 10).until(
-        lambda browser: "渠道" in browser.find_element(By.ID, "content-main").text
-    )
+    _switch_language(desktop, "en")
+    assert "Channels" in _text_when(desktop, "content-main", "Channels")
+    _switch_language(desktop, "zh-hans")
+    assert "渠道" in _text_when(desktop, "content-main", "渠道")
+
+
+def _switch_language(browser, language: str) -> None:
+    page = browser.find_element(By.TAG_NAME, "html")
+    browser.find_element(By.CSS_SELECTOR, f"#language-switch button[value={language}]").click()
+    WebDriverWait(browser, 10).until(staleness_of(page))
+
+
+def _text_when(browser, element_id: str, expected: str) -> str:
+    """The element's text once it shows `expected` (or its last text after 10 s)."""
+    last = {"text": ""}
+
+    def shown(driver) -> bool:
+        last["text"] = driver.find_element(By.ID, element_id).text
+        return expected in last["text"]
+
+    # On a timeout the caller's assertion shows what the page said instead.
+    with contextlib.suppress(TimeoutException):
+        WebDriverWait(
+            browser, 10, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+        ).until(shown)
+    return last["text"]
