@@ -4,7 +4,9 @@ services on both sides of the API (so calibration finds WeCom agreeing), and wri
 from __future__ import annotations
 
 import datetime as dt
+import io
 from collections import Counter
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -13,12 +15,16 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db.models import Max, Min
 
+from analytics.models import QualityScore, RollupDay
+from analytics.reports.base import ReportParams
+from analytics.reports.channels import ChannelReport
 from channels_app.models import Attribution, ChannelCost, Scan
 from contacts.calibration import calibrate
 from contacts.models import ConversionEvent, ExternalContact, FirstSource, RelationEvent
 from scrm import days
 from scrm.demo_history import demo_history_seed, demo_late_orders_import
 from scrm.demo_plan import HISTORY_DAYS, plan_history
+from scrm.management.commands import demo as demo_command
 from scrm.management.commands.demo import DEMO_USER, Command
 from scrm.wecom.models import Corp
 from scrm.wecom.sandbox.models import SandboxFollow
@@ -172,3 +178,58 @@ def test_demo_refuses_to_create_its_known_superuser_with_debug_off(db, settings)
         call_command("demo", "--no-history", "--addr", "127.0.0.1:not-a-port")
     assert not get_user_model().objects.filter(username=DEMO_USER).exists()
     assert not Corp.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_reports_show_the_history_when_the_console_says_it_is_written(demo_corp, monkeypatch):
+    """`make run`'s history thread refreshes the rollups and the ranking itself once the facts
+    are written (and again after the late orders), before it prints the banner: a manager who
+    opens /reports/ then sees the four weeks, not "not computed yet" until the next minute."""
+    corp = demo_corp
+    monkeypatch.setattr(demo_command, "_wait_for", lambda host, port: None)
+    monkeypatch.setattr(demo_command, "LATE_ORDERS_AFTER", 0)
+    monkeypatch.setattr(demo_command, "HISTORY_PAUSE", 0)
+    seeded = []
+
+    def seed(**kwargs):
+        seeded.append(demo_history_seed(**kwargs, volume=VOLUME))
+        return seeded[-1]
+
+    monkeypatch.setattr(demo_command, "demo_history_seed", seed)
+    before_late_orders = []
+
+    def late_orders(**kwargs):  # what the reports showed when the banner was first printed
+        before_late_orders.append(_history_totals(corp, seeded[0]))
+        return demo_late_orders_import(**kwargs, volume=VOLUME)
+
+    monkeypatch.setattr(demo_command, "demo_late_orders_import", late_orders)
+    console = io.StringIO()
+    command = Command(stdout=console, stderr=console)
+    command.banner = "BANNER"
+    command._history("127.0.0.1", 8000, corp)
+
+    lines = console.getvalue().splitlines()
+    assert "stopped" not in console.getvalue()
+    assert any("late orders arrived" in line for line in lines)
+    assert lines[-1] == "BANNER"
+    history = seeded[0]
+    ((computed_days, adds, revenue),) = before_late_orders
+    assert computed_days == (history.last_day - history.first_day).days + 1
+    assert adds == history.adds
+    assert revenue > 0
+    # The late orders revise their days before the console says they arrived.
+    after = _history_totals(corp, history)
+    assert after[:2] == (computed_days, adds)
+    assert after[2] > revenue
+    assert QualityScore.objects.filter(corp=corp).exists()  # ranked on the history's rollups
+
+
+def _history_totals(corp: Corp, history) -> tuple[int, int, Decimal]:
+    """The history's days computed (and not dirty), and the channel report's adds and revenue."""
+    computed = RollupDay.objects.filter(
+        corp=corp, day__gte=history.first_day, day__lte=history.last_day,
+        computed_at__isnull=False, dirty=False,
+    )  # fmt: skip
+    params = ReportParams(corp=corp, first=history.first_day, last=history.last_day)
+    totals = ChannelReport(params).calculate(rows=False).totals
+    return computed.count(), totals["adds"], totals["revenue"]

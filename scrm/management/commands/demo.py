@@ -4,6 +4,8 @@ import random
 import socket
 import threading
 import time
+from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -59,6 +61,11 @@ class Command(BaseCommand):
         "Serve the demo: an operator login, a sandbox corp with channels and live codes, and "
         "customers flowing in through real encrypted callbacks (SQLite, Celery eager)."
     )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._report_lock = threading.Lock()  # the report work of two threads, one at a time
+        self._ranked_hour: datetime | None = None
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--addr", default="127.0.0.1:8000")
@@ -195,6 +202,9 @@ class Command(BaseCommand):
                 progress=lambda text: self.stdout.write(f"Demo history: {text}"),
             )  # fmt: skip
             if report.written:
+                # The reports show the history by the time the banner says it is written,
+                # not at the next minute's refresh.
+                self._report_round(corp)
                 self.stdout.write(self.style.SUCCESS(f"Demo history written: {report}"))
                 self.stdout.write(self.banner)  # again, below the history's lines
             else:
@@ -203,6 +213,7 @@ class Command(BaseCommand):
             time.sleep(LATE_ORDERS_AFTER)
             late = demo_late_orders_import(corp=corp)
             if late:
+                self._report_round(corp)  # the revised days, before the console says so
                 self.stdout.write(f"Demo history: {late} late orders arrived (dated days ago)")
                 self.stdout.write(self.banner)  # the login stays the last thing on the console
         except Exception as exc:  # the demo's history must never take the server down
@@ -218,24 +229,29 @@ class Command(BaseCommand):
         quiet = _QuietThread(ROLLUPS_THREAD)
         for handler in logging.getLogger().handlers:
             handler.addFilter(quiet)
-        ranked_hour = None
         while True:
             try:
-                rebuilt = rollups_refresh(corp=corp)
-                surge_check_task(corp.pk)
-                hour = timezone.now().replace(minute=0, second=0, microsecond=0)
-                # Hourly as beat does, and again whenever the figures moved (the history
-                # arriving, the live customers): the demo's ranking is never of empty rollups.
-                if hour != ranked_hour:  # beat's daily refresh of WeCom's reply times
-                    staff_reply_times_refresh_task(corp.pk)
-                if rebuilt or hour != ranked_hour:
-                    quality_scores_compute_task(corp.pk)
-                    ranked_hour = hour
+                self._report_round(corp)
             except Exception as exc:  # the reports must never take the server down
                 self.stderr.write(f"demo report refresh failed: {exc!r}")
             finally:
                 connection.close()
             time.sleep(ROLLUPS_EVERY)
+
+    def _report_round(self, corp: Corp) -> None:
+        """One round of the beat's report work: the rollups' refresh, the surge check and, hourly
+        or whenever the figures moved (the history arriving, the live customers), the channel
+        ranking, so the demo's ranking is never of empty rollups. One round at a time: the
+        history's thread runs one as soon as its facts are written."""
+        with self._report_lock:
+            rebuilt = rollups_refresh(corp=corp)
+            surge_check_task(corp.pk)
+            hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+            if hour != self._ranked_hour:  # beat's daily refresh of WeCom's reply times
+                staff_reply_times_refresh_task(corp.pk)
+            if rebuilt or hour != self._ranked_hour:
+                quality_scores_compute_task(corp.pk)
+                self._ranked_hour = hour
 
     def _feed(self, host: str, port: int, base: str, landing: str, states: list[str],
               initial: int, every: float, banner: str) -> None:  # fmt: skip
